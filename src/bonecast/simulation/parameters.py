@@ -1,0 +1,224 @@
+"""The AIBL-2C parameter set: typed, documented, loaded from a data file shipped in the package.
+
+Every value carries its unit and its source (model.md section 7). The code states which
+parameters the model needs and in which unit (:data:`PARAMETER_UNITS`); the data file supplies
+the values and sources, and loading fails loudly if a name or a unit disagrees. A calibrated
+parameter set is the same file format with different values and a filled-in ``provenance``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bonecast.simulation.drugs import AROMATASE_INHIBITORS, BISPHOSPHONATES
+
+SITES: tuple[str, ...] = ("lumbar_spine", "total_hip", "femoral_neck")
+"""DXA sites the model reports, in a fixed order."""
+
+DEFAULT_PARAMETER_FILE = "aibl2c_start.yaml"
+
+
+def _bp_units() -> dict[str, str]:
+    units: dict[str, str] = {}
+    for drug in BISPHOSPHONATES:
+        units[f"bp.{drug}.f_oral"] = "1"
+        units[f"bp.{drug}.f_bone"] = "1"
+        units[f"bp.{drug}.ec50_mg"] = "mg"
+    return units
+
+
+PARAMETER_UNITS: dict[str, str] = {
+    "e2_post_pg_ml": "pg/mL",
+    "e2_pre_pg_ml": "pg/mL",
+    "menopause_width_years": "year",
+    **{f"ai.{drug}.suppression": "1" for drug in AROMATASE_INHIBITORS},
+    "ec50_e2_pg_ml": "pg/mL",
+    "n_e": "1",
+    "epsilon_T": "1",
+    "tau_T": "1",
+    "k_T_per_day": "1/day",
+    "alpha_L": "1",
+    "alpha_O": "1",
+    "theta_O": "1",
+    "theta_K": "1",
+    "kappa_L": "1",
+    "theta_D_per_nM": "1/nM",
+    "denosumab_mw_kda": "kDa",
+    "k_p_per_day": "1/day",
+    "k_c_per_day": "1/day",
+    "s_L": "1",
+    "k_q_per_day": "1/day",
+    "k_b_per_day": "1/day",
+    "gamma_T": "1",
+    "emax_bp": "1",
+    "n_bp": "1",
+    "rho_t_per_year": "1/year",
+    "rho_c_per_year": "1/year",
+    "delta0_t": "1",
+    "delta0_c": "1",
+    "deltaE_t": "1",
+    "deltaE_c": "1",
+    "nu": "1",
+    "m_p": "1",
+    "kappa_per_year": "1/year",
+    **{f"f_{site}": "1" for site in SITES},
+    "m_life": "1",
+    **_bp_units(),
+    "bp_surface_half_life_days": "day",
+    "bp_burial_share": "1",
+    "bp_release_per_year": "1/year",
+    "den.ka_per_day": "1/day",
+    "den.f_sc": "1",
+    "den.vc_l": "L",
+    "den.vp_l": "L",
+    "den.q_l_per_day": "L/day",
+    "den.cl_l_per_day": "L/day",
+    "den.vmax_mg_per_day": "mg/day",
+    "den.km_mg_l": "mg/L",
+}
+"""Every parameter the model reads, with the unit the equations expect."""
+
+
+class Parameter(BaseModel):
+    """One model parameter: value, unit and where the number comes from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float
+    unit: str
+    symbol: str
+    description: str
+    source: str
+    calibrate: bool = False
+    prior: tuple[float, float] | None = None
+
+
+class ReferenceBMD(BaseModel):
+    """Young-adult reference BMD of one site, for T-scores (g/cm2)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mean_g_cm2: float = Field(gt=0)
+    sd_g_cm2: float = Field(gt=0)
+    source: str
+
+
+class Variability(BaseModel):
+    """Between-patient variability of one parameter (or a correlated group)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    parameters: tuple[str, ...] = Field(min_length=1)
+    distribution: Literal["lognormal", "logitnormal"]
+    cv: float | None = Field(default=None, gt=0)
+    sd: float | None = Field(default=None, gt=0)
+    correlation: float | None = Field(default=None, ge=-1, le=1)
+    source: str
+
+    @model_validator(mode="after")
+    def _spread_given(self) -> Variability:
+        if self.distribution == "lognormal" and self.cv is None:
+            raise ValueError(f"{self.parameters}: a lognormal variability needs 'cv'")
+        if self.distribution == "logitnormal" and self.sd is None:
+            raise ValueError(f"{self.parameters}: a logit-normal variability needs 'sd'")
+        return self
+
+
+class SourcedValue(BaseModel):
+    """A number with its source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float = Field(ge=0)
+    source: str
+
+
+class ParameterSet(BaseModel):
+    """A complete, versioned AIBL-2C parameter set with its provenance."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: str
+    description: str
+    provenance: dict[str, object]
+    parameters: dict[str, Parameter]
+    reference_bmd: dict[str, ReferenceBMD]
+    variability: tuple[Variability, ...]
+    within_subject: dict[str, SourcedValue]
+    residual_error_pp: dict[str, SourcedValue]
+
+    @model_validator(mode="after")
+    def _complete_and_in_units(self) -> ParameterSet:
+        missing = sorted(set(PARAMETER_UNITS) - set(self.parameters))
+        unknown = sorted(set(self.parameters) - set(PARAMETER_UNITS))
+        if missing or unknown:
+            raise ValueError(f"parameter set: missing {missing}, unknown {unknown}")
+        for name, entry in self.parameters.items():
+            if entry.unit != PARAMETER_UNITS[name]:
+                raise ValueError(
+                    f"parameter {name!r}: unit {entry.unit!r}, the model expects "
+                    f"{PARAMETER_UNITS[name]!r}"
+                )
+        for where, mapping in (
+            ("reference_bmd", self.reference_bmd),
+            ("residual_error_pp", self.residual_error_pp),
+        ):
+            if set(mapping) != set(SITES):
+                raise ValueError(f"{where}: needs exactly the sites {list(SITES)}")
+        for item in self.variability:
+            for name in item.parameters:
+                if name not in PARAMETER_UNITS:
+                    raise ValueError(f"variability: unknown parameter {name!r}")
+        if "oral_absorption_cv" not in self.within_subject:
+            raise ValueError("within_subject: needs 'oral_absorption_cv'")
+        return self
+
+    def values(self) -> dict[str, float]:
+        """Plain name -> value mapping (units as in :data:`PARAMETER_UNITS`)."""
+        return {name: entry.value for name, entry in self.parameters.items()}
+
+    def with_values(self, **changes: float) -> ParameterSet:
+        """A copy with some values replaced (names as in the file; dots allowed via ``**{}``)."""
+        unknown = sorted(set(changes) - set(self.parameters))
+        if unknown:
+            raise KeyError(f"unknown parameters {unknown}")
+        params = {
+            name: entry.model_copy(update={"value": float(changes[name])})
+            if name in changes
+            else entry
+            for name, entry in self.parameters.items()
+        }
+        return self.model_copy(update={"parameters": params})
+
+    def digest(self) -> str:
+        """SHA-256 of the parameter values, to tie results to the parameters that made them."""
+        text = ";".join(f"{k}={v.value!r}" for k, v in sorted(self.parameters.items()))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_parameter_set(path: str | Path | None = None) -> ParameterSet:
+    """Load a parameter set from ``path`` (YAML), or bonecast's default one when ``None``."""
+    if path is None:
+        return default_parameter_set()
+    with open(path, encoding="utf-8") as handle:
+        return ParameterSet.model_validate(yaml.safe_load(handle))
+
+
+@cache
+def default_parameter_set() -> ParameterSet:
+    """The parameter set shipped with bonecast (cached; the object is immutable)."""
+    text = (
+        resources.files("bonecast.simulation")
+        .joinpath("data")
+        .joinpath(DEFAULT_PARAMETER_FILE)
+        .read_text(encoding="utf-8")
+    )
+    return ParameterSet.model_validate(yaml.safe_load(text))

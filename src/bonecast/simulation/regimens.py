@@ -1,0 +1,298 @@
+"""Treatment plans and their compilation into per-day exposures and dose events.
+
+A :class:`Treatment` is one drug given from a start (a month, or the first check at which a
+:class:`StartRule` fires) to a stop month. :class:`CompiledRegimen` turns a list of treatments
+into what the integrator needs each day: exposures (aromatase-inhibitor suppression, ovarian
+suppression, tamoxifen) and dose events added to the drug states.
+
+Choices (model.md leaves them open):
+
+* Months become days as ``round(month * 365.25 / 12)``; dose ``j`` falls on day
+  ``round(start + j * interval_days)`` and every dose day is strictly before the stop day.
+* ``adherence`` of an oral *dosed* drug (bisphosphonate) is the probability that each dose is
+  taken (a Bernoulli draw per dose), and each taken dose has a lognormal absorption factor
+  (within-subject CV, model.md section 9). For a daily *exposure* drug (aromatase inhibitor,
+  tamoxifen) with long half-lives, adherence scales the exposure (mean fraction of doses taken).
+* A :class:`StartRule` checks the patient's lowest simulated T-score (lumbar spine, total hip,
+  femoral neck) at its first check month and then every ``check_every_months``; the drug starts
+  on the first check day at which it is below the threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bonecast.simulation.drugs import DRUGS, DrugClass, Route
+from bonecast.simulation.model import DAYS_PER_MONTH, Array, ModelConstants, ModelInputs, ModelState
+from bonecast.simulation.randomness import Stream, standard_normal, uniform
+
+NEVER = np.iinfo(np.int64).max // 4
+"""A day that is never reached (no dose pending, rule not fired)."""
+
+
+def month_to_day(month: float) -> int:
+    """Trial month -> model day (rounded to a whole day)."""
+    return int(round(month * DAYS_PER_MONTH))
+
+
+class StartRule(BaseModel):
+    """Start a drug when the lowest T-score falls below ``t_score_below``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    t_score_below: float = Field(ge=-6.0, le=6.0)
+    check_every_months: float = Field(gt=0, le=120)
+    first_check_month: float = Field(default=0.0, ge=0)
+
+
+class Treatment(BaseModel):
+    """One drug in a plan: dose in mg every ``interval_days``, from a start to a stop month.
+
+    ``stop_month=None`` means until the end of the simulation; ``start_when`` replaces
+    ``start_month`` for a start triggered by a T-score rule.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    drug: str
+    dose_mg: float = Field(gt=0, allow_inf_nan=False)
+    interval_days: float = Field(gt=0, allow_inf_nan=False)
+    start_month: float | None = Field(default=None, ge=0)
+    stop_month: float | None = Field(default=None, gt=0)
+    route: Route | None = None
+    adherence: float = Field(default=1.0, gt=0.0, le=1.0)
+    start_when: StartRule | None = None
+
+    @field_validator("drug")
+    @classmethod
+    def _known_drug(cls, name: str) -> str:
+        if name not in DRUGS:
+            raise ValueError(f"unknown drug {name!r}; accepted: {', '.join(DRUGS)}")
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Treatment:
+        drug = DRUGS[self.drug]
+        route = self.route or drug.default_route
+        if route not in drug.routes:
+            accepted = ", ".join(r.value for r in drug.routes)
+            raise ValueError(f"route: {self.drug} is given {accepted}, not {route.value}")
+        object.__setattr__(self, "route", route)
+        if drug.is_exposure and not any(
+            math.isclose(r.dose_mg, self.dose_mg)
+            and math.isclose(r.interval_days, self.interval_days)
+            for r in drug.regimens
+        ):
+            accepted = " or ".join(
+                f"{r.dose_mg:g} mg every {r.interval_days:g} days" for r in drug.regimens
+            )
+            raise ValueError(
+                f"dose_mg/interval_days: the model represents {self.drug} at its standard "
+                f"dose only: {accepted}"
+            )
+        if self.start_month is None and self.start_when is None:
+            raise ValueError("start_month: missing; give start_month or start_when")
+        if self.start_month is not None and self.start_when is not None:
+            raise ValueError("start_month: give either start_month or start_when, not both")
+        first = self.first_month
+        if self.stop_month is not None and self.stop_month <= first:
+            raise ValueError(
+                f"stop_month: {self.stop_month:g} is not after the start (month {first:g})"
+            )
+        if self.adherence < 1.0 and route is not Route.ORAL:
+            raise ValueError(
+                f"adherence: applies to oral drugs only ({self.drug} is given {route.value})"
+            )
+        return self
+
+    @property
+    def first_month(self) -> float:
+        """The start month, or the first check month of a start rule."""
+        if self.start_when is not None:
+            return self.start_when.first_check_month
+        return self.start_month or 0.0
+
+    @property
+    def drug_class(self) -> DrugClass:
+        """The class of the drug (decides the model pathway)."""
+        return DRUGS[self.drug].drug_class
+
+    @property
+    def given_route(self) -> Route:
+        """The route (the drug's default when none was given)."""
+        return self.route or DRUGS[self.drug].default_route
+
+    def stop_day(self, horizon_days: int) -> int:
+        """First day the drug is no longer given."""
+        return horizon_days + 1 if self.stop_month is None else month_to_day(self.stop_month)
+
+
+def check_premenopausal_plan(treatments: Sequence[Treatment], horizon_months: float) -> None:
+    """Refuse an aromatase inhibitor in a premenopausal patient without ovarian suppression.
+
+    Ovarian feedback is not represented (model.md section 5), so every aromatase-inhibitor
+    period must lie inside a goserelin period.
+    """
+    ofs = [
+        (t.start_month, horizon_months if t.stop_month is None else t.stop_month)
+        for t in treatments
+        if t.drug_class is DrugClass.OVARIAN_SUPPRESSION and t.start_month is not None
+    ]
+    for t in treatments:
+        if t.drug_class is not DrugClass.AROMATASE_INHIBITOR:
+            continue
+        if t.start_month is None:
+            raise ValueError(
+                "start_when: an aromatase inhibitor in a premenopausal population needs a "
+                "fixed start_month inside ovarian suppression"
+            )
+        stop = horizon_months if t.stop_month is None else t.stop_month
+        if not any(lo <= t.start_month and stop <= hi for lo, hi in ofs):
+            raise ValueError(
+                f"treatments: {t.drug} in a premenopausal population needs goserelin (ovarian suppression) "
+                "covering the whole period; ovarian feedback is not modelled",
+            )
+
+
+class CompiledRegimen:
+    """Per-day exposures and dose events of a list of treatments for N patients.
+
+    ``patient_ids`` and ``seed`` key the per-dose random draws (adherence, absorption), so a
+    patient gets the same doses whatever other patients are simulated with her.
+    """
+
+    def __init__(
+        self,
+        treatments: Sequence[Treatment],
+        const: ModelConstants,
+        ai_suppression: dict[str, Array],
+        patient_ids: Array,
+        seed: int,
+        horizon_days: int,
+        oral_absorption_cv: float,
+    ) -> None:
+        self.treatments = tuple(treatments)
+        self.const = const
+        self.ai_suppression = ai_suppression
+        self.patient_ids = patient_ids.astype(np.int64)
+        self.seed = seed
+        self.horizon_days = horizon_days
+        self.absorption_sd = math.sqrt(math.log1p(oral_absorption_cv**2))
+        n = const.n
+        self.start_day = np.empty((len(self.treatments), n), dtype=np.int64)
+        self.next_dose_day = np.empty_like(self.start_day)
+        self.dose_count = np.zeros_like(self.start_day)
+        self.stop_day = np.array(
+            [t.stop_day(horizon_days) for t in self.treatments], dtype=np.int64
+        )
+        for i, t in enumerate(self.treatments):
+            first = NEVER if t.start_month is None else month_to_day(t.start_month)
+            self.start_day[i] = first
+            self.next_dose_day[i] = first if first < self.stop_day[i] else NEVER
+        self.rule_check_days = [
+            self._check_days(t.start_when, int(self.stop_day[i])) if t.start_when else frozenset()
+            for i, t in enumerate(self.treatments)
+        ]
+
+    @staticmethod
+    def _check_days(rule: StartRule, stop_day: int) -> frozenset[int]:
+        days, k = set(), 0
+        while True:
+            day = month_to_day(rule.first_check_month + k * rule.check_every_months)
+            if day >= stop_day:
+                return frozenset(days)
+            days.add(day)
+            k += 1
+
+    def check_start_rules(self, day: int, lowest_t_score: Callable[[], Array]) -> None:
+        """Fire start rules whose check falls on ``day`` (``lowest_t_score`` computed lazily)."""
+        scores: Array | None = None
+        for i, t in enumerate(self.treatments):
+            if t.start_when is None or day not in self.rule_check_days[i]:
+                continue
+            if scores is None:
+                scores = lowest_t_score()
+            fire = (self.start_day[i] == NEVER) & (scores < t.start_when.t_score_below)
+            self.start_day[i] = np.where(fire, day, self.start_day[i])
+            self.next_dose_day[i] = np.where(fire, day, self.next_dose_day[i])
+
+    def inputs(self, day: int) -> ModelInputs:
+        """Exposures on ``day`` (constant over the day)."""
+        n = self.const.n
+        ai = np.zeros(n)
+        ofs = np.zeros(n)
+        tam = np.zeros(n)
+        for i, t in enumerate(self.treatments):
+            cls = t.drug_class
+            if cls not in (
+                DrugClass.AROMATASE_INHIBITOR,
+                DrugClass.OVARIAN_SUPPRESSION,
+                DrugClass.SERM,
+            ):
+                continue
+            on = (self.start_day[i] <= day) & (day < self.stop_day[i])
+            exposure = on * t.adherence
+            if cls is DrugClass.AROMATASE_INHIBITOR:
+                ai = np.maximum(ai, exposure * self.ai_suppression[t.drug])
+            elif cls is DrugClass.OVARIAN_SUPPRESSION:
+                ofs = np.maximum(ofs, exposure)
+            else:
+                tam = np.maximum(tam, exposure)
+        return ModelInputs(ai_suppression=ai, ovarian_suppression=ofs, tamoxifen=tam)
+
+    def has_dose(self, day: int) -> bool:
+        """Whether any dose event falls on ``day`` (cheap check before :meth:`apply_doses`)."""
+        return bool(np.any(self.next_dose_day == day))
+
+    def apply_doses(self, day: int, state: ModelState) -> None:
+        """Add the doses that fall on ``day`` to ``state`` (in place)."""
+        const = self.const
+        for i, t in enumerate(self.treatments):
+            if t.drug_class not in (DrugClass.BISPHOSPHONATE, DrugClass.RANKL_ANTIBODY):
+                continue
+            due = self.next_dose_day[i] == day
+            if not due.any():
+                continue
+            count = self.dose_count[i]
+            amount = np.where(due, t.dose_mg, 0.0)
+            if t.given_route is Route.ORAL:
+                counter = count * 64 + i
+                taken = (
+                    uniform(self.seed, Stream.ADHERENCE, self.patient_ids, counter) < t.adherence
+                )
+                z = standard_normal(self.seed, Stream.ABSORPTION, self.patient_ids, counter)
+                factor = np.exp(self.absorption_sd * z - 0.5 * self.absorption_sd**2)
+                amount = amount * taken * factor
+            if t.drug_class is DrugClass.BISPHOSPHONATE:
+                k = const.bp_drugs.index(t.drug)
+                bioavailability = const.bp_f_oral[k] if t.given_route is Route.ORAL else 1.0
+                state.bp_surface_mg[k] += amount * bioavailability * const.bp_f_bone[k]
+            else:
+                state.den_depot_mg += amount * const.den_f_sc
+            count_new = count + due
+            self.dose_count[i] = count_new
+            next_day = np.rint(self.start_day[i] + count_new * t.interval_days).astype(np.int64)
+            next_day = np.where(next_day < self.stop_day[i], next_day, NEVER)
+            self.next_dose_day[i] = np.where(due, next_day, self.next_dose_day[i])
+
+    def input_change_days(self) -> list[int]:
+        """Days on which exposures may change or doses fall (fixed-start treatments only).
+
+        Used by the reference solver to integrate piecewise between events.
+        """
+        days: set[int] = set()
+        for i, t in enumerate(self.treatments):
+            if t.start_when is not None:
+                raise ValueError("the reference solver does not support start_when rules")
+            start, stop = int(self.start_day[i, 0]), int(self.stop_day[i])
+            days.update((start, stop))
+            if t.drug_class in (DrugClass.BISPHOSPHONATE, DrugClass.RANKL_ANTIBODY):
+                j = 0
+                while (day := int(round(start + j * t.interval_days))) < stop:
+                    days.add(day)
+                    j += 1
+        return sorted(d for d in days if 0 <= d < self.horizon_days)

@@ -1,0 +1,257 @@
+"""Integrators: the vectorised fast path and the ``solve_ivp`` reference path.
+
+:func:`simulate` advances all patients together with fixed-step exponential Euler (model.md 8.1);
+the only Python loop is over time. :func:`simulate_reference` integrates one patient with
+:func:`scipy.integrate.solve_ivp` between input events; tests use it to check the fast path.
+Both return a :class:`SimulationResult` and share the model (:mod:`bonecast.simulation.model`)
+and the regimen compiler, so they see the same doses and exposures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+from bonecast.simulation.drugs import DrugClass
+from bonecast.simulation.model import (
+    Array,
+    ModelConstants,
+    ModelState,
+    bmd_ratio,
+    denosumab_mg_l,
+    derivatives,
+    exponential_euler_step,
+    mineral,
+)
+from bonecast.simulation.parameters import SITES
+from bonecast.simulation.population import VirtualPopulation
+from bonecast.simulation.regimens import CompiledRegimen, Treatment
+
+ProgressCallback = Callable[[int], None]
+"""Called with the number of simulated days completed since the previous call."""
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Recorded trajectories of N patients at ``days`` (state at the start of each day, before
+    that day's doses).
+
+    ``bmd_ratio`` is (n_days, 3, N) in :data:`SITES` order, relative to baseline; ``osteoclasts``
+    and ``osteoblasts`` are the relative cell states (CTX/NTX and P1NP/BSAP proxies);
+    ``bp_bone_mg`` is surface + buried drug per bisphosphonate; ``denosumab_mg_l`` is the serum
+    concentration (mg/L = ug/mL).
+    """
+
+    days: Array
+    bmd_ratio: Array
+    osteoclasts: Array
+    osteoblasts: Array
+    bp_surface_mg: dict[str, Array]
+    bp_bone_mg: dict[str, Array]
+    denosumab_mg_l: Array
+    baseline_bmd_g_cm2: Array  # (3, N)
+    reference_mean_g_cm2: Array  # (3, 1)
+    reference_sd_g_cm2: Array  # (3, 1)
+
+    def bmd_pct_change(self, site: str) -> Array:
+        """% change of BMD at ``site`` from baseline, (n_days, N)."""
+        return 100.0 * (self.bmd_ratio[:, SITES.index(site)] - 1.0)
+
+    def bmd_g_cm2(self) -> Array:
+        """Absolute BMD (g/cm2), (n_days, 3, N)."""
+        return self.bmd_ratio * self.baseline_bmd_g_cm2
+
+    def t_scores(self) -> Array:
+        """T-scores, (n_days, 3, N), against the parameter set's young-adult references."""
+        return (self.bmd_g_cm2() - self.reference_mean_g_cm2) / self.reference_sd_g_cm2
+
+
+def _constants(population: VirtualPopulation, treatments: Sequence[Treatment]) -> ModelConstants:
+    bp_drugs = tuple(
+        dict.fromkeys(t.drug for t in treatments if t.drug_class is DrugClass.BISPHOSPHONATE)
+    )
+    return ModelConstants.from_values(population.values, population.n, population.fmp_day, bp_drugs)
+
+
+def _regimen(
+    population: VirtualPopulation,
+    treatments: Sequence[Treatment],
+    const: ModelConstants,
+    seed: int,
+    horizon_days: int,
+) -> CompiledRegimen:
+    ai = {
+        name.split(".")[1]: values
+        for name, values in population.values.items()
+        if name.startswith("ai.")
+    }
+    cv = population.parameter_set.within_subject["oral_absorption_cv"].value
+    return CompiledRegimen(treatments, const, ai, population.patient_ids, seed, horizon_days, cv)
+
+
+class _Recorder:
+    def __init__(self, const: ModelConstants, population: VirtualPopulation, days: Array) -> None:
+        self.const = const
+        self.population = population
+        self.days = days
+        self.rows: list[dict[str, Array]] = []
+
+    def record(self, state: ModelState, mineral0: Array) -> None:
+        total = state.bp_surface_mg + state.bp_buried_mg
+        self.rows.append(
+            {
+                "bmd": bmd_ratio(self.const, state, mineral0),
+                "c": state.c.copy(),
+                "b": state.b.copy(),
+                "den": denosumab_mg_l(self.const, state),
+                "bp_surface": state.bp_surface_mg.copy(),
+                "bp_total": total,
+            }
+        )
+
+    def result(self) -> SimulationResult:
+        ref = self.population.parameter_set.reference_bmd
+
+        def stack(key: str) -> Array:
+            return np.stack([row[key] for row in self.rows])
+
+        surface, total = stack("bp_surface"), stack("bp_total")
+        drugs = self.const.bp_drugs
+        return SimulationResult(
+            days=self.days,
+            bmd_ratio=stack("bmd"),
+            osteoclasts=stack("c"),
+            osteoblasts=stack("b"),
+            bp_surface_mg={d: surface[:, k] for k, d in enumerate(drugs)},
+            bp_bone_mg={d: total[:, k] for k, d in enumerate(drugs)},
+            denosumab_mg_l=stack("den"),
+            baseline_bmd_g_cm2=self.population.baseline_bmd_g_cm2,
+            reference_mean_g_cm2=np.array([[ref[s].mean_g_cm2] for s in SITES]),
+            reference_sd_g_cm2=np.array([[ref[s].sd_g_cm2] for s in SITES]),
+        )
+
+
+def _record_days(horizon_days: int, record_days: Sequence[int] | None) -> Array:
+    if record_days is None:
+        return np.arange(horizon_days + 1)
+    days = np.unique(np.asarray(record_days, dtype=np.int64))
+    if days.size == 0 or days[0] < 0 or days[-1] > horizon_days:
+        raise ValueError(f"record_days must lie in 0..{horizon_days}")
+    return days
+
+
+def simulate(
+    population: VirtualPopulation,
+    treatments: Sequence[Treatment],
+    horizon_days: int,
+    *,
+    seed: int = 0,
+    dt_days: float = 1.0,
+    record_days: Sequence[int] | None = None,
+    progress: ProgressCallback | None = None,
+) -> SimulationResult:
+    """Simulate every patient of ``population`` under ``treatments`` for ``horizon_days``.
+
+    ``dt_days`` must divide one day (1, 0.5, 0.1, ...). ``record_days`` (default: every day)
+    are the days whose state is kept. ``seed`` keys the per-dose draws (adherence, absorption).
+    """
+    steps_per_day = round(1.0 / dt_days)
+    if steps_per_day < 1 or abs(steps_per_day * dt_days - 1.0) > 1e-9:
+        raise ValueError(f"dt_days must divide one day, got {dt_days}")
+    days = _record_days(horizon_days, record_days)
+    const = _constants(population, treatments)
+    regimen = _regimen(population, treatments, const, seed, horizon_days)
+    state = ModelState.baseline(const)
+    mineral0 = mineral(const, state)
+    recorder = _Recorder(const, population, days)
+    wanted = set(days.tolist())
+    check_days = set().union(*regimen.rule_check_days) if regimen.rule_check_days else set()
+    reported = 0
+
+    def lowest_t_score() -> Array:
+        bmd = bmd_ratio(const, state, mineral0) * population.baseline_bmd_g_cm2
+        ref = population.parameter_set.reference_bmd
+        scores = [
+            (bmd[k] - ref[site].mean_g_cm2) / ref[site].sd_g_cm2 for k, site in enumerate(SITES)
+        ]
+        return np.asarray(np.min(scores, axis=0))
+
+    for day in range(horizon_days):
+        if day in check_days:
+            regimen.check_start_rules(day, lowest_t_score)
+        if day in wanted:
+            recorder.record(state, mineral0)
+        if regimen.has_dose(day):
+            regimen.apply_doses(day, state)
+        inputs = regimen.inputs(day)
+        for sub in range(steps_per_day):
+            state = exponential_euler_step(const, state, inputs, day + sub * dt_days, dt_days)
+        if progress is not None and (day + 1) % 30 == 0:
+            progress(day + 1 - reported)
+            reported = day + 1
+    if horizon_days in wanted:
+        recorder.record(state, mineral0)
+    if progress is not None and horizon_days > reported:
+        progress(horizon_days - reported)
+    return recorder.result()
+
+
+def simulate_reference(
+    population: VirtualPopulation,
+    treatments: Sequence[Treatment],
+    horizon_days: int,
+    *,
+    seed: int = 0,
+    record_days: Sequence[int] | None = None,
+    method: str = "LSODA",
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+) -> SimulationResult:
+    """Reference solution for one patient with :func:`scipy.integrate.solve_ivp`.
+
+    Integrates piecewise between the days on which exposures change or doses fall, applying the
+    same doses as :func:`simulate`. Start rules (``start_when``) are not supported here.
+    """
+    if population.n != 1:
+        raise ValueError("the reference solver simulates one patient at a time")
+    days = _record_days(horizon_days, record_days)
+    const = _constants(population, treatments)
+    regimen = _regimen(population, treatments, const, seed, horizon_days)
+    state = ModelState.baseline(const)
+    mineral0 = mineral(const, state)
+    n_bp = len(const.bp_drugs)
+    recorder = _Recorder(const, population, days)
+    events = sorted({0, *regimen.input_change_days()})
+    bounds = [*events, horizon_days]
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        if start in set(days.tolist()):
+            recorder.record(state, mineral0)
+        if regimen.has_dose(start):
+            regimen.apply_doses(start, state)
+        inputs = regimen.inputs(start)
+
+        def rhs(t: float, y: Array, inputs: object = inputs) -> Array:
+            s = ModelState.from_vector(y, n_bp)
+            return derivatives(const, s, inputs, t).to_vector()  # type: ignore[arg-type]
+
+        inner = days[(days > start) & (days < stop)]
+        sol = solve_ivp(
+            rhs,
+            (start, stop),
+            state.to_vector(),
+            method=method,
+            rtol=rtol,
+            atol=atol,
+            t_eval=np.append(inner, stop).astype(float),
+        )
+        if not sol.success:
+            raise RuntimeError(f"solve_ivp failed on days {start}-{stop}: {sol.message}")
+        for column in range(inner.size):
+            recorder.record(ModelState.from_vector(sol.y[:, column], n_bp), mineral0)
+        state = ModelState.from_vector(sol.y[:, -1], n_bp)
+    if horizon_days in set(days.tolist()):
+        recorder.record(state, mineral0)
+    return recorder.result()
