@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 from bonecast.simulation.parameters import SITES
 
 Array = NDArray[np.float64]
+IdArray = NDArray[np.int64]
 DAYS_PER_YEAR = 365.25
 """Days in a year (model.md section 0)."""
 DAYS_PER_MONTH = DAYS_PER_YEAR / 12.0
@@ -291,7 +292,8 @@ def mineral(const: ModelConstants, state: ModelState) -> Array:
 def bmd_ratio(const: ModelConstants, state: ModelState, mineral0: Array) -> Array:
     """Site BMD relative to baseline, (3, N) in :data:`SITES` order (model.md 6.5)."""
     rel = mineral(const, state) / mineral0
-    return const.f_site * rel[0] + (1.0 - const.f_site) * rel[1]
+    ratio: Array = const.f_site * rel[0] + (1.0 - const.f_site) * rel[1]
+    return ratio
 
 
 @dataclass(frozen=True)
@@ -423,8 +425,9 @@ def exponential_euler_step(
 
     Each scalar state: ``x <- x*exp(-k dt) + P*phi(k)``, with ``P`` and ``k`` frozen at the start
     of the step, except that the denosumab PK is advanced first (second order, see
-    :func:`_denosumab_step`) and the bone model sees its mid-step concentration. The young/old bone pair and each bisphosphonate's surface/buried pair are
-    linear for frozen coefficients and are advanced with their exact matrix exponential.
+    :func:`_denosumab_step`) and the bone model sees its mid-step concentration. The young/old
+    bone pair and each bisphosphonate's surface/buried pair are linear for frozen coefficients
+    and are advanced with their exact matrix exponential.
     """
     new = _denosumab_step(const, state, dt)
     # The bone model sees denosumab at the middle of the step (the PK is already advanced).

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.special import ndtr, ndtri
 
-from bonecast.simulation.model import DAYS_PER_MONTH, Array
+from bonecast.simulation.model import DAYS_PER_MONTH, Array, IdArray
 from bonecast.simulation.parameters import SITES, ParameterSet
 from bonecast.simulation.randomness import Stream, standard_normal
 
@@ -131,7 +131,7 @@ class PopulationSpec(BaseModel):
 class VirtualPopulation:
     """Sampled patients: ids, covariates and per-patient parameter values (model units)."""
 
-    patient_ids: Array
+    patient_ids: IdArray
     age_years: Array
     baseline_t_score: Array  # (3, N) in SITES order
     baseline_bmd_g_cm2: Array  # (3, N)
@@ -150,7 +150,7 @@ def _logit(x: float) -> float:
 
 
 def sample_parameters(
-    parameter_set: ParameterSet, patient_ids: Array, seed: int, variability: bool
+    parameter_set: ParameterSet, patient_ids: IdArray, seed: int, variability: bool
 ) -> dict[str, Array]:
     """Per-patient parameter values with between-patient variability (model.md section 9)."""
     n = patient_ids.size
@@ -231,7 +231,7 @@ def sample_population(
 
 
 def residual_error_pp(
-    parameter_set: ParameterSet, patient_ids: Array, seed: int, visit: int
+    parameter_set: ParameterSet, patient_ids: IdArray, seed: int, visit: int
 ) -> Array:
     """Per-visit DXA measurement error, (3, N) percentage points (model.md section 9)."""
     sds = np.array([[parameter_set.residual_error_pp[s].value] for s in SITES])

@@ -36,7 +36,9 @@ def _mix(z: NDArray[np.uint64]) -> NDArray[np.uint64]:
     return z ^ (z >> np.uint64(31))
 
 
-def _hash(seed: int, stream: int, patients: NDArray[np.int64], counter: NDArray[np.int64] | int):
+def _hash(
+    seed: int, stream: int, patients: NDArray[np.int64], counter: NDArray[np.int64] | int
+) -> NDArray[np.uint64]:
     key = np.full(np.shape(patients), np.uint64(seed & 0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
     for part in (
         np.uint64(stream),

@@ -27,7 +27,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bonecast.simulation.drugs import DRUGS, DrugClass, Route
-from bonecast.simulation.model import DAYS_PER_MONTH, Array, ModelConstants, ModelInputs, ModelState
+from bonecast.simulation.model import (
+    DAYS_PER_MONTH,
+    Array,
+    IdArray,
+    ModelConstants,
+    ModelInputs,
+    ModelState,
+)
 from bonecast.simulation.randomness import Stream, standard_normal, uniform
 
 NEVER = np.iinfo(np.int64).max // 4
@@ -36,7 +43,7 @@ NEVER = np.iinfo(np.int64).max // 4
 
 def month_to_day(month: float) -> int:
     """Trial month -> model day (rounded to a whole day)."""
-    return int(round(month * DAYS_PER_MONTH))
+    return round(month * DAYS_PER_MONTH)
 
 
 class StartRule(BaseModel):
@@ -153,8 +160,8 @@ def check_premenopausal_plan(treatments: Sequence[Treatment], horizon_months: fl
         stop = horizon_months if t.stop_month is None else t.stop_month
         if not any(lo <= t.start_month and stop <= hi for lo, hi in ofs):
             raise ValueError(
-                f"treatments: {t.drug} in a premenopausal population needs goserelin (ovarian suppression) "
-                "covering the whole period; ovarian feedback is not modelled",
+                f"treatments: {t.drug} in a premenopausal population needs goserelin (ovarian "
+                "suppression) covering the whole period; ovarian feedback is not modelled",
             )
 
 
@@ -170,7 +177,7 @@ class CompiledRegimen:
         treatments: Sequence[Treatment],
         const: ModelConstants,
         ai_suppression: dict[str, Array],
-        patient_ids: Array,
+        patient_ids: IdArray,
         seed: int,
         horizon_days: int,
         oral_absorption_cv: float,
@@ -200,7 +207,8 @@ class CompiledRegimen:
 
     @staticmethod
     def _check_days(rule: StartRule, stop_day: int) -> frozenset[int]:
-        days, k = set(), 0
+        days: set[int] = set()
+        k = 0
         while True:
             day = month_to_day(rule.first_check_month + k * rule.check_every_months)
             if day >= stop_day:
@@ -292,7 +300,7 @@ class CompiledRegimen:
             days.update((start, stop))
             if t.drug_class in (DrugClass.BISPHOSPHONATE, DrugClass.RANKL_ANTIBODY):
                 j = 0
-                while (day := int(round(start + j * t.interval_days))) < stop:
+                while (day := round(start + j * t.interval_days)) < stop:
                     days.add(day)
                     j += 1
         return sorted(d for d in days if 0 <= d < self.horizon_days)

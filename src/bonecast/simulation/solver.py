@@ -9,6 +9,7 @@ and the regimen compiler, so they see the same doses and exposures.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from scipy.integrate import solve_ivp
 from bonecast.simulation.drugs import DrugClass
 from bonecast.simulation.model import (
     Array,
+    IdArray,
     ModelConstants,
     ModelState,
     bmd_ratio,
@@ -45,7 +47,7 @@ class SimulationResult:
     concentration (mg/L = ug/mL).
     """
 
-    days: Array
+    days: IdArray
     bmd_ratio: Array
     osteoclasts: Array
     osteoblasts: Array
@@ -93,7 +95,7 @@ def _regimen(
 
 
 class _Recorder:
-    def __init__(self, const: ModelConstants, population: VirtualPopulation, days: Array) -> None:
+    def __init__(self, const: ModelConstants, population: VirtualPopulation, days: IdArray) -> None:
         self.const = const
         self.population = population
         self.days = days
@@ -134,9 +136,9 @@ class _Recorder:
         )
 
 
-def _record_days(horizon_days: int, record_days: Sequence[int] | None) -> Array:
+def _record_days(horizon_days: int, record_days: Sequence[int] | None) -> IdArray:
     if record_days is None:
-        return np.arange(horizon_days + 1)
+        return np.arange(horizon_days + 1, dtype=np.int64)
     days = np.unique(np.asarray(record_days, dtype=np.int64))
     if days.size == 0 or days[0] < 0 or days[-1] > horizon_days:
         raise ValueError(f"record_days must lie in 0..{horizon_days}")
@@ -226,7 +228,7 @@ def simulate_reference(
     recorder = _Recorder(const, population, days)
     events = sorted({0, *regimen.input_change_days()})
     bounds = [*events, horizon_days]
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, stop in itertools.pairwise(bounds):
         if start in set(days.tolist()):
             recorder.record(state, mineral0)
         if regimen.has_dose(start):

@@ -1,0 +1,384 @@
+"""Virtual trials: the trial specification (architecture.md contract), running it, summarising.
+
+A :class:`TrialSpec` is validated strictly (unknown keys, unknown drugs, negative doses, a stop
+before a start and missing fields are errors naming the field). :func:`run_trial` simulates every
+arm on the same virtual patients (common random numbers: arms differ only by treatment) in
+chunks, and returns a :class:`TrialResult` holding the contract's summary rows and monthly
+trajectories for plotting.
+
+Statistics: BMD rows are % change of *measured* BMD when variability is on (true BMD times a
+per-visit DXA error, model.md section 9), so their spread is comparable with trial data; marker
+rows are % change of the cell-state proxies (CTX and NTX: osteoclasts; P1NP and BSAP:
+osteoblasts) without assay error. With ``variability: false`` the trial is one typical patient
+(n = 1, no measurement error).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bonecast.simulation.model import Array
+from bonecast.simulation.parameters import SITES, ParameterSet, default_parameter_set
+from bonecast.simulation.population import (
+    PopulationSpec,
+    VirtualPopulation,
+    residual_error_pp,
+    sample_population,
+)
+from bonecast.simulation.regimens import Treatment, check_premenopausal_plan, month_to_day
+from bonecast.simulation.solver import SimulationResult, simulate
+
+Quantity = Literal["lumbar_spine", "total_hip", "femoral_neck", "ctx", "ntx", "p1np", "bsap"]
+QUANTITIES: tuple[str, ...] = Quantity.__args__  # type: ignore[attr-defined]
+"""Quantities a trial can report (BMD sites, then turnover markers)."""
+
+RESULT_COLUMNS = (
+    "arm",
+    "quantity",
+    "month_from",
+    "month",
+    "n",
+    "mean_pct_change",
+    "median_pct_change",
+    "sd",
+    "p05",
+    "p95",
+)
+"""Columns of the result CSV (architecture.md contract), in order."""
+
+CHUNK_SIZE = 20_000
+"""Patients simulated at once; results do not depend on it (counter-based randomness)."""
+
+
+class OutputSpec(BaseModel):
+    """What a trial reports: quantities at months (from baseline) and over intervals."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quantities: list[Quantity] = Field(min_length=1)
+    months: list[float] = Field(min_length=1)
+    intervals: list[tuple[float, float]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OutputSpec:
+        for i, month in enumerate(self.months):
+            if not 0 <= month <= 600:
+                raise ValueError(f"months[{i}]: {month:g} is outside 0..600")
+        for i, (start, stop) in enumerate(self.intervals):
+            if not 0 <= start < stop <= 600:
+                raise ValueError(
+                    f"intervals[{i}]: [{start:g}, {stop:g}] needs 0 <= from < to <= 600"
+                )
+        return self
+
+    @property
+    def horizon_months(self) -> float:
+        """The last month any output needs."""
+        return max([*self.months, *(stop for _, stop in self.intervals)])
+
+
+class ArmSpec(BaseModel):
+    """One arm: a name and its treatments (none = untreated/placebo)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    treatments: list[Treatment] = Field(default_factory=list)
+
+
+class TrialSpec(BaseModel):
+    """A virtual trial (architecture.md, 'Trial specification')."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    seed: int = Field(default=0, ge=0)
+    population: PopulationSpec
+    arms: list[ArmSpec] = Field(min_length=1)
+    outputs: OutputSpec
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrialSpec:
+        names = [arm.name for arm in self.arms]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"arms: duplicate arm names {duplicates}")
+        if self.population.menopausal_status == "premenopausal":
+            for i, arm in enumerate(self.arms):
+                try:
+                    check_premenopausal_plan(arm.treatments, self.outputs.horizon_months)
+                except ValueError as error:
+                    raise ValueError(f"arms[{i}].{error}") from None
+        return self
+
+    @property
+    def horizon_days(self) -> int:
+        """Simulated days (up to the last month any output needs)."""
+        return month_to_day(self.outputs.horizon_months)
+
+
+class TrialSpecError(ValueError):
+    """A trial spec that cannot be run; ``problems`` lists 'field: what is accepted' lines."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(
+            f"invalid trial spec {source}:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+        self.problems = problems
+
+
+def _location(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part) in (
+            "float",
+            "int",
+            "Distribution",
+            "function-after[_bounds(), Distribution]",
+        ):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def describe_validation_error(error: ValidationError) -> list[str]:
+    """One readable line per problem: the field path, what is wrong, what was given."""
+    lines = []
+    for item in error.errors():
+        where = _location(item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (not part of the trial spec)"
+        given = item.get("input")
+        shown = (
+            ""
+            if item["type"] in ("missing", "extra_forbidden") or isinstance(given, dict)
+            else f" (given: {given!r})"
+        )
+        lines.append(f"{where}: {message}{shown}" if where else f"{message}{shown}")
+    return lines
+
+
+def parse_trial_spec(data: Any, source: str = "<spec>") -> TrialSpec:
+    """Validate a decoded spec (a mapping), raising :class:`TrialSpecError` on any problem."""
+    if not isinstance(data, dict):
+        raise TrialSpecError(source, ["the spec must be a mapping of keys to values"])
+    try:
+        return TrialSpec.model_validate(data)
+    except ValidationError as error:
+        raise TrialSpecError(source, describe_validation_error(error)) from None
+
+
+def load_trial_spec(path: str | Path) -> TrialSpec:
+    """Read and validate a trial spec from a YAML or JSON file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise TrialSpecError(str(path), [f"cannot read the file: {error.strerror}"]) from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as error:
+        raise TrialSpecError(str(path), [f"not valid YAML/JSON: {error}"]) from None
+    return parse_trial_spec(data, str(path))
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One row of the result CSV."""
+
+    arm: str
+    quantity: str
+    month_from: float
+    month: float
+    n: int
+    mean_pct_change: float
+    median_pct_change: float
+    sd: float
+    p05: float
+    p95: float
+
+    def as_csv(self) -> list[str]:
+        """The row as CSV fields (numbers with 4 decimals)."""
+
+        def num(x: float) -> str:
+            return f"{x:g}" if float(x).is_integer() else f"{x:.4f}"
+
+        return [
+            self.arm,
+            self.quantity,
+            num(self.month_from),
+            num(self.month),
+            str(self.n),
+            *(
+                f"{v:.4f}"
+                for v in (self.mean_pct_change, self.median_pct_change, self.sd, self.p05, self.p95)
+            ),
+        ]
+
+
+@dataclass(frozen=True)
+class Band:
+    """Mean and 5-95 % band of one quantity over time for one arm (% change from baseline)."""
+
+    months: Array
+    mean: Array
+    p05: Array
+    p95: Array
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What a trial produced: the contract's rows and monthly bands per arm and quantity."""
+
+    spec: TrialSpec
+    rows: list[SummaryRow]
+    bands: dict[str, dict[str, Band]]  # arm -> quantity -> band
+    parameter_set_name: str
+    parameter_digest: str
+
+    def write_csv(self, path: str | Path) -> None:
+        """Write the result CSV atomically (a partial file is never left behind)."""
+        write_rows_csv(path, self.rows)
+
+
+def write_rows_csv(path: str | Path, rows: Iterable[SummaryRow]) -> None:
+    """Write summary rows with the contract's header, atomically."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(RESULT_COLUMNS)
+            writer.writerows(row.as_csv() for row in rows)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _observed(
+    quantity: str,
+    sim: SimulationResult,
+    population: VirtualPopulation,
+    seed: int,
+    measured: bool,
+) -> Array:
+    """Per-visit values of ``quantity`` (n_days, N): BMD ratio with DXA error, or a cell state."""
+    if quantity in SITES:
+        values = sim.bmd_ratio[:, SITES.index(quantity)]
+        if not measured:
+            return values
+        k = SITES.index(quantity)
+        noise = np.stack(
+            [
+                residual_error_pp(population.parameter_set, population.patient_ids, seed, int(day))[
+                    k
+                ]
+                for day in sim.days
+            ]
+        )
+        return np.asarray(values * (1.0 + noise / 100.0))
+    return sim.osteoclasts if quantity in ("ctx", "ntx") else sim.osteoblasts
+
+
+def _summarise(values: Array) -> tuple[float, float, float, float, float]:
+    sd = float(np.std(values, ddof=1)) if values.size > 1 else 0.0
+    p05, median, p95 = np.percentile(values, [5, 50, 95])
+    return float(np.mean(values)), float(median), sd, float(p05), float(p95)
+
+
+def _scaled(progress: Callable[[int], None] | None, patients: int) -> Callable[[int], None] | None:
+    """Turn a simulator's day counts into patient-day counts for ``progress``."""
+    if progress is None:
+        return None
+    report = progress
+    return lambda days: report(days * patients)
+
+
+def run_trial(
+    spec: TrialSpec,
+    parameter_set: ParameterSet | None = None,
+    progress: Callable[[int], None] | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> TrialResult:
+    """Run every arm of ``spec`` and summarise it.
+
+    ``progress`` is called with simulated patient-days as they complete (for a progress bar;
+    the total is ``len(spec.arms) * n * spec.horizon_days``, n = 1 without variability).
+    """
+    params = parameter_set or default_parameter_set()
+    pop_spec = spec.population
+    n = pop_spec.n if pop_spec.variability else 1
+    horizon = spec.horizon_days
+    horizon_months = spec.outputs.horizon_months
+    grid_months = sorted(
+        {
+            *range(math.floor(horizon_months) + 1),
+            *spec.outputs.months,
+            *(m for pair in spec.outputs.intervals for m in pair),
+        }
+    )
+    day_of = {m: month_to_day(m) for m in grid_months}
+    record_days = sorted(set(day_of.values()))
+    column = {day: i for i, day in enumerate(record_days)}
+    measured = pop_spec.variability
+    # per arm, per quantity: (n_days, n) of per-visit values, filled chunk by chunk
+    visits = {
+        arm.name: {q: np.empty((len(record_days), n)) for q in spec.outputs.quantities}
+        for arm in spec.arms
+    }
+    for start in range(0, n, chunk_size):
+        stop = min(n, start + chunk_size)
+        population = sample_population(pop_spec, params, spec.seed, start, stop)
+        for arm in spec.arms:
+            sim = simulate(
+                population,
+                arm.treatments,
+                horizon,
+                seed=spec.seed,
+                record_days=record_days,
+                progress=_scaled(progress, stop - start),
+            )
+            for q in spec.outputs.quantities:
+                visits[arm.name][q][:, start:stop] = _observed(
+                    q, sim, population, spec.seed, measured
+                )
+    rows: list[SummaryRow] = []
+    bands: dict[str, dict[str, Band]] = {}
+    pairs = [(0.0, float(m)) for m in spec.outputs.months] + [
+        (float(a), float(b)) for a, b in spec.outputs.intervals
+    ]
+    months_axis = np.array(grid_months, dtype=float)
+    for arm in spec.arms:
+        bands[arm.name] = {}
+        for q in spec.outputs.quantities:
+            v = visits[arm.name][q]
+            for month_from, month in pairs:
+                change = 100.0 * (v[column[day_of[month]]] / v[column[day_of[month_from]]] - 1.0)
+                rows.append(SummaryRow(arm.name, q, month_from, month, n, *_summarise(change)))
+            from_baseline = 100.0 * (v / v[column[0]] - 1.0)
+            idx = [column[day_of[m]] for m in grid_months]
+            series = from_baseline[idx]
+            bands[arm.name][q] = Band(
+                months=months_axis,
+                mean=series.mean(axis=1),
+                p05=np.percentile(series, 5, axis=1),
+                p95=np.percentile(series, 95, axis=1),
+            )
+    return TrialResult(spec, rows, bands, params.name, params.digest())
