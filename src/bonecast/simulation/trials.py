@@ -234,7 +234,11 @@ class SummaryRow:
 
 @dataclass(frozen=True)
 class Band:
-    """Mean and 5-95 % band of one quantity over time for one arm (% change from baseline)."""
+    """Mean and 5-95 % band of one quantity over time for one arm (% change from baseline).
+
+    Bands show between-patient variability of the true (simulated) values, without the DXA
+    measurement error that the summary rows include.
+    """
 
     months: Array
     mean: Array
@@ -339,10 +343,9 @@ def run_trial(
     column = {day: i for i, day in enumerate(record_days)}
     measured = pop_spec.variability
     # per arm, per quantity: (n_days, n) of per-visit values, filled chunk by chunk
-    visits = {
-        arm.name: {q: np.empty((len(record_days), n)) for q in spec.outputs.quantities}
-        for arm in spec.arms
-    }
+    shape = (len(record_days), n)
+    visits = {arm.name: {q: np.empty(shape) for q in spec.outputs.quantities} for arm in spec.arms}
+    truth = {arm.name: {q: np.empty(shape) for q in spec.outputs.quantities} for arm in spec.arms}
     for start in range(0, n, chunk_size):
         stop = min(n, start + chunk_size)
         population = sample_population(pop_spec, params, spec.seed, start, stop)
@@ -359,6 +362,9 @@ def run_trial(
                 visits[arm.name][q][:, start:stop] = _observed(
                     q, sim, population, spec.seed, measured
                 )
+                truth[arm.name][q][:, start:stop] = _observed(
+                    q, sim, population, spec.seed, measured=False
+                )
     rows: list[SummaryRow] = []
     bands: dict[str, dict[str, Band]] = {}
     pairs = [(0.0, float(m)) for m in spec.outputs.months] + [
@@ -372,7 +378,8 @@ def run_trial(
             for month_from, month in pairs:
                 change = 100.0 * (v[column[day_of[month]]] / v[column[day_of[month_from]]] - 1.0)
                 rows.append(SummaryRow(arm.name, q, month_from, month, n, *_summarise(change)))
-            from_baseline = 100.0 * (v / v[column[0]] - 1.0)
+            true = truth[arm.name][q]
+            from_baseline = 100.0 * (true / true[column[0]] - 1.0)
             idx = [column[day_of[m]] for m in grid_months]
             series = from_baseline[idx]
             bands[arm.name][q] = Band(
