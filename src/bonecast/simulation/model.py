@@ -104,6 +104,10 @@ class ModelConstants:
     den_vmax_mg_per_day: Array
     den_km_mg_l: Array
     s_e0: Array  # untreated baseline estrogen-receptor activity at t = 0
+    e2_base_fixed: Array | None = None  # E2_base when no menopause falls in the simulation
+    step_cache: dict[tuple[str, float], tuple[Array, Array]] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def from_values(
@@ -183,7 +187,15 @@ class ModelConstants:
         partial = cls(**constants)  # type: ignore[arg-type]
         e2_0 = e2_base_pg_ml(partial, 0.0)
         s_e0 = estrogen_activity(partial, e2_0, np.zeros(n))
-        return cls(**{**constants, "s_e0": s_e0})  # type: ignore[arg-type]
+        fixed = e2_0 if np.all(np.isinf(partial.fmp_day)) else None
+        return cls(**{**constants, "s_e0": s_e0, "e2_base_fixed": fixed})  # type: ignore[arg-type]
+
+    def constant_rate_step(self, name: str, rate: Array, dt: float) -> tuple[Array, Array]:
+        """``(exp(-k dt), phi(k, dt))`` of a state whose loss rate ``k`` never changes (cached)."""
+        key = (name, dt)
+        if key not in self.step_cache:
+            self.step_cache[key] = (np.exp(-rate * dt), _phi(rate, dt))
+        return self.step_cache[key]
 
 
 @dataclass
@@ -260,6 +272,8 @@ class ModelInputs:
 
 def e2_base_pg_ml(const: ModelConstants, t_day: float) -> Array:
     """Untreated serum estradiol at time ``t_day`` (model.md section 5, natural menopause)."""
+    if const.e2_base_fixed is not None:
+        return const.e2_base_fixed
     with np.errstate(over="ignore"):
         logistic = 1.0 / (1.0 + np.exp((t_day - const.fmp_day) / const.menopause_width_days))
     return const.e2_post_pg_ml + (const.e2_pre_pg_ml - const.e2_post_pg_ml) * logistic
@@ -300,8 +314,8 @@ def bmd_ratio(const: ModelConstants, state: ModelState, mineral0: Array) -> Arra
 class Rates:
     """Production terms and loss rates (per day) of every equation at one instant."""
 
-    prod: dict[str, Array]  # scalar states: P in dx/dt = P - k*x
-    loss: dict[str, Array]  # scalar states: k
+    prod: dict[str, Array]  # cell and tamoxifen states: P in dx/dt = P - k*x
+    loss: dict[str, Array]  # cell and tamoxifen states: k
     bone_formation: Array  # (2, N) F_j, into the young pool
     bone_resorption_rate: Array  # (2, N) R_j / V_j, fractional loss of each pool
     bp_surface_loss: Array  # (n_bp, N) a: total loss rate of surface drug
@@ -311,6 +325,8 @@ class Rates:
 
 
 DENOSUMAB_STATES = ("den_depot_mg", "den_central_mg", "den_peripheral_mg")
+CONSTANT_RATE_STATES = ("p", "q", "b", "tamoxifen")
+"""States whose loss rate is a constant of the patient (their step factors are cached)."""
 SCALAR_STATES = ("p", "c", "q", "b", "tamoxifen", *DENOSUMAB_STATES)
 
 
@@ -369,7 +385,6 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
     formation = const.rho * state.b * (1.0 - deficit)
     # 6.6 bisphosphonate pools (frozen b, c over a step -> linear)
     k_s, f_bur, k_rel = const.bp_k_surface, const.bp_burial_share, const.bp_k_release
-    pk_prod, pk_loss = denosumab_rates(const, state)
     return Rates(
         prod={
             "p": const.k_p * rank_signal,
@@ -377,7 +392,6 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
             "q": const.k_q * state.c**const.gamma_T,
             "b": const.k_b * state.q,
             "tamoxifen": const.k_T * inputs.tamoxifen,
-            **pk_prod,
         },
         loss={
             "p": const.k_p,
@@ -385,7 +399,6 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
             "q": const.k_q,
             "b": const.k_b,
             "tamoxifen": const.k_T,
-            **pk_loss,
         },
         bone_formation=formation,
         bone_resorption_rate=resorption_rate,
@@ -401,7 +414,9 @@ def derivatives(
 ) -> ModelState:
     """Time derivatives of every state (per day), for the reference solver."""
     r = rates(const, state, inputs, t_day)
-    scalar = {name: r.prod[name] - r.loss[name] * getattr(state, name) for name in SCALAR_STATES}
+    pk_prod, pk_loss = denosumab_rates(const, state)
+    prod, loss = {**r.prod, **pk_prod}, {**r.loss, **pk_loss}
+    scalar = {name: prod[name] - loss[name] * getattr(state, name) for name in SCALAR_STATES}
     turnover = r.bone_resorption_rate
     return ModelState(
         **scalar,
@@ -435,8 +450,10 @@ def exponential_euler_step(
         state, den_central_mg=0.5 * (state.den_central_mg + new["den_central_mg"])
     )
     r = rates(const, middle, inputs, t_day)
-    for name in ("p", "c", "q", "b", "tamoxifen"):
-        new[name] = _exp_step(getattr(state, name), r.prod[name], r.loss[name], dt)
+    new["c"] = _exp_step(state.c, r.prod["c"], r.loss["c"], dt)
+    for name in CONSTANT_RATE_STATES:
+        decay, gain = const.constant_rate_step(name, r.loss[name], dt)
+        new[name] = getattr(state, name) * decay + r.prod[name] * gain
     # bone: dY = F - (kappa + r) Y ; dO = kappa Y - r O (triangular; kappa + r - r = kappa)
     turnover = r.bone_resorption_rate
     k_young = const.kappa + turnover
