@@ -44,17 +44,13 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 
 import bonecast
+from bonecast.progress import progress_bar
 from bonecast.simulation import (
     SITES,
     Distribution,
@@ -224,17 +220,6 @@ def peak_rss_bytes() -> int:
     """Peak resident set size of this process so far, bytes (``ru_maxrss``)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # KiB on Linux
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=errors,
-    )
 
 
 def _advance(progress: Progress, task: TaskID) -> Callable[[int], None]:
@@ -426,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     warm_up(singles[0], args.seed)
     timings: list[Timing] = []
-    with _progress() as progress:
+    with progress_bar(errors) as progress:
         rss_before = peak_rss_bytes()
         fast, seconds = run_vectorised(population, horizon, args.seed, days, progress, "vectorised")
         rss_after = peak_rss_bytes()

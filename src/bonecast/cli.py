@@ -13,17 +13,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from bonecast import DISCLAIMER
+from bonecast.progress import progress_bar
 from bonecast.reports.plots import plot_trial
 from bonecast.simulation import (
     DRUGS,
@@ -94,15 +87,7 @@ def trial_run(
     params = _parameters(parameters)
     n = trial.population.n if trial.population.variability else 1
     total = len(trial.arms) * n * trial.horizon_days
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=errors,
-        transient=False,
-    ) as progress:
+    with progress_bar(errors) as progress:
         task = progress.add_task(
             f"{trial.name}: {len(trial.arms)} arms x {n} patients x {trial.horizon_days} days",
             total=total,

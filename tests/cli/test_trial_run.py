@@ -19,6 +19,14 @@ runner = CliRunner()
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "trials"
 
+ANASTROZOLE = {
+    "drug": "anastrozole",
+    "dose_mg": 1,
+    "interval_days": 1,
+    "start_month": 0,
+    "stop_month": 12,
+}
+
 SMALL_SPEC: dict[str, Any] = {
     "name": "small",
     "seed": 3,
@@ -33,25 +41,13 @@ SMALL_SPEC: dict[str, Any] = {
         {
             "name": "anastrozole",
             "treatments": [
-                {
-                    "drug": "anastrozole",
-                    "dose_mg": 1,
-                    "interval_days": 1,
-                    "start_month": 0,
-                    "stop_month": 12,
-                },
+                dict(ANASTROZOLE),
             ],
         },
         {
             "name": "anastrozole + zoledronic acid",
             "treatments": [
-                {
-                    "drug": "anastrozole",
-                    "dose_mg": 1,
-                    "interval_days": 1,
-                    "start_month": 0,
-                    "stop_month": 12,
-                },
+                dict(ANASTROZOLE),
                 {
                     "drug": "zoledronic_acid",
                     "dose_mg": 4,
