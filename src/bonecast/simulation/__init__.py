@@ -18,7 +18,12 @@ from bonecast.simulation.population import (
     sample_population,
 )
 from bonecast.simulation.regimens import StartRule, Treatment, month_to_day
-from bonecast.simulation.solver import SimulationResult, simulate, simulate_reference
+from bonecast.simulation.solver import (
+    SimulationResult,
+    simulate,
+    simulate_arms,
+    simulate_reference,
+)
 from bonecast.simulation.trials import (
     QUANTITIES,
     RESULT_COLUMNS,
@@ -58,5 +63,6 @@ __all__ = [
     "run_trial",
     "sample_population",
     "simulate",
+    "simulate_arms",
     "simulate_reference",
 ]

@@ -38,6 +38,7 @@ from bonecast.simulation.parameters import SITES
 
 Array = NDArray[np.float64]
 IdArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
 DAYS_PER_YEAR = 365.25
 """Days in a year (model.md section 0)."""
 DAYS_PER_MONTH = DAYS_PER_YEAR / 12.0

@@ -19,6 +19,7 @@ Choices (assumptions, stated here and in the closing note of issue 2):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -138,11 +139,39 @@ class VirtualPopulation:
     fmp_day: Array  # final menstrual period (-inf postmenopausal, +inf premenopausal)
     values: dict[str, Array]
     parameter_set: ParameterSet
+    variability: bool = True  # False: typical patients, doses at their expected values
 
     @property
     def n(self) -> int:
         """Number of patients."""
         return int(self.patient_ids.size)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[VirtualPopulation]) -> VirtualPopulation:
+        """Patients of several populations side by side (same parameter set and variability).
+
+        Patient ids are kept, so two parts sampled with the same seed share per-dose draws.
+        """
+        first = parts[0]
+        if any(
+            p.parameter_set is not first.parameter_set or p.variability != first.variability
+            for p in parts
+        ):
+            raise ValueError("populations to concatenate need one parameter set and variability")
+
+        def cat(get: Callable[[VirtualPopulation], Array]) -> Array:
+            return np.concatenate([get(p) for p in parts], axis=-1)
+
+        return cls(
+            patient_ids=np.concatenate([p.patient_ids for p in parts]),
+            age_years=cat(lambda p: p.age_years),
+            baseline_t_score=cat(lambda p: p.baseline_t_score),
+            baseline_bmd_g_cm2=cat(lambda p: p.baseline_bmd_g_cm2),
+            fmp_day=cat(lambda p: p.fmp_day),
+            values={name: cat(lambda p, k=name: p.values[k]) for name in first.values},  # type: ignore[misc]
+            parameter_set=first.parameter_set,
+            variability=first.variability,
+        )
 
 
 def _logit(x: float) -> float:
@@ -227,6 +256,7 @@ def sample_population(
         fmp_day=fmp,
         values=values,
         parameter_set=parameter_set,
+        variability=vary,
     )
 
 

@@ -30,6 +30,7 @@ from bonecast.simulation.drugs import DRUGS, DrugClass, Route
 from bonecast.simulation.model import (
     DAYS_PER_MONTH,
     Array,
+    BoolArray,
     IdArray,
     ModelConstants,
     ModelInputs,
@@ -169,7 +170,10 @@ class CompiledRegimen:
     """Per-day exposures and dose events of a list of treatments for N patients.
 
     ``patient_ids`` and ``seed`` key the per-dose random draws (adherence, absorption), so a
-    patient gets the same doses whatever other patients are simulated with her.
+    patient gets the same doses whatever other patients are simulated with her; ``slots`` (the
+    treatment's position within its arm) completes the key. ``applies_to`` restricts each
+    treatment to some patients (several arms simulated together). With ``stochastic`` false
+    (typical patients) an oral dose is its expected value: dose x adherence, mean absorption.
     """
 
     def __init__(
@@ -181,15 +185,25 @@ class CompiledRegimen:
         seed: int,
         horizon_days: int,
         oral_absorption_cv: float,
+        applies_to: Sequence[BoolArray] | None = None,
+        slots: Sequence[int] | None = None,
+        stochastic: bool = True,
     ) -> None:
         self.treatments = tuple(treatments)
+        n = const.n
+        self.applies = (
+            np.ones((len(self.treatments), n), dtype=bool)
+            if applies_to is None
+            else np.array(applies_to, dtype=bool).reshape(len(self.treatments), n)
+        )
+        self.slots = tuple(range(len(self.treatments))) if slots is None else tuple(slots)
+        self.stochastic = stochastic
         self.const = const
         self.ai_suppression = ai_suppression
         self.patient_ids = patient_ids.astype(np.int64)
         self.seed = seed
         self.horizon_days = horizon_days
         self.absorption_sd = math.sqrt(math.log1p(oral_absorption_cv**2))
-        n = const.n
         self.start_day = np.empty((len(self.treatments), n), dtype=np.int64)
         self.next_dose_day = np.empty_like(self.start_day)
         self.dose_count = np.zeros_like(self.start_day)
@@ -198,8 +212,9 @@ class CompiledRegimen:
         )
         for i, t in enumerate(self.treatments):
             first = NEVER if t.start_month is None else month_to_day(t.start_month)
-            self.start_day[i] = first
-            self.next_dose_day[i] = first if first < self.stop_day[i] else NEVER
+            first_dose = first if first < self.stop_day[i] else NEVER
+            self.start_day[i] = np.where(self.applies[i], first, NEVER)
+            self.next_dose_day[i] = np.where(self.applies[i], first_dose, NEVER)
         self.rule_check_days = [
             self._check_days(t.start_when, int(self.stop_day[i])) if t.start_when else frozenset()
             for i, t in enumerate(self.treatments)
@@ -224,7 +239,11 @@ class CompiledRegimen:
                 continue
             if scores is None:
                 scores = lowest_t_score()
-            fire = (self.start_day[i] == NEVER) & (scores < t.start_when.t_score_below)
+            fire = (
+                self.applies[i]
+                & (self.start_day[i] == NEVER)
+                & (scores < t.start_when.t_score_below)
+            )
             self.start_day[i] = np.where(fire, day, self.start_day[i])
             self.next_dose_day[i] = np.where(fire, day, self.next_dose_day[i])
 
@@ -267,8 +286,10 @@ class CompiledRegimen:
                 continue
             count = self.dose_count[i]
             amount = np.where(due, t.dose_mg, 0.0)
-            if t.given_route is Route.ORAL:
-                counter = count * 64 + i
+            if t.given_route is Route.ORAL and not self.stochastic:
+                amount = amount * t.adherence  # the expected dose of a typical patient
+            elif t.given_route is Route.ORAL:
+                counter = count * 64 + self.slots[i]
                 taken = (
                     uniform(self.seed, Stream.ADHERENCE, self.patient_ids, counter) < t.adherence
                 )

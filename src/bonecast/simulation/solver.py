@@ -80,7 +80,8 @@ def _constants(population: VirtualPopulation, treatments: Sequence[Treatment]) -
 
 def _regimen(
     population: VirtualPopulation,
-    treatments: Sequence[Treatment],
+    arms: Sequence[Sequence[Treatment]],
+    arm_of_patient: IdArray,
     const: ModelConstants,
     seed: int,
     horizon_days: int,
@@ -91,7 +92,18 @@ def _regimen(
         if name.startswith("ai.")
     }
     cv = population.parameter_set.within_subject["oral_absorption_cv"].value
-    return CompiledRegimen(treatments, const, ai, population.patient_ids, seed, horizon_days, cv)
+    return CompiledRegimen(
+        [t for arm in arms for t in arm],
+        const,
+        ai,
+        population.patient_ids,
+        seed,
+        horizon_days,
+        cv,
+        applies_to=[arm_of_patient == a for a, arm in enumerate(arms) for _ in arm],
+        slots=[k for arm in arms for k in range(len(arm))],
+        stochastic=population.variability,
+    )
 
 
 class _Recorder:
@@ -160,12 +172,39 @@ def simulate(
     ``dt_days`` must divide one day (1, 0.5, 0.1, ...). ``record_days`` (default: every day)
     are the days whose state is kept. ``seed`` keys the per-dose draws (adherence, absorption).
     """
+    return simulate_arms(
+        population,
+        [treatments],
+        np.zeros(population.n, dtype=np.int64),
+        horizon_days,
+        seed=seed,
+        dt_days=dt_days,
+        record_days=record_days,
+        progress=progress,
+    )
+
+
+def simulate_arms(
+    population: VirtualPopulation,
+    arms: Sequence[Sequence[Treatment]],
+    arm_of_patient: IdArray,
+    horizon_days: int,
+    *,
+    seed: int = 0,
+    dt_days: float = 1.0,
+    record_days: Sequence[int] | None = None,
+    progress: ProgressCallback | None = None,
+) -> SimulationResult:
+    """Like :func:`simulate`, with patient ``i`` treated by ``arms[arm_of_patient[i]]``.
+
+    Simulates several arms (or trials) in one vectorised run, e.g. for calibration.
+    """
     steps_per_day = round(1.0 / dt_days)
     if steps_per_day < 1 or abs(steps_per_day * dt_days - 1.0) > 1e-9:
         raise ValueError(f"dt_days must divide one day, got {dt_days}")
     days = _record_days(horizon_days, record_days)
-    const = _constants(population, treatments)
-    regimen = _regimen(population, treatments, const, seed, horizon_days)
+    const = _constants(population, [t for arm in arms for t in arm])
+    regimen = _regimen(population, arms, arm_of_patient, const, seed, horizon_days)
     state = ModelState.baseline(const)
     mineral0 = mineral(const, state)
     recorder = _Recorder(const, population, days)
@@ -221,7 +260,9 @@ def simulate_reference(
         raise ValueError("the reference solver simulates one patient at a time")
     days = _record_days(horizon_days, record_days)
     const = _constants(population, treatments)
-    regimen = _regimen(population, treatments, const, seed, horizon_days)
+    regimen = _regimen(
+        population, [treatments], np.zeros(1, dtype=np.int64), const, seed, horizon_days
+    )
     state = ModelState.baseline(const)
     mineral0 = mineral(const, state)
     n_bp = len(const.bp_drugs)

@@ -1,0 +1,83 @@
+"""Shared fixtures for the simulation and science tests.
+
+The "typical patient" is one virtual patient with every parameter at its typical (starting)
+value: ``PopulationSpec(n=1, menopausal_status=..., age_years=..., variability=False)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from bonecast.simulation import (
+    ParameterSet,
+    PopulationSpec,
+    Treatment,
+    VirtualPopulation,
+    default_parameter_set,
+    sample_population,
+)
+
+PatientFactory = Callable[..., VirtualPopulation]
+TreatmentFactory = Callable[..., Treatment]
+
+
+@pytest.fixture(scope="session")
+def params() -> ParameterSet:
+    """The default (starting, uncalibrated) parameter set shipped with bonecast."""
+    return default_parameter_set()
+
+
+@pytest.fixture(scope="session")
+def make_patient(params: ParameterSet) -> PatientFactory:
+    """Factory for one typical patient (no between-patient variability)."""
+
+    def make(
+        parameter_set: ParameterSet | None = None,
+        menopausal_status: str = "postmenopausal",
+        age_years: float = 64.0,
+        seed: int = 0,
+        **spec: Any,
+    ) -> VirtualPopulation:
+        population = PopulationSpec(
+            n=1,
+            menopausal_status=menopausal_status,  # type: ignore[arg-type]
+            age_years=age_years,
+            variability=False,
+            **spec,
+        )
+        return sample_population(population, parameter_set or params, seed=seed)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def typical_patient(make_patient: PatientFactory) -> VirtualPopulation:
+    """The typical 64-year-old postmenopausal patient."""
+    return make_patient()
+
+
+@pytest.fixture(scope="session")
+def tx() -> TreatmentFactory:
+    """Factory for a treatment started at ``start_month`` (default 0) and stopped at month 60."""
+
+    def make(
+        drug: str,
+        dose_mg: float,
+        interval_days: float,
+        start_month: float | None = 0.0,
+        stop_month: float | None = 60.0,
+        **extra: Any,
+    ) -> Treatment:
+        return Treatment(
+            drug=drug,
+            dose_mg=dose_mg,
+            interval_days=interval_days,
+            start_month=start_month,
+            stop_month=stop_month,
+            **extra,
+        )
+
+    return make
