@@ -215,6 +215,10 @@ class CompiledRegimen:
             first_dose = first if first < self.stop_day[i] else NEVER
             self.start_day[i] = np.where(self.applies[i], first, NEVER)
             self.next_dose_day[i] = np.where(self.applies[i], first_dose, NEVER)
+        self.change_days: set[int] = {int(d) for d in np.unique(self.start_day) if d != NEVER} | {
+            int(d) for d in self.stop_day
+        }
+        self._inputs: ModelInputs | None = None
         self.rule_check_days = [
             self._check_days(t.start_when, int(self.stop_day[i])) if t.start_when else frozenset()
             for i, t in enumerate(self.treatments)
@@ -246,9 +250,16 @@ class CompiledRegimen:
             )
             self.start_day[i] = np.where(fire, day, self.start_day[i])
             self.next_dose_day[i] = np.where(fire, day, self.next_dose_day[i])
+            if fire.any():
+                self.change_days.add(day)
 
     def inputs(self, day: int) -> ModelInputs:
-        """Exposures on ``day`` (constant over the day)."""
+        """Exposures on ``day`` (constant over the day; recomputed only on days they change)."""
+        if self._inputs is None or day in self.change_days:
+            self._inputs = self._exposures(day)
+        return self._inputs
+
+    def _exposures(self, day: int) -> ModelInputs:
         n = self.const.n
         ai = np.zeros(n)
         ofs = np.zeros(n)
