@@ -114,7 +114,9 @@ def test_denosumab_peak_against_the_label(one_denosumab_dose, path):
     conc = one_denosumab_dose[0 if path == "fast" else 1]
     cmax, tmax = conc.max(), int(conc.argmax())
     # within 2 SD of the label mean (6.75 +- 2 x 1.89 mcg/mL)
-    assert LABEL_CMAX_MG_L - 2 * LABEL_CMAX_SD_MG_L <= cmax <= LABEL_CMAX_MG_L + 2 * LABEL_CMAX_SD_MG_L
+    assert (
+        LABEL_CMAX_MG_L - 2 * LABEL_CMAX_SD_MG_L <= cmax <= LABEL_CMAX_MG_L + 2 * LABEL_CMAX_SD_MG_L
+    )
     # and within 5 % of what model.md 6.7 says these PK values give
     assert cmax == pytest.approx(MODEL_MD_CMAX_MG_L, rel=0.05)
     assert LABEL_TMAX_RANGE_DAYS[0] <= tmax <= LABEL_TMAX_RANGE_DAYS[1]
@@ -193,9 +195,7 @@ def test_any_iv_dose_lands_on_bone_in_proportion(make_patient, params, dose, dru
 @pytest.fixture(scope="module")
 def closed_zol(make_patient, params, tx):
     """One 4 mg dose with no elimination path: f_bur = 1 and f_bone = 1."""
-    closed = params.with_values(
-        **{"bp_burial_share": 1.0, "bp.zoledronic_acid.f_bone": 1.0}
-    )
+    closed = params.with_values(**{"bp_burial_share": 1.0, "bp.zoledronic_acid.f_bone": 1.0})
     return make_patient(parameter_set=closed), _single_zol(tx)
 
 
@@ -263,9 +263,14 @@ def test_bone_drug_error_shrinks_with_the_step(typical_patient, tx):
     horizon = month_to_day(24)
     ref = simulate_reference(typical_patient, plan, horizon).bp_surface_mg["zoledronic_acid"]
     errors = [
-        np.max(np.abs(simulate(typical_patient, plan, horizon, dt_days=dt).bp_surface_mg[
-            "zoledronic_acid"
-        ] - ref))
+        np.max(
+            np.abs(
+                simulate(typical_patient, plan, horizon, dt_days=dt).bp_surface_mg[
+                    "zoledronic_acid"
+                ]
+                - ref
+            )
+        )
         for dt in (1.0, 0.1)
     ]
     assert errors[1] < 0.2 * errors[0]
@@ -297,7 +302,9 @@ def test_varied_patients_take_the_expected_oral_dose_on_average(params, tx):
     Normalised by each patient's own bioavailability (between-patient lognormal F), the mean
     amount on bone per planned dose is adherence x 70 x 0.5 mg.
     """
-    spec = PopulationSpec(n=3000, menopausal_status="postmenopausal", age_years=64, variability=True)
+    spec = PopulationSpec(
+        n=3000, menopausal_status="postmenopausal", age_years=64, variability=True
+    )
     population = sample_population(spec, params, seed=5)
     plan = [tx("alendronate", 70.0, 7.0, 0, 1, adherence=0.7)]
     first = simulate(population, plan, 1, seed=2).bp_bone_mg["alendronate"][1]

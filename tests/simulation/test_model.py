@@ -256,7 +256,9 @@ def test_derivatives_match_the_specification(
         den_peripheral_mg=np.array([den[2]]),
     )
     inputs = ModelInputs(
-        ai_suppression=np.array([ai]), ovarian_suppression=np.array([ofs]), tamoxifen=np.array([tam])
+        ai_suppression=np.array([ai]),
+        ovarian_suppression=np.array([ofs]),
+        tamoxifen=np.array([tam]),
     )
     got = derivatives(const, state, inputs, 100.0)
     expected = _spec_rhs(
@@ -319,6 +321,12 @@ def test_linear_pair_step_is_the_matrix_exponential(x, y, a, d, e, g, dt):
 def test_linear_pair_step_conserves_mass_for_a_closed_pair(a, g, x, y):
     """With every loss going to the other pool (d = g, e = a) the total is unchanged."""
     new_x, new_y = _linear_pair_step(
-        np.array([x]), np.array([y]), np.array([a]), np.array([g]), np.array([a]), np.array([g]), 1.0
+        np.array([x]),
+        np.array([y]),
+        np.array([a]),
+        np.array([g]),
+        np.array([a]),
+        np.array([g]),
+        1.0,
     )
     assert float(new_x[0] + new_y[0]) == pytest.approx(x + y, rel=1e-13)

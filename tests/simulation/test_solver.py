@@ -14,6 +14,7 @@ from bonecast.simulation import (
     month_to_day,
     sample_population,
     simulate,
+    simulate_arms,
     simulate_reference,
 )
 
@@ -150,7 +151,9 @@ def test_patients_are_simulated_independently(params):
     together = simulate(sample_population(spec, params, seed=11), plan, 365, seed=5)
     for i in range(spec.n):
         alone = simulate(sample_population(spec, params, 11, i, i + 1), plan, 365, seed=5)
-        np.testing.assert_allclose(alone.bmd_ratio[:, :, 0], together.bmd_ratio[:, :, i], rtol=1e-13)
+        np.testing.assert_allclose(
+            alone.bmd_ratio[:, :, 0], together.bmd_ratio[:, :, i], rtol=1e-13
+        )
         np.testing.assert_allclose(
             alone.bp_bone_mg["risedronate"][:, 0],
             together.bp_bone_mg["risedronate"][:, i],
@@ -182,3 +185,30 @@ def test_result_helpers_are_consistent(params):
     np.testing.assert_allclose(
         result.t_scores()[-1, 0], population.baseline_t_score[0] - drop, atol=1e-12
     )
+
+
+def test_arms_simulated_together_equal_arms_simulated_apart(params):
+    """simulate_arms: patient i under arms[arm_of_patient[i]] is the same as simulate() alone."""
+    spec = PopulationSpec(
+        n=6,
+        menopausal_status="postmenopausal",
+        age_years=Distribution(mean=64, sd=8),
+        variability=True,
+    )
+    arms = [_plan(ANASTROZOLE), _plan(ANASTROZOLE, RISEDRONATE | {"adherence": 0.7})]
+    arm_of_patient = np.array([0, 1, 1, 0, 1, 0])
+    population = sample_population(spec, params, seed=11)
+    together = simulate_arms(population, arms, arm_of_patient, 365, seed=5)
+    for i, arm in enumerate(arm_of_patient):
+        alone = simulate(sample_population(spec, params, 11, i, i + 1), arms[arm], 365, seed=5)
+        np.testing.assert_allclose(
+            alone.bmd_ratio[:, :, 0], together.bmd_ratio[:, :, i], rtol=1e-13
+        )
+        np.testing.assert_allclose(alone.osteoclasts[:, 0], together.osteoclasts[:, i], rtol=1e-13)
+        risedronate = together.bp_bone_mg["risedronate"][:, i]
+        if arm == 1:
+            np.testing.assert_allclose(
+                alone.bp_bone_mg["risedronate"][:, 0], risedronate, rtol=1e-13
+            )
+        else:
+            assert np.all(risedronate == 0.0)

@@ -24,8 +24,8 @@ from bonecast.simulation.regimens import month_to_day
 from bonecast.simulation.solver import SimulationResult, simulate_arms
 from bonecast.simulation.trials import TrialSpec, load_trial_spec, run_trial
 
-ChangeGetter = Callable[[str, str, float, float, str], float]
-"""(arm, quantity, month_from, month_to, statistic) -> % change."""
+ChangeGetter = Callable[[str, str, str, float, float, str], float]
+"""(trial, arm, quantity, month_from, month_to, statistic) -> % change."""
 
 COMPOSITES = {
     "bmd_overall": ("lumbar_spine", "total_hip"),
@@ -41,7 +41,12 @@ def target_value(target: Target, change: ChangeGetter) -> float:
     def one(arm: str) -> float:
         parts = COMPOSITES.get(link.quantity, (link.quantity,))
         return float(
-            np.mean([change(arm, q, row.month_from, row.month_to, row.statistic) for q in parts])
+            np.mean(
+                [
+                    change(link.trial, arm, q, row.month_from, row.month_to, row.statistic)
+                    for q in parts
+                ]
+            )
         )
 
     value = float(np.mean([one(arm) for arm in link.arms]))
@@ -116,22 +121,22 @@ class TypicalBatch:
         )
         row_of_day = {day: i for i, day in enumerate(self.record_days)}
         series = {q: _relative(sim, q) for q in (*SITES, "ctx", "p1np")}
-        out = np.empty((k, len(self.targets)))
-        for block in range(k):
+        series["ntx"], series["bsap"] = series["ctx"], series["p1np"]
 
-            def change(arm: str, quantity: str, start: float, stop: float, _: str) -> float:
+        def reader(block: int) -> ChangeGetter:
+            def change(
+                trial: str, arm: str, quantity: str, start: float, stop: float, _: str
+            ) -> float:
                 col = block * n_cols + self.index[_Column(trial, arm)]
-                values = series[
-                    "ctx" if quantity == "ntx" else "p1np" if quantity == "bsap" else quantity
-                ]
-                a = values[row_of_day[self.day_of[start]], col]
-                b = values[row_of_day[self.day_of[stop]], col]
-                return float(100.0 * (b / a - 1.0))
+                before = series[quantity][row_of_day[self.day_of[start]], col]
+                after = series[quantity][row_of_day[self.day_of[stop]], col]
+                return float(100.0 * (after / before - 1.0))
 
-            for j, target in enumerate(self.targets):
-                trial = target.link.trial
-                out[block, j] = target_value(target, change)
-        return out
+            return change
+
+        return np.array(
+            [[target_value(t, reader(block)) for t in self.targets] for block in range(k)]
+        )
 
 
 def population_predictions(
@@ -145,20 +150,20 @@ def population_predictions(
 
     ``n_per_arm`` overrides the specs' population sizes (smaller for a quick run).
     """
-    out: dict[str, float] = {}
-    for trial, group in targets.by_trial().items():
+    rows = {}
+    for trial in targets.by_trial():
         spec = specs[trial]
         if n_per_arm is not None:
             spec = spec.model_copy(
                 update={"population": spec.population.model_copy(update={"n": n_per_arm})}
             )
         result = run_trial(spec, parameter_set, progress=progress)
-        rows = {(r.arm, r.quantity, r.month_from, r.month): r for r in result.rows}
+        rows.update({(trial, r.arm, r.quantity, r.month_from, r.month): r for r in result.rows})
 
-        def change(arm: str, quantity: str, start: float, stop: float, statistic: str) -> float:
-            row = rows[(arm, quantity, float(start), float(stop))]
-            return row.median_pct_change if statistic == "median" else row.mean_pct_change
+    def change(
+        trial: str, arm: str, quantity: str, start: float, stop: float, statistic: str
+    ) -> float:
+        row = rows[(trial, arm, quantity, float(start), float(stop))]
+        return row.median_pct_change if statistic == "median" else row.mean_pct_change
 
-        for target in group:
-            out[target.target_id] = target_value(target, change)
-    return out
+    return {t.target_id: target_value(t, change) for t in targets.targets}
