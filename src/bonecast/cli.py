@@ -18,6 +18,7 @@ from rich.table import Table
 from bonecast import DISCLAIMER
 from bonecast.progress import progress_bar
 from bonecast.reports.plots import plot_trial
+from bonecast.reports.validation_report import write_validation_report
 from bonecast.simulation import (
     DRUGS,
     TrialSpecError,
@@ -26,7 +27,11 @@ from bonecast.simulation import (
     load_trial_spec,
     run_trial,
 )
-from bonecast.simulation.parameters import ParameterSet
+from bonecast.simulation.calibration.fit import EXTERNAL_CHECKS, calibrate, write_calibration
+from bonecast.simulation.calibration.predictions import load_trial_specs
+from bonecast.simulation.calibration.targets import TargetSet, load_targets
+from bonecast.simulation.calibration.validation import patient_days, validate
+from bonecast.simulation.parameters import ParameterSet, start_parameter_set
 
 app = typer.Typer(
     help="bonecast: bone health under aromatase inhibitors. " + DISCLAIMER,
@@ -127,6 +132,118 @@ def trial_check(
         f"{spec}: valid ({len(trial.arms)} arms, {trial.population.n} patients per arm, "
         f"{trial.outputs.horizon_months:g} months)"
     )
+
+
+DEFAULT_CALIBRATION_TRIALS = Path("examples/trials/calibration")
+
+
+def _trials_folder(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise _fail(f"--trials: the folder {folder} does not exist (run from the repository root)")
+    return folder
+
+
+def _targets(path: Path | None) -> TargetSet:
+    try:
+        return load_targets(path)
+    except (OSError, ValueError) as error:
+        raise _fail(f"--targets: cannot use {path}: {error}") from None
+
+
+@app.command("calibrate")
+def calibrate_command(
+    out: Annotated[
+        Path, typer.Option("--out", help="Parameter set to write (YAML; posterior CSV beside it).")
+    ] = Path("results/calibration/aibl2c_calibrated.yaml"),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A few evaluations per stage (tests).")
+    ] = False,
+    trials: Annotated[
+        Path, typer.Option("--trials", help="Folder of the calibration trial specs.")
+    ] = DEFAULT_CALIBRATION_TRIALS,
+    targets_csv: Annotated[
+        Path | None, typer.Option("--targets", help="Targets CSV; default: bonecast's copy.")
+    ] = None,
+    start: Annotated[
+        Path | None, typer.Option("--start", help="Starting parameter set; default: model.md 7.")
+    ] = None,
+) -> None:
+    """Fit the calibrated parameters to the published targets (staged MAP with priors)."""
+    folder = _trials_folder(trials)
+    targets = _targets(targets_csv)
+    start_set = start_parameter_set() if start is None else _parameters(start)
+    if not out.parent.exists():
+        out.parent.mkdir(parents=True)
+    with progress_bar(errors) as progress:
+        task = progress.add_task("calibrating", total=None)
+        result = calibrate(
+            start_set,
+            targets,
+            folder,
+            quick=quick,
+            on_evaluation=lambda: progress.advance(task),
+            on_stage=lambda name: progress.update(task, description=f"stage {name}"),
+        )
+    posterior = write_calibration(result, out)
+    table = Table(
+        title=f"Calibration ({'quick' if quick else 'full'}), objective {result.objective:.3f}"
+    )
+    for column in ("stage", "targets", "objective before", "after", "evaluations"):
+        table.add_column(column)
+    for stage in result.stages:
+        table.add_row(
+            stage.name,
+            str(len(stage.targets)),
+            f"{stage.objective_start:.3f}",
+            f"{stage.objective_end:.3f}",
+            str(stage.evaluations),
+        )
+    console.print(table)
+    console.print(f"Wrote [bold]{out}[/] and its posterior sample [bold]{posterior}[/]")
+
+
+@app.command("validate")
+def validate_command(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the report.")] = Path(
+        "results/validation"
+    ),
+    parameters: Annotated[
+        Path | None, typer.Option("--parameters", help="Parameter set (YAML); default: bonecast's.")
+    ] = None,
+    trials: Annotated[
+        Path, typer.Option("--trials", help="Folder of the calibration trial specs.")
+    ] = DEFAULT_CALIBRATION_TRIALS,
+    n_per_arm: Annotated[
+        int | None, typer.Option("--n-per-arm", min=1, help="Override the specs' population sizes.")
+    ] = None,
+) -> None:
+    """Run every calibration trial and compare the model with each published target."""
+    folder = _trials_folder(trials)
+    params = _parameters(parameters)
+    targets = _targets(None)
+    specs = load_trial_specs(folder, sorted(targets.by_trial()))
+    with progress_bar(errors) as progress:
+        task = progress.add_task("validating", total=patient_days(specs, n_per_arm))
+        report = validate(
+            params,
+            targets,
+            folder,
+            n_per_arm=n_per_arm,
+            external=EXTERNAL_CHECKS,
+            progress=lambda k: progress.advance(task, k),
+        )
+    page = write_validation_report(report, out)
+    head = report.headline()
+    console.print(
+        f"{head['high_weight_pass']}/{head['high_weight_total']} high-weight targets within "
+        f"max(CI half-width, 1.0 pp); {head['all_pass']}/{head['all_total']} targets within "
+        f"max(CI half-width, 1.5 pp)"
+    )
+    for miss in report.misses():
+        diff = miss.difference_pp
+        shown = "wrong sign" if diff is None else f"{diff:+.2f} pp"
+        console.print(f"  miss {miss.target.target_id}: {shown}")
+    console.print(f"Report: [bold]{page}[/]")
 
 
 @app.command("drugs")

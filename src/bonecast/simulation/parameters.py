@@ -22,7 +22,10 @@ from bonecast.simulation.drugs import AROMATASE_INHIBITORS, BISPHOSPHONATES
 SITES: tuple[str, ...] = ("lumbar_spine", "total_hip", "femoral_neck")
 """DXA sites the model reports, in a fixed order."""
 
+START_PARAMETER_FILE = "aibl2c_start.yaml"
+"""Starting values of model.md section 7 (the calibration starts here)."""
 DEFAULT_PARAMETER_FILE = "aibl2c_start.yaml"
+"""The parameter set bonecast uses by default."""
 
 
 def _bp_units() -> dict[str, str]:
@@ -212,13 +215,23 @@ def load_parameter_set(path: str | Path | None = None) -> ParameterSet:
         return ParameterSet.model_validate(yaml.safe_load(handle))
 
 
-@cache
-def default_parameter_set() -> ParameterSet:
-    """The parameter set shipped with bonecast (cached; the object is immutable)."""
+def _packaged(name: str) -> ParameterSet:
     text = (
         resources.files("bonecast.simulation")
         .joinpath("data")
-        .joinpath(DEFAULT_PARAMETER_FILE)
+        .joinpath(name)
         .read_text(encoding="utf-8")
     )
     return ParameterSet.model_validate(yaml.safe_load(text))
+
+
+@cache
+def default_parameter_set() -> ParameterSet:
+    """The parameter set bonecast uses unless told otherwise (cached; immutable)."""
+    return _packaged(DEFAULT_PARAMETER_FILE)
+
+
+@cache
+def start_parameter_set() -> ParameterSet:
+    """The uncalibrated starting values of model.md section 7 (where calibration starts)."""
+    return _packaged(START_PARAMETER_FILE)

@@ -12,6 +12,8 @@ Method (choices documented here and in the closing note of issue 3):
 * **Stages** as in model.md 10.2: A natural progression, B estrogen deprivation and tamoxifen,
   C bisphosphonates, D denosumab, then a joint refit of everything. ABCSG-12's endocrine-only
   rows are an external check and never fitted.
+* **Robust loss** (soft L1): the trials disagree with one another by more than their stated
+  uncertainty (model.md 12.1, 10.1); a robust loss lets the fit follow the consistent majority.
 * **Statistic**: inside the optimiser each target is simulated for the typical patient of its
   trial (all trials and parameter perturbations in one vectorised run). The full mode then adds,
   per target, the offset between the population statistic the target reports (mean or median of
@@ -38,6 +40,7 @@ from bonecast.simulation.calibration.predictions import (
     TypicalBatch,
     load_trial_specs,
     population_predictions,
+    run_trials,
 )
 from bonecast.simulation.calibration.targets import Target, TargetSet, load_targets
 from bonecast.simulation.model import Array
@@ -47,6 +50,10 @@ EXTERNAL_CHECKS = ("B16", "B18_NOZA_M36", "B18_NOZA_M60")
 """ABCSG-12 endocrine-only rows: an external check of the estrogen response, never fitted."""
 NOT_FITTED = ("bp.alendronate.ec50_mg",)
 """Calibration parameters with no target that constrains them (model.md 12.9)."""
+ROBUST_LOSS = "soft_l1"
+"""Robust loss (scipy least_squares): residuals beyond one sigma count linearly, so a few trials
+that disagree with the rest (e.g. SABRE's small AI-alone loss vs ATAC) do not drag every other
+fit off its target."""
 DEFAULT_PRIOR_SD = {"log": 0.7, "logit": 1.0}
 """Prior SD on the transformed scale when the parameter file gives no prior range."""
 STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
@@ -251,6 +258,8 @@ def _fit(problem: _Problem, x0: Array, max_evaluations: int) -> tuple[Array, flo
         jac=problem.jacobian,
         bounds=(lower, upper),
         method="trf",
+        loss=ROBUST_LOSS,
+        f_scale=1.0,
         x_scale=1.0,
         xtol=1e-6,
         ftol=1e-7,
@@ -305,9 +314,7 @@ def calibrate(
     rounds = 0 if quick else 2
     for k in range(rounds):
         trial_set = start.with_values(**current)
-        population = population_predictions(
-            TargetSet(tuple(fitted), targets.sha256), specs, trial_set
-        )
+        population = population_predictions(fitted, run_trials(specs, trial_set))
         typical = TypicalBatch(fitted, specs, start).predict([current])[0]
         offsets = {t.target_id: population[t.target_id] - typical[i] for i, t in enumerate(fitted)}
         objective = run_stage(f"joint with population offsets ({k + 1})", list(free), fitted)

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bonecast.simulation.calibration.targets import Target, TargetSet
+from bonecast.simulation.calibration.targets import Target
 from bonecast.simulation.model import Array, IdArray
 from bonecast.simulation.parameters import SITES, ParameterSet
 from bonecast.simulation.population import VirtualPopulation, sample_population
 from bonecast.simulation.regimens import month_to_day
 from bonecast.simulation.solver import SimulationResult, simulate_arms
-from bonecast.simulation.trials import TrialSpec, load_trial_spec, run_trial
+from bonecast.simulation.trials import TrialResult, TrialSpec, load_trial_spec, run_trial
 
 ChangeGetter = Callable[[str, str, str, float, float, str], float]
 """(trial, arm, quantity, month_from, month_to, statistic) -> % change."""
@@ -139,26 +139,32 @@ class TypicalBatch:
         )
 
 
-def population_predictions(
-    targets: TargetSet,
+def run_trials(
     specs: Mapping[str, TrialSpec],
     parameter_set: ParameterSet,
     n_per_arm: int | None = None,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, float]:
-    """Each target's statistic (mean or median) over its trial's virtual population.
-
-    ``n_per_arm`` overrides the specs' population sizes (smaller for a quick run).
-    """
-    rows = {}
-    for trial in targets.by_trial():
-        spec = specs[trial]
+) -> dict[str, TrialResult]:
+    """Run every trial spec (``n_per_arm`` overrides the specs' population sizes)."""
+    results = {}
+    for name, spec in specs.items():
         if n_per_arm is not None:
             spec = spec.model_copy(
                 update={"population": spec.population.model_copy(update={"n": n_per_arm})}
             )
-        result = run_trial(spec, parameter_set, progress=progress)
-        rows.update({(trial, r.arm, r.quantity, r.month_from, r.month): r for r in result.rows})
+        results[name] = run_trial(spec, parameter_set, progress=progress)
+    return results
+
+
+def population_predictions(
+    targets: Sequence[Target], results: Mapping[str, TrialResult]
+) -> dict[str, float]:
+    """Each target's statistic (mean or median) over its trial's simulated population."""
+    rows = {
+        (trial, r.arm, r.quantity, r.month_from, r.month): r
+        for trial, result in results.items()
+        for r in result.rows
+    }
 
     def change(
         trial: str, arm: str, quantity: str, start: float, stop: float, statistic: str
@@ -166,4 +172,4 @@ def population_predictions(
         row = rows[(trial, arm, quantity, float(start), float(stop))]
         return row.median_pct_change if statistic == "median" else row.mean_pct_change
 
-    return {t.target_id: target_value(t, change) for t in targets.targets}
+    return {t.target_id: target_value(t, change) for t in targets}

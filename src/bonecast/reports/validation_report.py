@@ -1,0 +1,195 @@
+"""The validation report: target table (CSV), one figure per trial, an HTML summary."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from bonecast import DISCLAIMER
+from bonecast.reports.plots import TITLES
+from bonecast.simulation.calibration.validation import TargetCheck, ValidationReport
+
+TABLE_COLUMNS = (
+    "target_id",
+    "trial",
+    "arm",
+    "quantity",
+    "month_from",
+    "month_to",
+    "statistic",
+    "target_pct",
+    "model_pct",
+    "difference_pp",
+    "tolerance_pp",
+    "weight",
+    "verified",
+    "fitted",
+    "pass",
+    "reason_if_missed",
+)
+
+
+def _tolerance(check: TargetCheck) -> float:
+    return check.target.tolerance_pp(check.target.row.weight == "H")
+
+
+def _passes(check: TargetCheck) -> bool:
+    return check.passes(check.target.row.weight == "H")
+
+
+def write_table(report: ValidationReport, path: Path) -> None:
+    """One row per target: target vs model, difference, tolerance and pass flag."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(TABLE_COLUMNS)
+        for c in report.checks:
+            row, link = c.target.row, c.target.link
+            diff = c.difference_pp
+            writer.writerow(
+                [
+                    row.target_id,
+                    row.trial,
+                    " | ".join(link.arms) + (f" minus {link.minus}" if link.minus else ""),
+                    link.quantity,
+                    f"{row.month_from:g}",
+                    f"{row.month_to:g}",
+                    row.statistic,
+                    "" if row.value_pct is None else f"{row.value_pct:g}",
+                    f"{c.model_pct:.2f}",
+                    "" if diff is None else f"{diff:.2f}",
+                    f"{_tolerance(c):.2f}",
+                    row.weight,
+                    "yes" if row.verified else "no",
+                    "yes" if c.fitted else "no (external check)",
+                    "yes" if _passes(c) else "no",
+                    ""
+                    if _passes(c)
+                    else report.miss_reasons.get(row.target_id, "no reason recorded"),
+                ]
+            )
+
+
+def plot_trial_targets(report: ValidationReport, trial: str, path: Path) -> None:
+    """Simulated mean and 5-95 % band per arm, with the published points and error bars.
+
+    Change-from-baseline targets sit at their month; an interval target (month a -> b) is drawn
+    at month b anchored at the simulated arm mean at month a.
+    """
+    result = report.results[trial]
+    checks = [c for c in report.checks if c.target.link.trial == trial]
+    quantities = [q for q in result.spec.outputs.quantities]
+    fig, axes = plt.subplots(
+        1, len(quantities), figsize=(5.0 * len(quantities), 4.2), squeeze=False
+    )
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    arm_colour = {arm: colours[k % len(colours)] for k, arm in enumerate(result.bands)}
+    for ax, quantity in zip(axes.flat, quantities, strict=True):
+        for arm, bands in result.bands.items():
+            band = bands[quantity]
+            ax.fill_between(
+                band.months, band.p05, band.p95, color=arm_colour[arm], alpha=0.15, lw=0
+            )
+            ax.plot(band.months, band.mean, color=arm_colour[arm], lw=1.8, label=arm)
+        for c in checks:
+            row, link = c.target.row, c.target.link
+            if row.value_pct is None or link.minus is not None or link.quantity != quantity:
+                continue
+            arm = link.arms[0]
+            band = result.bands[arm][quantity]
+            anchor = 0.0
+            if row.month_from:
+                anchor = float(band.mean[list(band.months).index(row.month_from)])
+            y = anchor + row.value_pct
+            ax.errorbar(
+                row.month_to,
+                y,
+                yerr=_tolerance(c),
+                fmt="o" if _passes(c) else "X",
+                color=arm_colour.get(arm, "k"),
+                mec="k",
+                capsize=3,
+                ms=7,
+                zorder=5,
+            )
+            ax.annotate(
+                row.target_id,
+                (row.month_to, y),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+            )
+        ax.axhline(0, color="0.5", lw=0.7)
+        ax.set_title(TITLES.get(quantity, quantity))
+        ax.set_xlabel("month")
+        ax.set_ylabel("% change from baseline")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(
+        f"{result.spec.name}: model (band 5-95 %) vs published (o pass, x miss; bars = tolerance)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _summary(report: ValidationReport, check: TargetCheck) -> dict[str, object]:
+    row, link = check.target.row, check.target.link
+    ok = _passes(check)
+    diff = check.difference_pp
+    return {
+        "id": row.target_id,
+        "trial": row.trial,
+        "quantity": link.quantity,
+        "months": f"{row.month_from:g} -> {row.month_to:g}",
+        "statistic": row.statistic,
+        "target": "sign" if row.value_pct is None else f"{row.value_pct:g}",
+        "model": f"{check.model_pct:.2f}",
+        "diff": "" if diff is None else f"{diff:+.2f}",
+        "tolerance": f"{_tolerance(check):.2f}",
+        "weight": row.weight + ("" if row.verified else "*"),
+        "ok": ok,
+        "reason": "" if ok else report.miss_reasons.get(row.target_id, "no reason recorded"),
+    }
+
+
+def write_html(report: ValidationReport, path: Path, figures: dict[str, str], table: str) -> None:
+    """A short HTML summary: headline, misses with reasons, the full table and the figures."""
+    environment = Environment(
+        loader=PackageLoader("bonecast.reports", "templates"), autoescape=select_autoescape()
+    )
+    rows = [_summary(report, c) for c in report.checks]
+    params = report.parameter_set
+    page = environment.get_template("validation.html").render(
+        head=report.headline(),
+        params=params,
+        digest=params.digest(),
+        provenance=params.provenance,
+        table=table,
+        misses=[r for r in rows if not r["ok"]],
+        rows=rows,
+        figures=[{"title": report.results[t].spec.name, "file": f} for t, f in figures.items()],
+        disclaimer=DISCLAIMER,
+    )
+    path.write_text(page, encoding="utf-8")
+
+
+def write_validation_report(report: ValidationReport, folder: str | Path) -> Path:
+    """Write the table, figures and HTML summary into ``folder``; returns the HTML path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_table(report, folder / "validation_targets.csv")
+    figures = {}
+    for trial in report.results:
+        name = f"validation_{trial}.png"
+        plot_trial_targets(report, trial, folder / name)
+        figures[trial] = name
+    page = folder / "validation.html"
+    write_html(report, page, figures, "validation_targets.csv")
+    return page
