@@ -7,6 +7,7 @@ value: ``PopulationSpec(n=1, menopausal_status=..., age_years=..., variability=F
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -16,9 +17,12 @@ from bonecast.simulation import (
     PopulationSpec,
     Treatment,
     VirtualPopulation,
-    default_parameter_set,
+    load_parameter_set,
     sample_population,
 )
+
+START_PARAMETER_FILE = "aibl2c_start.yaml"
+"""The starting (uncalibrated) values of model.md section 7, shipped with the package."""
 
 PatientFactory = Callable[..., VirtualPopulation]
 TreatmentFactory = Callable[..., Treatment]
@@ -26,8 +30,14 @@ TreatmentFactory = Callable[..., Treatment]
 
 @pytest.fixture(scope="session")
 def params() -> ParameterSet:
-    """The default (starting, uncalibrated) parameter set shipped with bonecast."""
-    return default_parameter_set()
+    """The starting (uncalibrated) parameter set of model.md section 7.
+
+    Loaded from its file rather than through ``default_parameter_set()``, so that the tests keep
+    checking the starting values if the package's default later becomes a calibrated set.
+    """
+    data = resources.files("bonecast.simulation").joinpath("data", START_PARAMETER_FILE)
+    with resources.as_file(data) as path:
+        return load_parameter_set(path)
 
 
 @pytest.fixture(scope="session")

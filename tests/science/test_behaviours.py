@@ -357,3 +357,34 @@ def test_bone_recovers_after_ovarian_suppression_ends(premenopausal):
     -11.3 % at LS, UNVERIFIED recollection)."""
     ana = premenopausal["goserelin+anastrozole"]
     assert ana.change("lumbar_spine", 36, 60) > 2.0
+
+
+# --------------------------------------------------------------------------------------------
+# Natural menopause (model.md 5: logistic estradiol fall around the final menstrual period)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def menopause(make_patient):
+    """Untreated, final menstrual period (FMP) at month 12, followed to FMP + 7 years."""
+    patient = make_patient(
+        menopausal_status="premenopausal", age_years=50, final_menstrual_period_month=12
+    )
+    return Trajectories(simulate(patient, [], month_to_day(96)))
+
+
+def test_transmenopausal_spine_loss_is_near_swan(menopause):
+    """SWAN, Greendale 2012 J Bone Miner Res 27:111 (target N2_TM): LS -7.38 % from FMP - 1 y to
+    FMP + 2 y. Loose (+-2 pp), uncalibrated parameters."""
+    assert menopause.change("lumbar_spine", 0, 36) == pytest.approx(-7.38, abs=2.0)
+
+
+def test_postmenopausal_loss_decelerates(menopause):
+    """Sowers (Michigan cohort, targets N4_POST / N4_LATE): -3.3 %/y in the 2 years after the
+    FMP, -1.1 %/y from 2 to 7 years after. The model slows (mechanostat, model.md 6.4)."""
+    early = menopause.change("lumbar_spine", 12, 36) / 2.0  # %/y, FMP to FMP + 2 y
+    late = menopause.change("lumbar_spine", 36, 96) / 5.0  # %/y, FMP + 2 y to FMP + 7 y
+    assert early < late < 0.0
+    assert late > 0.5 * early  # the late rate is less than half the early one
+    # resorption rises after the FMP (estradiol falls)
+    assert menopause.ctx(36) > 20.0 and abs(menopause.ctx(0)) < 1e-9

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -330,3 +331,15 @@ def test_linear_pair_step_conserves_mass_for_a_closed_pair(a, g, x, y):
         1.0,
     )
     assert float(new_x[0] + new_y[0]) == pytest.approx(x + y, rel=1e-13)
+
+
+def test_a_copy_with_other_rates_does_not_reuse_cached_step_factors(typical_patient):
+    """dataclasses.replace(const, k_p=...) must not inherit the cached exp(-k dt) factors."""
+    const = ModelConstants.from_values(
+        typical_patient.values, typical_patient.n, typical_patient.fmp_day, ()
+    )
+    decay, _ = const.constant_rate_step("p", const.k_p, 1.0)
+    faster = dataclasses.replace(const, k_p=const.k_p * 10)
+    decay_fast, _ = faster.constant_rate_step("p", faster.k_p, 1.0)
+    np.testing.assert_allclose(decay_fast, np.exp(-const.k_p * 10))
+    assert decay_fast[0] < decay[0]

@@ -24,9 +24,17 @@ def _write(tmp_path, data) -> str:
     return str(path)
 
 
-def test_default_set_loads_and_is_cached(params):
+def test_default_set_loads_and_is_cached():
+    default = default_parameter_set()
+    assert load_parameter_set() is default
+    assert set(default.parameters) == set(PARAMETER_UNITS)
+    for entry in default.parameters.values():
+        assert entry.unit.strip() and entry.source.strip()
+
+
+def test_starting_set_is_the_uncalibrated_one(params):
     assert params.name == "aibl2c-start"
-    assert load_parameter_set() is default_parameter_set()
+    assert params.provenance.get("calibrated") is False
     assert set(params.parameters) == set(PARAMETER_UNITS)
 
 

@@ -262,8 +262,8 @@ def test_t_score_bounds_and_baseline_bmd(params):
     population = sample_population(spec, params, seed=4)
     ls, th, fn = population.baseline_t_score
     assert ls.min() >= -2.5 and ls.max() <= 0.5
-    assert th.max() <= -2.0 and th.min() >= -5.0  # default lower bound -5 (population.py)
-    assert fn.min() >= -5.0 and fn.max() <= 4.0  # not given: N(-1, 1) within [-5, 4]
+    assert th.max() <= -2.0 and th.min() >= -6.0  # default bounds: the accepted range [-6, 6]
+    assert fn.min() >= -6.0 and fn.max() <= 6.0  # not given: N(-1, 1) within [-6, 6]
     assert fn.mean() == pytest.approx(-1.0, abs=0.05)
     assert fn.std() == pytest.approx(1.0, rel=0.05)
     assert population.age_years.min() >= 50 and population.age_years.max() <= 75
@@ -294,11 +294,6 @@ def test_given_fixed_t_score_is_used_exactly(params):
     np.testing.assert_array_equal(population.baseline_t_score[1], 1.3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="suspected bug: PopulationSpec accepts T-scores in [-6, 6] but sampling clips a "
-    "given value to the default bounds [-5, 4] (population.py t_score_distribution)",
-)
 @pytest.mark.parametrize("t_score", [-5.5, 4.5])
 def test_accepted_t_score_outside_default_bounds_is_not_altered(params, t_score):
     spec = PopulationSpec(

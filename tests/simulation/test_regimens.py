@@ -147,6 +147,15 @@ def test_exposures_are_on_from_start_day_to_the_day_before_stop(typical_patient,
     np.testing.assert_array_equal(exposure["ofs"], 0.0)
 
 
+def test_exposures_do_not_depend_on_the_order_days_are_asked(typical_patient, tx):
+    """Exposures are cached between change days; asking out of order must not reuse them."""
+    regimen, _ = compile_plan(typical_patient, [tx("anastrozole", 1.0, 1.0, 2, 14)], 800)
+    assert regimen.inputs(700).ai_suppression[0] == 0.0  # after the stop (day 426)
+    assert regimen.inputs(100).ai_suppression[0] == pytest.approx(0.85)
+    assert regimen.inputs(30).ai_suppression[0] == 0.0  # before the start (day 61)
+    assert regimen.inputs(425).ai_suppression[0] == pytest.approx(0.85)
+
+
 def test_adherence_scales_a_daily_exposure(make_patient, tx):
     """regimens.py: for a daily exposure drug adherence scales the exposure."""
     patient = make_patient(menopausal_status="premenopausal", age_years=40)

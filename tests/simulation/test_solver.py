@@ -118,7 +118,7 @@ def test_reference_solver_refuses_what_it_cannot_do(params, typical_patient):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dt", [0.3, 0.7, 2.0, -1.0])
+@pytest.mark.parametrize("dt", [0.3, 0.7, 2.0, -1.0, 0.0])
 def test_time_step_must_divide_a_day(typical_patient, dt):
     with pytest.raises(ValueError, match="dt_days"):
         simulate(typical_patient, [], 10, dt_days=dt)

@@ -107,7 +107,7 @@ class ModelConstants:
     s_e0: Array  # untreated baseline estrogen-receptor activity at t = 0
     e2_base_fixed: Array | None = None  # E2_base when no menopause falls in the simulation
     step_cache: dict[tuple[str, float], tuple[Array, Array]] = dataclasses.field(
-        default_factory=dict, compare=False, repr=False
+        default_factory=dict, init=False, compare=False, repr=False
     )
 
     @classmethod

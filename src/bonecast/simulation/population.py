@@ -9,7 +9,7 @@ Choices (assumptions, stated here and in the closing note of issue 2):
 * Lognormal variability keeps the typical value as the median; logit-normal variability keeps it
   as the median on the logit scale.
 * When a site's baseline T-score is not given, it is drawn from N(-1.0, 1.0) for
-  postmenopausal and N(0.0, 1.0) for premenopausal women, within [-5, 4] (assumption: typical
+  postmenopausal and N(0.0, 1.0) for premenopausal women (assumption: typical
   spread of women of adjuvant-therapy age; no source). Site T-scores share a latent factor with
   correlation 0.6 between sites (assumption); bounds are applied by truncation, so the marginal
   of each site is exactly the truncated normal the spec asks for.
@@ -124,7 +124,7 @@ class PopulationSpec(BaseModel):
         else:
             d = Distribution(mean=DEFAULT_T_SCORE[self.menopausal_status], sd=1.0)
         return d.model_copy(
-            update={"min": -5.0 if d.min is None else d.min, "max": 4.0 if d.max is None else d.max}
+            update={"min": -6.0 if d.min is None else d.min, "max": 6.0 if d.max is None else d.max}
         )
 
 

@@ -219,6 +219,7 @@ class CompiledRegimen:
             int(d) for d in self.stop_day
         }
         self._inputs: ModelInputs | None = None
+        self._inputs_day = -1
         self.rule_check_days = [
             self._check_days(t.start_when, int(self.stop_day[i])) if t.start_when else frozenset()
             for i, t in enumerate(self.treatments)
@@ -255,8 +256,15 @@ class CompiledRegimen:
 
     def inputs(self, day: int) -> ModelInputs:
         """Exposures on ``day`` (constant over the day; recomputed only on days they change)."""
-        if self._inputs is None or day in self.change_days:
+        stale = (
+            self._inputs is None
+            or day < self._inputs_day
+            or any(self._inputs_day < d <= day for d in self.change_days)
+        )
+        if stale:
             self._inputs = self._exposures(day)
+            self._inputs_day = day
+        assert self._inputs is not None
         return self._inputs
 
     def _exposures(self, day: int) -> ModelInputs:

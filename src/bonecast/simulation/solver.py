@@ -199,6 +199,8 @@ def simulate_arms(
 
     Simulates several arms (or trials) in one vectorised run, e.g. for calibration.
     """
+    if not 0 < dt_days <= 1:
+        raise ValueError(f"dt_days must divide one day (0 < dt_days <= 1), got {dt_days}")
     steps_per_day = round(1.0 / dt_days)
     if steps_per_day < 1 or abs(steps_per_day * dt_days - 1.0) > 1e-9:
         raise ValueError(f"dt_days must divide one day, got {dt_days}")

@@ -50,7 +50,7 @@ EXTERNAL_CHECKS = ("B16", "B18_NOZA_M36", "B18_NOZA_M60")
 """ABCSG-12 endocrine-only rows: an external check of the estrogen response, never fitted."""
 NOT_FITTED = ("bp.alendronate.ec50_mg",)
 """Calibration parameters with no target that constrains them (model.md 12.9)."""
-ROBUST_LOSS = "soft_l1"
+ROBUST_LOSS = "cauchy"
 """Robust loss (scipy least_squares): residuals beyond one sigma count linearly, so a few trials
 that disagree with the rest (e.g. SABRE's small AI-alone loss vs ATAC) do not drag every other
 fit off its target."""
