@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,17 @@ from rich.console import Console
 from rich.table import Table
 
 from bonecast import DISCLAIMER
+from bonecast.clinical import (
+    DEFAULT_RULE_SET,
+    PatientError,
+    PrecisionError,
+    assess,
+    load_patient,
+    load_precision_study,
+    lsc_table,
+    render_text,
+    rule_set_names,
+)
 from bonecast.progress import progress_bar
 from bonecast.reports.plots import plot_trial
 from bonecast.reports.validation_report import write_validation_report
@@ -289,6 +301,46 @@ def parameters_show(
             entry.source,
         )
     console.print(table)
+
+
+class OutputFormat(StrEnum):
+    """Output of ``bonecast assess``."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+@app.command("assess")
+def assess_patient(
+    patient: Annotated[Path, typer.Argument(help="Patient file (JSON; see the README).")],
+    guideline: Annotated[
+        str, typer.Option("--guideline", help="Rule set: aibl-2025 (default) or aibl-2017.")
+    ] = DEFAULT_RULE_SET,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="text for people, json for machines.")
+    ] = OutputFormat.TEXT,
+    precision: Annotated[
+        Path | None,
+        typer.Option(
+            "--precision",
+            help="Facility precision study CSV (patient_id,site,bmd_g_cm2); default: ISCD LSCs.",
+        ),
+    ] = None,
+) -> None:
+    """Assess one patient: scores, real change, fracture risk and the guideline recommendation."""
+    if guideline not in rule_set_names():
+        accepted = ", ".join(rule_set_names())
+        raise _fail(f"--guideline: unknown rule set {guideline!r}; accepted: {accepted}")
+    try:
+        record = load_patient(patient)
+        study = None if precision is None else load_precision_study(precision)
+    except (PatientError, PrecisionError) as error:
+        raise _fail(str(error)) from None
+    result = assess(record, guideline, lsc_table(study))
+    if output is OutputFormat.JSON:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        console.print(render_text(result))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -81,7 +81,7 @@ def _reduced_drift_bmd(params: ParameterSet, days: np.ndarray) -> np.ndarray:
     rho = np.array([v["rho_t_per_year"], v["rho_c_per_year"]]) / 365.25
     kappa = v["kappa_per_year"] / 365.25
     delta0 = np.array([v["delta0_t"], v["delta0_c"]]) * v["m_life"]
-    nu, m_p = v["nu"], v["m_p"]
+    nu, m_p = np.array([v["nu_t"], v["nu_c"]]), v["m_p"]
 
     def rhs(_t: float, y: np.ndarray) -> np.ndarray:
         young, old = y[:2], y[2:]
@@ -174,7 +174,7 @@ def _spec_rhs(v: dict[str, float], e2_base: float, s: dict, u: dict) -> dict[str
     for j, tag in enumerate(("t", "c")):
         rho = v[f"rho_{tag}_per_year"] * per_day
         vol = s["Y"][j] + s["O"][j]
-        resorb = rho * s["c"] * vol ** v["nu"]
+        resorb = rho * s["c"] * vol ** v[f"nu_{tag}"]
         delta = v[f"delta0_{tag}"] * v["m_life"] + v[f"deltaE_{tag}"] * (s_e0 - s_e) / s_e0
         form = rho * s["b"] * (1 - delta)
         kappa = v["kappa_per_year"] * per_day

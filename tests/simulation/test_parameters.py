@@ -88,7 +88,8 @@ def test_every_parameter_has_unit_symbol_description_and_source(params):
         ("delta0_t", 0.0245),
         ("delta0_c", 0.245),
         ("deltaE_c", 0.267),
-        ("nu", 2.49),
+        ("nu_t", 2.49),
+        ("nu_c", 2.49),
         ("f_lumbar_spine", 0.514),
         ("f_total_hip", 0.20),
         ("f_femoral_neck", 0.35),
@@ -143,7 +144,7 @@ def test_unknown_parameter_is_refused_naming_it(tmp_path, raw):
 @pytest.mark.parametrize("field", ["unit", "source", "value"])
 def test_parameter_entry_needs_its_fields(tmp_path, raw, field):
     data = copy.deepcopy(raw)
-    del data["parameters"]["nu"][field]
+    del data["parameters"]["nu_t"][field]
     with pytest.raises(ValidationError, match=field):
         load_parameter_set(_write(tmp_path, data))
 

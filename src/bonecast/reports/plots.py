@@ -21,6 +21,9 @@ TITLES = {
     "ntx": "NTX (resorption)",
     "p1np": "P1NP (formation)",
     "bsap": "BSAP (formation)",
+    "clinical_fracture": "Clinical fracture (cumulative incidence)",
+    "hip_fracture": "Hip fracture (cumulative incidence)",
+    "vertebral_fracture": "Clinical vertebral fracture (cumulative incidence)",
 }
 
 
@@ -43,7 +46,9 @@ def plot_trial(result: TrialResult, path: str | Path) -> None:
         ax.axhline(0.0, color="0.4", lw=0.8)
         ax.set_title(TITLES[quantity])
         ax.set_xlabel("month")
-        ax.set_ylabel("% change from baseline")
+        ax.set_ylabel(
+            "% of patients" if quantity.endswith("fracture") else "% change from baseline"
+        )
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(quantities) :]:
         ax.axis("off")

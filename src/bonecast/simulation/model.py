@@ -85,7 +85,7 @@ class ModelConstants:
     rho: Array  # (2, N) per day
     delta0: Array  # (2, N), already multiplied by m_life
     deltaE: Array  # (2, N)
-    nu: Array
+    nu: Array  # (2, N) mechanostat exponent per compartment
     m_p: Array
     kappa: Array  # per day
     f_site: Array  # (3, N)
@@ -164,7 +164,7 @@ class ModelConstants:
             rho=np.stack([v["rho_t_per_year"], v["rho_c_per_year"]]) / DAYS_PER_YEAR,
             delta0=np.stack([v["delta0_t"], v["delta0_c"]]) * m_life,
             deltaE=np.stack([v["deltaE_t"], v["deltaE_c"]]),
-            nu=v["nu"],
+            nu=np.stack([v["nu_t"], v["nu_c"]]),
             m_p=v["m_p"],
             kappa=v["kappa_per_year"] / DAYS_PER_YEAR,
             f_site=np.stack([v[f"f_{site}"] for site in SITES]),

@@ -6,6 +6,10 @@ arm on the same virtual patients (common random numbers: arms differ only by tre
 chunks, and returns a :class:`TrialResult` holding the contract's summary rows and monthly
 trajectories for plotting.
 
+Fracture quantities (``clinical_fracture``, ``hip_fracture``, ``vertebral_fracture``) report
+the mean cumulative incidence (%) in ``mean_pct_change`` (:mod:`bonecast.simulation.fracture`);
+their other statistics are empty.
+
 Statistics: BMD rows are % change of *measured* BMD when variability is on (true BMD times a
 per-visit DXA error, model.md section 9), so their spread is comparable with trial data; marker
 rows are % change of the cell-state proxies (CTX and NTX: osteoclasts; P1NP and BSAP:
@@ -29,7 +33,13 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bonecast.simulation.model import Array
+from bonecast.simulation.fracture import (
+    FRACTURE_QUANTITIES,
+    default_fracture_model,
+    fracture_incidence,
+    on_aromatase_inhibitor,
+)
+from bonecast.simulation.model import DAYS_PER_MONTH, Array
 from bonecast.simulation.parameters import SITES, ParameterSet, default_parameter_set
 from bonecast.simulation.population import (
     PopulationSpec,
@@ -40,7 +50,18 @@ from bonecast.simulation.population import (
 from bonecast.simulation.regimens import Treatment, check_premenopausal_plan, month_to_day
 from bonecast.simulation.solver import SimulationResult, simulate
 
-Quantity = Literal["lumbar_spine", "total_hip", "femoral_neck", "ctx", "ntx", "p1np", "bsap"]
+Quantity = Literal[
+    "lumbar_spine",
+    "total_hip",
+    "femoral_neck",
+    "ctx",
+    "ntx",
+    "p1np",
+    "bsap",
+    "clinical_fracture",
+    "hip_fracture",
+    "vertebral_fracture",
+]
 QUANTITIES: tuple[str, ...] = Quantity.__args__  # type: ignore[attr-defined]
 """Quantities a trial can report (BMD sites, then turnover markers)."""
 
@@ -208,27 +229,28 @@ class SummaryRow:
     month: float
     n: int
     mean_pct_change: float
-    median_pct_change: float
-    sd: float
-    p05: float
-    p95: float
+    median_pct_change: float | None
+    sd: float | None
+    p05: float | None
+    p95: float | None
 
     def as_csv(self) -> list[str]:
-        """The row as CSV fields (numbers with 4 decimals)."""
+        """The row as CSV fields (numbers with 4 decimals; empty where not applicable)."""
 
-        def num(x: float) -> str:
+        def month(x: float) -> str:
             return f"{x:g}" if float(x).is_integer() else f"{x:.4f}"
 
+        def value(x: float | None) -> str:
+            return "" if x is None else f"{x:.4f}"
+
+        stats = (self.mean_pct_change, self.median_pct_change, self.sd, self.p05, self.p95)
         return [
             self.arm,
             self.quantity,
-            num(self.month_from),
-            num(self.month),
+            month(self.month_from),
+            month(self.month),
             str(self.n),
-            *(
-                f"{v:.4f}"
-                for v in (self.mean_pct_change, self.median_pct_change, self.sd, self.p05, self.p95)
-            ),
+            *(value(v) for v in stats),
         ]
 
 
@@ -301,6 +323,13 @@ def _observed(
     return sim.osteoclasts if quantity in ("ctx", "ntx") else sim.osteoblasts
 
 
+def _change(quantity: str, before: Array, after: Array) -> Array:
+    """% change between visits; for a fracture quantity, cumulative incidence (%) in between."""
+    if quantity in FRACTURE_QUANTITIES:
+        return np.asarray(100.0 * (1.0 - np.exp(-(after - before))))
+    return np.asarray(100.0 * (after / before - 1.0))
+
+
 def _summarise(values: Array) -> tuple[float, float, float, float, float]:
     sd = float(np.std(values, ddof=1)) if values.size > 1 else 0.0
     p05, median, p95 = np.percentile(values, [5, 50, 95])
@@ -342,7 +371,9 @@ def run_trial(
     record_days = sorted(set(day_of.values()))
     column = {day: i for i, day in enumerate(record_days)}
     measured = pop_spec.variability
-    # per arm, per quantity: (n_days, n) of per-visit values, filled chunk by chunk
+    record_months = np.array(record_days, dtype=float) / DAYS_PER_MONTH
+    fractures = [q for q in spec.outputs.quantities if q in FRACTURE_QUANTITIES]
+    # per arm, per quantity: (n_days, n) of per-visit values (cumulative hazards for fractures)
     shape = (len(record_days), n)
     visits = {arm.name: {q: np.empty(shape) for q in spec.outputs.quantities} for arm in spec.arms}
     truth = {arm.name: {q: np.empty(shape) for q in spec.outputs.quantities} for arm in spec.arms}
@@ -358,7 +389,21 @@ def run_trial(
                 record_days=record_days,
                 progress=_scaled(progress, stop - start),
             )
+            if fractures:
+                incidence = fracture_incidence(
+                    default_fracture_model(),
+                    record_months,
+                    population.age_years,
+                    np.moveaxis(sim.t_scores(), 1, 0),
+                    on_aromatase_inhibitor(arm.treatments, record_months),
+                )
+                for q in fractures:
+                    hazard = incidence.cumulative_hazard[q]
+                    visits[arm.name][q][:, start:stop] = hazard
+                    truth[arm.name][q][:, start:stop] = hazard
             for q in spec.outputs.quantities:
+                if q in FRACTURE_QUANTITIES:
+                    continue
                 visits[arm.name][q][:, start:stop] = _observed(
                     q, sim, population, spec.seed, measured
                 )
@@ -376,10 +421,25 @@ def run_trial(
         for q in spec.outputs.quantities:
             v = visits[arm.name][q]
             for month_from, month in pairs:
-                change = 100.0 * (v[column[day_of[month]]] / v[column[day_of[month_from]]] - 1.0)
-                rows.append(SummaryRow(arm.name, q, month_from, month, n, *_summarise(change)))
+                change = _change(q, v[column[day_of[month_from]]], v[column[day_of[month]]])
+                if q in FRACTURE_QUANTITIES:
+                    row = SummaryRow(
+                        arm.name,
+                        q,
+                        month_from,
+                        month,
+                        n,
+                        float(change.mean()),
+                        None,
+                        None,
+                        None,
+                        None,
+                    )
+                else:
+                    row = SummaryRow(arm.name, q, month_from, month, n, *_summarise(change))
+                rows.append(row)
             true = truth[arm.name][q]
-            from_baseline = 100.0 * (true / true[column[0]] - 1.0)
+            from_baseline = _change(q, true[column[0]][None, :], true)
             idx = [column[day_of[m]] for m in grid_months]
             series = from_baseline[idx]
             bands[arm.name][q] = Band(

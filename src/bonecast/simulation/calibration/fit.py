@@ -54,11 +54,13 @@ ROBUST_LOSS = "cauchy"
 """Robust loss (scipy least_squares): residuals beyond one sigma count linearly, so a few trials
 that disagree with the rest (e.g. SABRE's small AI-alone loss vs ATAC) do not drag every other
 fit off its target."""
-DEFAULT_PRIOR_SD = {"log": 0.7, "logit": 1.0}
+ROBUST_SCALE = 1.0
+"""Residual (in sigmas) beyond which the robust loss starts to discount a target."""
+DEFAULT_PRIOR_SD = {"log": 1.5, "logit": 1.5}
 """Prior SD on the transformed scale when the parameter file gives no prior range."""
 STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
     "A natural progression": (
-        ("delta0_t", "delta0_c", "nu", "ec50_e2_pg_ml", "f_femoral_neck"),
+        ("delta0_t", "delta0_c", "nu_t", "nu_c", "ec50_e2_pg_ml", "f_femoral_neck"),
         lambda t: t.target_id in ("I2", "I4", "I10", "I12") or t.target_id.startswith("N"),
     ),
     "B estrogen deprivation and tamoxifen": (
@@ -259,7 +261,7 @@ def _fit(problem: _Problem, x0: Array, max_evaluations: int) -> tuple[Array, flo
         bounds=(lower, upper),
         method="trf",
         loss=ROBUST_LOSS,
-        f_scale=1.0,
+        f_scale=ROBUST_SCALE,
         x_scale=1.0,
         xtol=1e-6,
         ftol=1e-7,

@@ -170,6 +170,7 @@ def population_predictions(
         trial: str, arm: str, quantity: str, start: float, stop: float, statistic: str
     ) -> float:
         row = rows[(trial, arm, quantity, float(start), float(stop))]
-        return row.median_pct_change if statistic == "median" else row.mean_pct_change
+        median = row.median_pct_change
+        return median if statistic == "median" and median is not None else row.mean_pct_change
 
     return {t.target_id: target_value(t, change) for t in targets}

@@ -1,0 +1,208 @@
+"""Readable text for an :class:`~bonecast.clinical.assessment.Assessment` (Rich renderables)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from bonecast.clinical.assessment import Assessment
+
+COUNTED_FROM = {
+    "assessment": "this assessment",
+    "latest_scan": "the latest scan",
+    "therapy_start": "the start of treatment",
+    "follow_on_start": "the follow-on bisphosphonate",
+}
+SEVERITY_STYLE = {"critical": "bold white on red", "warning": "bold yellow", "info": "cyan"}
+
+
+def _number(value: float | None, digits: int = 1, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[str]]) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, expand=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _header(a: Assessment) -> RenderableType:
+    p = a.patient
+    who = a.who_category.value.replace("_", " ") if a.who_category else "not applicable"
+    lines = [
+        f"[bold]Bone health assessment[/] as of {a.as_of} - guideline [bold]{a.guideline.name}[/] "
+        f"({a.guideline.title}; {a.guideline.verification})",
+        f"{p.sex}, {p.age_years:g} years, {p.menopausal_status or ''}, "
+        f"BMI {_number(p.bmi_kg_m2)} kg/m2; "
+        f"aromatase inhibitor: {'yes' if p.on_aromatase_inhibitor else 'no'}; "
+        f"ovarian suppression: {'yes' if p.ovarian_suppression else 'no'}",
+        f"Lowest T-score: [bold]{_number(a.lowest_t_score)}[/] "
+        f"({a.lowest_t_score_site or 'no BMD'}); "
+        f"WHO category: [bold]{who}[/]"
+        + (
+            f"; Z-scores: {a.z_score_category.value.replace('_', ' ')}"
+            if a.z_score_category
+            else ""
+        ),
+        f"Risk factors counted: {', '.join(a.risk_factors_present) or 'none'}",
+    ]
+    return Text.from_markup("\n".join(lines))
+
+
+def _recommendation(a: Assessment) -> RenderableType:
+    r = a.recommendation
+    verdict = (
+        "[bold red]Bone-directed therapy indicated[/]"
+        if r.start_bone_protective_therapy
+        else "[bold green]No bone-directed therapy now[/]"
+    )
+    dxa = r.next_dxa
+    parts: list[RenderableType] = [
+        Text.from_markup(
+            f"{verdict}\nRule [bold]{r.rule_id}[/]: {r.rule}\n"
+            f"Source: {r.source} [{r.verification}]\n"
+            f"Next DXA: due {dxa.due}{' (overdue)' if dxa.overdue else ''}, {dxa.months} months "
+            f"after {COUNTED_FROM[dxa.counted_from]}: {dxa.reason}"
+        )
+    ]
+    for g in r.agents:
+        parts.append(
+            Text.assemble(
+                (f"- {g.drug} {g.dose_mg:g} mg {g.route.value}", "bold"),
+                f", {g.schedule}, {g.duration} ",
+                (f"({g.source}) [{g.verification}]", "dim"),
+            )
+        )
+    for advice in r.advice:
+        style = SEVERITY_STYLE[advice.severity]
+        parts.append(
+            Text.assemble(
+                (f" {advice.severity.upper()} ", style),
+                f" {advice.text} ",
+                (f"({advice.rule_id})", "dim"),
+            )
+        )
+    return Panel(Group(*parts), title="Recommendation", title_align="left")
+
+
+def _scores(a: Assessment) -> RenderableType:
+    return _table(
+        f"Latest scan {a.latest_scan_date or '(none)'}",
+        ("site", "BMD g/cm2", "T", "Z", "sBMD mg/cm2", "T-score from"),
+        (
+            (
+                s.site,
+                _number(s.bmd_g_cm2, 3),
+                _number(s.t_score),
+                _number(s.z_score),
+                _number(s.sbmd_mg_cm2, 0),
+                (s.t_score_source or "-")
+                + (f"; excluded {', '.join(s.vertebrae_excluded)}" if s.vertebrae_excluded else ""),
+            )
+            for s in a.scores.values()
+        ),
+    )
+
+
+def _changes(a: Assessment) -> RenderableType:
+    return _table(
+        "Scan-to-scan change",
+        ("site", "from", "to", "change %", "%/year", "LSC %", "real change"),
+        (
+            (
+                c.site,
+                str(c.from_date),
+                str(c.to_date),
+                _number(c.pct_change),
+                _number(c.annualised_pct_change),
+                _number(c.lsc_pct),
+                {True: "yes", False: "no", None: f"not comparable ({c.note})"}[c.significant],
+            )
+            for c in a.changes
+        ),
+    )
+
+
+def _fracture(a: Assessment) -> RenderableType:
+    risk = a.fracture_risk
+    table = _table(
+        "Fracture risk",
+        ("model", "outcome", "years", "risk %", "on AI %", "adjustments"),
+        (
+            (
+                e.model,
+                e.outcome.replace("_", " "),
+                str(e.horizon_years),
+                _number(e.risk_pct),
+                _number(e.risk_pct_on_ai),
+                "; ".join(s.description for s in e.steps[1:]) or "-",
+            )
+            for e in risk.estimates
+        ),
+    )
+    limits = {e.model: e.does_not_account_for for e in risk.estimates}
+    notes = [
+        f"{model} does not account for: {'; '.join(items)}." for model, items in limits.items()
+    ]
+    notes += risk.not_computed
+    if any(e.model != "FRAX" for e in risk.estimates):
+        notes += [risk.qfracture_attribution, risk.qfracture_disclaimer]
+    return Group(table, Text("\n".join(notes), style="dim"))
+
+
+def _markers(a: Assessment) -> RenderableType:
+    def interval(low: float, high: float) -> str:
+        return f"{low:g}-{high:g}"
+
+    return _table(
+        "Bone turnover markers"
+        + (f" (response: {a.markers.response.replace('_', ' ')})" if a.markers.response else ""),
+        ("marker", "latest", "reference", "change %", "LSC %", "verdict"),
+        (
+            (
+                m.marker,
+                f"{m.latest_value:g} {m.unit} ({m.latest_date})",
+                interval(m.reference_interval.low, m.reference_interval.high)
+                if m.reference_interval
+                else "-",
+                _number(m.pct_change),
+                f"{m.lsc_pct:g}",
+                (m.verdict or "-").replace("_", " "),
+            )
+            for m in a.markers.results
+        ),
+    )
+
+
+def _trace(a: Assessment) -> RenderableType:
+    lines = Text("Rule trace\n", style="bold")
+    for t in a.rule_trace:
+        lines.append(f"- {t.kind.replace('_', ' ')} ")
+        lines.append(t.rule_id, style="bold")
+        lines.append(f": {t.text} ")
+        lines.append(f"({t.source}) [{t.verification}]\n", style="dim")
+    return lines
+
+
+def render_text(a: Assessment) -> RenderableType:
+    """The assessment as Rich renderables: summary, recommendation, data, rule trace, disclaimer."""
+    parts: list[RenderableType] = [_header(a), _recommendation(a)]
+    if a.scores:
+        parts.append(_scores(a))
+    if a.changes:
+        parts.append(_changes(a))
+    if a.markers.results:
+        parts.append(_markers(a))
+    parts.append(_fracture(a))
+    parts.append(_trace(a))
+    if a.warnings:
+        parts.append(Text("Notes:\n" + "\n".join(f"- {w}" for w in a.warnings), style="yellow"))
+    parts.append(Text(a.disclaimer, style="bold"))
+    return Group(*parts)

@@ -1,0 +1,23 @@
+"""Fixtures for the clinical tests (patient builders are in ``patients.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from patients import patient_dict
+
+from bonecast.clinical import Assessment, assess, parse_patient
+
+Assess = Callable[..., Assessment]
+
+
+@pytest.fixture
+def run() -> Assess:
+    """``run(guideline="aibl-2025", **changes)``: assess the base patient with changes."""
+
+    def run_(guideline: str = "aibl-2025", **changes: Any) -> Assessment:
+        return assess(parse_patient(patient_dict(**changes)), guideline)
+
+    return run_
