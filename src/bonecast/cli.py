@@ -92,6 +92,15 @@ def trial_run(
     parameters: Annotated[
         Path | None, typer.Option("--parameters", help="Parameter set (YAML); default: bonecast's.")
     ] = None,
+    uncertainty: Annotated[
+        int,
+        typer.Option(
+            "--uncertainty",
+            min=0,
+            max=200,
+            help="Posterior parameter draws for credible intervals (adds param_cri05/95).",
+        ),
+    ] = 0,
 ) -> None:
     """Run a virtual trial and write one row per arm x quantity x interval."""
     try:
@@ -109,7 +118,15 @@ def trial_run(
             f"{trial.name}: {len(trial.arms)} arms x {n} patients x {trial.horizon_days} days",
             total=total,
         )
-        result = run_trial(trial, params, progress=lambda k: progress.advance(task, k))
+        try:
+            result = run_trial(
+                trial,
+                params,
+                progress=lambda k: progress.advance(task, k),
+                parameter_draws=uncertainty,
+            )
+        except ValueError as error:  # e.g. --uncertainty with a set that has no posterior
+            raise _fail(f"--uncertainty: {error}") from None
     figure_tmp: str | None = None
     try:
         if plot is not None:

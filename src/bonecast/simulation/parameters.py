@@ -8,14 +8,16 @@ parameter set is the same file format with different values and a filled-in ``pr
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from bonecast.simulation.drugs import AROMATASE_INHIBITORS, BISPHOSPHONATES
 
@@ -24,7 +26,7 @@ SITES: tuple[str, ...] = ("lumbar_spine", "total_hip", "femoral_neck")
 
 START_PARAMETER_FILE = "aibl2c_start.yaml"
 """Starting values of model.md section 7 (the calibration starts here)."""
-DEFAULT_PARAMETER_FILE = "aibl2c_start.yaml"
+DEFAULT_PARAMETER_FILE = "aibl2c_calibrated.yaml"
 """The parameter set bonecast uses by default."""
 
 
@@ -158,6 +160,7 @@ class ParameterSet(BaseModel):
     variability: tuple[Variability, ...]
     within_subject: dict[str, SourcedValue]
     residual_error_pp: dict[str, SourcedValue]
+    _folder: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _complete_and_in_units(self) -> ParameterSet:
@@ -213,7 +216,30 @@ def load_parameter_set(path: str | Path | None = None) -> ParameterSet:
     if path is None:
         return default_parameter_set()
     with open(path, encoding="utf-8") as handle:
-        return ParameterSet.model_validate(yaml.safe_load(handle))
+        parameter_set = ParameterSet.model_validate(yaml.safe_load(handle))
+    parameter_set._folder = Path(path).parent
+    return parameter_set
+
+
+def posterior_draws(parameter_set: ParameterSet) -> list[dict[str, float]]:
+    """The posterior sample shipped with a calibrated set (``provenance.posterior_file``).
+
+    Each draw maps the calibrated parameter names to values; an uncalibrated set has none.
+    """
+    name = parameter_set.provenance.get("posterior_file")
+    if not isinstance(name, str):
+        return []
+    if parameter_set._folder is not None:
+        text = (parameter_set._folder / name).read_text(encoding="utf-8")
+    else:
+        text = (
+            resources.files("bonecast.simulation")
+            .joinpath("data")
+            .joinpath(name)
+            .read_text(encoding="utf-8")
+        )
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return [{key: float(value) for key, value in row.items()} for row in rows]
 
 
 def _packaged(name: str) -> ParameterSet:

@@ -19,7 +19,7 @@ Choices (assumptions, stated here and in the closing note of issue 2):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -145,6 +145,17 @@ class VirtualPopulation:
     def n(self) -> int:
         """Number of patients."""
         return int(self.patient_ids.size)
+
+    def with_parameter_draws(self, draws: Sequence[Mapping[str, float]]) -> VirtualPopulation:
+        """The population repeated once per draw, block ``k`` using the values of ``draws[k]``.
+
+        Used to simulate parameter uncertainty (and calibration perturbations) in one run.
+        """
+        tiled = VirtualPopulation.concatenate([self] * len(draws))
+        for k, values in enumerate(draws):
+            for name, value in values.items():
+                tiled.values[name][k * self.n : (k + 1) * self.n] = value
+        return tiled
 
     @classmethod
     def concatenate(cls, parts: Sequence[VirtualPopulation]) -> VirtualPopulation:

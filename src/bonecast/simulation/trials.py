@@ -24,7 +24,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,7 +40,12 @@ from bonecast.simulation.fracture import (
     on_aromatase_inhibitor,
 )
 from bonecast.simulation.model import DAYS_PER_MONTH, Array
-from bonecast.simulation.parameters import SITES, ParameterSet, default_parameter_set
+from bonecast.simulation.parameters import (
+    SITES,
+    ParameterSet,
+    default_parameter_set,
+    posterior_draws,
+)
 from bonecast.simulation.population import (
     PopulationSpec,
     VirtualPopulation,
@@ -78,6 +83,10 @@ RESULT_COLUMNS = (
     "p95",
 )
 """Columns of the result CSV (architecture.md contract), in order."""
+
+UNCERTAINTY_COLUMNS = ("param_cri05", "param_cri95")
+"""Columns appended (compatible extension) when parameter uncertainty is requested: the 5-95 %
+credible interval of the typical patient's change over posterior parameter draws."""
 
 CHUNK_SIZE = 20_000
 """Patients simulated at once; results do not depend on it (counter-based randomness)."""
@@ -148,6 +157,12 @@ class TrialSpec(BaseModel):
     def horizon_days(self) -> int:
         """Simulated days (up to the last month any output needs)."""
         return month_to_day(self.outputs.horizon_months)
+
+    def output_pairs(self) -> list[tuple[float, float]]:
+        """(month_from, month) of every output row: from baseline, then the intervals."""
+        return [(0.0, float(m)) for m in self.outputs.months] + [
+            (float(a), float(b)) for a, b in self.outputs.intervals
+        ]
 
 
 class TrialSpecError(ValueError):
@@ -233,6 +248,8 @@ class SummaryRow:
     sd: float | None
     p05: float | None
     p95: float | None
+    param_cri05: float | None = None
+    param_cri95: float | None = None
 
     def as_csv(self) -> list[str]:
         """The row as CSV fields (numbers with 4 decimals; empty where not applicable)."""
@@ -244,6 +261,8 @@ class SummaryRow:
             return "" if x is None else f"{x:.4f}"
 
         stats = (self.mean_pct_change, self.median_pct_change, self.sd, self.p05, self.p95)
+        credible = (self.param_cri05, self.param_cri95)
+        extra = [] if self.param_cri05 is None else [value(v) for v in credible]
         return [
             self.arm,
             self.quantity,
@@ -251,6 +270,7 @@ class SummaryRow:
             month(self.month),
             str(self.n),
             *(value(v) for v in stats),
+            *extra,
         ]
 
 
@@ -290,8 +310,10 @@ def write_rows_csv(path: str | Path, rows: Iterable[SummaryRow]) -> None:
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(RESULT_COLUMNS)
-            writer.writerows(row.as_csv() for row in rows)
+            listed = list(rows)
+            uncertain = any(row.param_cri05 is not None for row in listed)
+            writer.writerow(RESULT_COLUMNS + (UNCERTAINTY_COLUMNS if uncertain else ()))
+            writer.writerows(row.as_csv() for row in listed)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -302,21 +324,34 @@ def _observed(
     quantity: str,
     sim: SimulationResult,
     population: VirtualPopulation,
+    treatments: Sequence[Treatment],
     seed: int,
     measured: bool,
 ) -> Array:
-    """Per-visit values of ``quantity`` (n_days, N): BMD ratio with DXA error, or a cell state."""
+    """Per-visit values of ``quantity`` (n_days, N).
+
+    BMD ratio (with DXA error when ``measured``), a cell state for a marker, or the cumulative
+    fracture hazard for a fracture quantity.
+    """
+    if quantity in FRACTURE_QUANTITIES:
+        months = sim.days.astype(float) / DAYS_PER_MONTH
+        incidence = fracture_incidence(
+            default_fracture_model(),
+            months,
+            population.age_years,
+            np.moveaxis(sim.t_scores(), 1, 0),
+            on_aromatase_inhibitor(treatments, months),
+        )
+        return incidence.cumulative_hazard[quantity]
     if quantity in SITES:
-        values = sim.bmd_ratio[:, SITES.index(quantity)]
+        k = SITES.index(quantity)
+        values = sim.bmd_ratio[:, k]
         if not measured:
             return values
-        k = SITES.index(quantity)
         noise = np.stack(
             [
-                residual_error_pp(population.parameter_set, population.patient_ids, seed, int(day))[
-                    k
-                ]
-                for day in sim.days
+                residual_error_pp(population.parameter_set, population.patient_ids, seed, int(d))[k]
+                for d in sim.days
             ]
         )
         return np.asarray(values * (1.0 + noise / 100.0))
@@ -336,6 +371,35 @@ def _summarise(values: Array) -> tuple[float, float, float, float, float]:
     return float(np.mean(values)), float(median), sd, float(p05), float(p95)
 
 
+def _parameter_credible_intervals(
+    spec: TrialSpec, params: ParameterSet, record_days: Sequence[int], draws: int
+) -> dict[tuple[str, str, float, float], tuple[float, float]]:
+    """5-95 % interval of the typical patient's change over posterior draws, per output row."""
+    sample = posterior_draws(params)[:draws]
+    if not sample:
+        raise ValueError(f"parameter set {params.name} has no posterior sample")
+    typical = sample_population(
+        spec.population.model_copy(update={"n": 1, "variability": False}), params, spec.seed
+    ).with_parameter_draws(sample)
+    column = {day: i for i, day in enumerate(record_days)}
+    out: dict[tuple[str, str, float, float], tuple[float, float]] = {}
+    for arm in spec.arms:
+        sim = simulate(
+            typical, arm.treatments, spec.horizon_days, seed=spec.seed, record_days=record_days
+        )
+        for q in spec.outputs.quantities:
+            values = _observed(q, sim, typical, arm.treatments, spec.seed, measured=False)
+            for month_from, month in spec.output_pairs():
+                change = _change(
+                    q,
+                    values[column[month_to_day(month_from)]],
+                    values[column[month_to_day(month)]],
+                )
+                low, high = np.percentile(change, [5, 95])
+                out[(arm.name, q, month_from, month)] = (float(low), float(high))
+    return out
+
+
 def _scaled(progress: Callable[[int], None] | None, patients: int) -> Callable[[int], None] | None:
     """Turn a simulator's day counts into patient-day counts for ``progress``."""
     if progress is None:
@@ -349,8 +413,13 @@ def run_trial(
     parameter_set: ParameterSet | None = None,
     progress: Callable[[int], None] | None = None,
     chunk_size: int = CHUNK_SIZE,
+    parameter_draws: int = 0,
 ) -> TrialResult:
     """Run every arm of ``spec`` and summarise it.
+
+    ``parameter_draws`` > 0 adds, per row, the 5-95 % credible interval of the typical
+    patient's change over that many posterior draws of the calibrated parameters (parameter
+    uncertainty, separate from the between-patient spread of the other columns).
 
     ``progress`` is called with simulated patient-days as they complete (for a progress bar;
     the total is ``len(spec.arms) * n * spec.horizon_days``, n = 1 without variability).
@@ -371,8 +440,6 @@ def run_trial(
     record_days = sorted(set(day_of.values()))
     column = {day: i for i, day in enumerate(record_days)}
     measured = pop_spec.variability
-    record_months = np.array(record_days, dtype=float) / DAYS_PER_MONTH
-    fractures = [q for q in spec.outputs.quantities if q in FRACTURE_QUANTITIES]
     # per arm, per quantity: (n_days, n) of per-visit values (cumulative hazards for fractures)
     shape = (len(record_days), n)
     visits = {arm.name: {q: np.empty(shape) for q in spec.outputs.quantities} for arm in spec.arms}
@@ -389,32 +456,23 @@ def run_trial(
                 record_days=record_days,
                 progress=_scaled(progress, stop - start),
             )
-            if fractures:
-                incidence = fracture_incidence(
-                    default_fracture_model(),
-                    record_months,
-                    population.age_years,
-                    np.moveaxis(sim.t_scores(), 1, 0),
-                    on_aromatase_inhibitor(arm.treatments, record_months),
-                )
-                for q in fractures:
-                    hazard = incidence.cumulative_hazard[q]
-                    visits[arm.name][q][:, start:stop] = hazard
-                    truth[arm.name][q][:, start:stop] = hazard
             for q in spec.outputs.quantities:
-                if q in FRACTURE_QUANTITIES:
-                    continue
-                visits[arm.name][q][:, start:stop] = _observed(
-                    q, sim, population, spec.seed, measured
+                true = _observed(q, sim, population, arm.treatments, spec.seed, measured=False)
+                truth[arm.name][q][:, start:stop] = true
+                noisy = measured and q in SITES
+                visits[arm.name][q][:, start:stop] = (
+                    _observed(q, sim, population, arm.treatments, spec.seed, measured=True)
+                    if noisy
+                    else true
                 )
-                truth[arm.name][q][:, start:stop] = _observed(
-                    q, sim, population, spec.seed, measured=False
-                )
+    credible = (
+        _parameter_credible_intervals(spec, params, record_days, parameter_draws)
+        if parameter_draws
+        else {}
+    )
     rows: list[SummaryRow] = []
     bands: dict[str, dict[str, Band]] = {}
-    pairs = [(0.0, float(m)) for m in spec.outputs.months] + [
-        (float(a), float(b)) for a, b in spec.outputs.intervals
-    ]
+    pairs = spec.output_pairs()
     months_axis = np.array(grid_months, dtype=float)
     for arm in spec.arms:
         bands[arm.name] = {}
@@ -422,22 +480,13 @@ def run_trial(
             v = visits[arm.name][q]
             for month_from, month in pairs:
                 change = _change(q, v[column[day_of[month_from]]], v[column[day_of[month]]])
-                if q in FRACTURE_QUANTITIES:
-                    row = SummaryRow(
-                        arm.name,
-                        q,
-                        month_from,
-                        month,
-                        n,
-                        float(change.mean()),
-                        None,
-                        None,
-                        None,
-                        None,
-                    )
-                else:
-                    row = SummaryRow(arm.name, q, month_from, month, n, *_summarise(change))
-                rows.append(row)
+                stats = (
+                    (float(change.mean()), None, None, None, None)
+                    if q in FRACTURE_QUANTITIES
+                    else _summarise(change)
+                )
+                cri = credible.get((arm.name, q, month_from, month), (None, None))
+                rows.append(SummaryRow(arm.name, q, month_from, month, n, *stats, *cri))
             true = truth[arm.name][q]
             from_baseline = _change(q, true[column[0]][None, :], true)
             idx = [column[day_of[m]] for m in grid_months]

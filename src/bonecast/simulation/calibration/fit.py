@@ -7,13 +7,15 @@ Method (choices documented here and in the closing note of issue 3):
   parameters are fitted on the log scale, shares on the logit scale.
 * **Priors**: a parameter with a prior range in the file gets a normal prior on the transformed
   scale whose 95 % interval is that range; the others get a normal prior centred on the starting
-  value with SD 0.7 (log scale, about a factor 2) or 1.0 (logit scale). MAP = least squares of
+  value with SD 1.5 on the log or logit scale (the starting values come from a throw-away
+  feasibility fit, model.md section 0, so they deserve little weight). MAP = least squares of
   target residuals (model - target) / sigma plus prior residuals.
 * **Stages** as in model.md 10.2: A natural progression, B estrogen deprivation and tamoxifen,
   C bisphosphonates, D denosumab, then a joint refit of everything. ABCSG-12's endocrine-only
   rows are an external check and never fitted.
-* **Robust loss** (soft L1): the trials disagree with one another by more than their stated
-  uncertainty (model.md 12.1, 10.1); a robust loss lets the fit follow the consistent majority.
+* **Robust loss** (Cauchy, scale one sigma): the trials disagree with one another by more than
+  their stated uncertainty (model.md 12.1, 10.1); a robust loss lets the fit follow the
+  consistent majority instead of splitting the difference.
 * **Statistic**: inside the optimiser each target is simulated for the typical patient of its
   trial (all trials and parameter perturbations in one vectorised run). The full mode then adds,
   per target, the offset between the population statistic the target reports (mean or median of
@@ -51,9 +53,9 @@ EXTERNAL_CHECKS = ("B16", "B18_NOZA_M36", "B18_NOZA_M60")
 NOT_FITTED = ("bp.alendronate.ec50_mg",)
 """Calibration parameters with no target that constrains them (model.md 12.9)."""
 ROBUST_LOSS = "cauchy"
-"""Robust loss (scipy least_squares): residuals beyond one sigma count linearly, so a few trials
-that disagree with the rest (e.g. SABRE's small AI-alone loss vs ATAC) do not drag every other
-fit off its target."""
+"""Robust loss (scipy least_squares): residuals beyond one sigma count only logarithmically, so a
+few trials that disagree with the rest (e.g. SABRE's small AI-alone loss vs ATAC) do not drag
+every other fit off its target."""
 ROBUST_SCALE = 1.0
 """Residual (in sigmas) beyond which the robust loss starts to discount a target."""
 DEFAULT_PRIOR_SD = {"log": 1.5, "logit": 1.5}

@@ -107,10 +107,9 @@ class TypicalBatch:
         Each mapping overrides parameter values (names as in the parameter file).
         """
         n_cols, k = len(self.columns), len(parameter_values)
-        population = VirtualPopulation.concatenate(self.populations * k)
-        for block, values in enumerate(parameter_values):
-            for name, value in values.items():
-                population.values[name][block * n_cols : (block + 1) * n_cols] = value
+        population = VirtualPopulation.concatenate(self.populations).with_parameter_draws(
+            parameter_values
+        )
         arm_of_patient: IdArray = np.tile(np.arange(n_cols, dtype=np.int64), k)
         sim = simulate_arms(
             population,

@@ -1,0 +1,51 @@
+"""`bonecast calibrate` and `bonecast validate` from the command line."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from bonecast.cli import app
+from bonecast.simulation import load_parameter_set
+
+runner = CliRunner()
+TRIALS = Path(__file__).resolve().parents[2] / "examples" / "trials" / "calibration"
+
+
+def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
+    out = tmp_path / "validation"
+    result = runner.invoke(
+        app, ["validate", "--out", str(out), "--trials", str(TRIALS), "--n-per-arm", "30"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "high-weight targets" in result.output
+    with (out / "validation_targets.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 92
+    assert {"target_id", "target_pct", "model_pct", "difference_pp", "pass"} <= set(rows[0])
+    assert all(r["reason_if_missed"] for r in rows if r["pass"] == "no")
+    assert len(list(out.glob("validation_*.png"))) == 15
+    page = (out / "validation.html").read_text(encoding="utf-8")
+    assert "validation_atac.png" in page and "not a medical device" in page
+
+
+def test_calibrate_quick_writes_a_loadable_parameter_set(tmp_path: Path) -> None:
+    out = tmp_path / "set.yaml"
+    result = runner.invoke(
+        app, ["calibrate", "--quick", "--out", str(out), "--trials", str(TRIALS)]
+    )
+    assert result.exit_code == 0, result.output
+    params = load_parameter_set(out)
+    assert params.provenance["mode"] == "quick"
+    posterior = out.with_name("set_posterior.csv")
+    assert posterior.exists()
+    assert yaml.safe_load(out.read_text())["provenance"]["posterior_file"] == posterior.name
+
+
+def test_missing_trials_folder_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", "--trials", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert "--trials" in result.output

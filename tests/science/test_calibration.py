@@ -1,0 +1,140 @@
+"""The calibrated parameter set against the published trials (issue 3; model.md section 10)."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from bonecast.simulation import default_parameter_set
+from bonecast.simulation.calibration.fit import EXTERNAL_CHECKS, calibrate, free_parameters
+from bonecast.simulation.calibration.targets import load_targets
+from bonecast.simulation.calibration.validation import validate
+from bonecast.simulation.parameters import posterior_draws, start_parameter_set
+
+TRIALS = Path(__file__).resolve().parents[2] / "examples" / "trials" / "calibration"
+SHARED_TARGETS = (
+    Path(__file__).resolve().parents[3] / "shared" / "science" / "calibration_targets.csv"
+)
+
+
+@pytest.fixture(scope="module")
+def report():
+    return validate(default_parameter_set(), load_targets(), TRIALS, external=EXTERNAL_CHECKS)
+
+
+def test_every_target_has_a_trial_spec_and_is_simulated(report):
+    ids = {c.target.target_id for c in report.checks}
+    assert len(ids) == 92
+    assert all(np.isfinite(c.model_pct) for c in report.checks)
+
+
+def test_fit_quality_does_not_regress(report):
+    """Issue 3 asks for >= 90 % of high-weight targets within max(CI half-width, 1.0 pp) and
+    >= 80 % of all within max(CI half-width, 1.5 pp). The all-target rule is met; the
+    high-weight rule is not (29 of 38: the trials disagree with one another, see the misses and
+    validation_notes.yaml). This guards what has been reached."""
+    head = report.headline()
+    assert head["high_weight_total"] == 38
+    assert head["all_pass"] / head["all_total"] >= 0.80
+    assert head["high_weight_pass"] >= 29
+
+
+def test_every_miss_has_a_recorded_reason(report):
+    missing = [
+        c.target.target_id for c in report.misses() if c.target.target_id not in report.miss_reasons
+    ]
+    assert missing == []
+
+
+def test_published_directions_hold(report):
+    model = {c.target.target_id: c.model_pct for c in report.checks}
+    # ATAC (Eastell 2008): loss on anastrozole, gain on tamoxifen at 5 years, both sites
+    assert model["A6"] < -4 and model["A7"] < -4
+    assert model["A8"] > 0 and model["A9"] > 0
+    # IBIS-II (Sestak 2021): the spine recovers after anastrozole stops; the hip does not fall
+    assert model["I9"] > model["I10"] + 0.5
+    assert model["I11"] > model["I12"]
+    # risedronate prevents anastrozole loss (IBIS-II stratum II, SABRE)
+    assert model["I5_LS"] > model["I6_LS"] + 2 and model["B9_LS"] > model["B10_LS"] + 2
+    # denosumab: FREEDOM total hip gains rise over 3 years
+    assert model["D4_M12"] < model["D4_M24"] < model["D4_M36"]
+
+
+def test_shipped_targets_are_the_shared_file():
+    text = (
+        resources.files("bonecast.simulation")
+        .joinpath("data")
+        .joinpath("calibration_targets.csv")
+        .read_text(encoding="utf-8")
+    )
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    assert default_parameter_set().provenance["targets_sha256"] == digest
+    if SHARED_TARGETS.exists():
+        assert SHARED_TARGETS.read_text(encoding="utf-8") == text
+
+
+def test_default_parameter_set_is_the_calibrated_one_with_provenance():
+    params = default_parameter_set()
+    prov = params.provenance
+    assert prov["calibrated"] is True and prov["mode"] == "full"
+    assert {"date", "objective", "stages", "posterior_file"} <= set(prov)
+    assert [s["name"] for s in prov["stages"]][:4] == [
+        "A natural progression",
+        "B estrogen deprivation and tamoxifen",
+        "C bisphosphonates",
+        "D denosumab",
+    ]
+    fitted = {p.name for p in free_parameters(start_parameter_set())}
+    for name, entry in params.parameters.items():
+        if name in fitted:
+            assert entry.source.startswith("cal: bonecast calibrate")
+        else:
+            assert entry == start_parameter_set().parameters[name]
+
+
+def test_posterior_sample_is_centred_on_the_map():
+    params = default_parameter_set()
+    draws = posterior_draws(params)
+    assert len(draws) == 200
+    fitted = {p.name: p for p in free_parameters(start_parameter_set())}
+    assert set(draws[0]) == set(fitted)
+    for name, p in fitted.items():
+        transformed = np.array([p.forward(d[name]) for d in draws])
+        centre = p.forward(params.parameters[name].value)
+        # the sample mean sits within 3 standard errors of the MAP (Laplace: normal at the MAP)
+        assert abs(transformed.mean() - centre) <= 3 * transformed.std() / np.sqrt(200) + 1e-9
+
+
+def test_quick_calibration_lowers_the_objective_and_records_provenance(tmp_path):
+    result = calibrate(
+        start_parameter_set(), load_targets(), TRIALS, quick=True, posterior_draws=20
+    )
+    for stage in result.stages:
+        assert stage.objective_end <= stage.objective_start + 1e-9
+    assert result.parameter_set.provenance["mode"] == "quick"
+    assert len(result.posterior) == 20
+    assert result.stages[-1].objective_end < result.stages[-1].objective_start
+
+
+@pytest.mark.slow
+def test_full_calibration_reproduces_the_shipped_parameter_set():
+    """`bonecast calibrate` from scratch gives the shipped default (about 2-3 minutes)."""
+    result = calibrate(start_parameter_set(), load_targets(), TRIALS, posterior_draws=2)
+    shipped = default_parameter_set()
+    for name, entry in result.parameter_set.parameters.items():
+        assert entry.value == pytest.approx(shipped.parameters[name].value, rel=1e-4), name
+
+
+def test_shipped_yaml_names_its_posterior_file():
+    text = (
+        resources.files("bonecast.simulation")
+        .joinpath("data")
+        .joinpath("aibl2c_calibrated.yaml")
+        .read_text(encoding="utf-8")
+    )
+    assert yaml.safe_load(text)["provenance"]["posterior_file"] == "aibl2c_calibrated_posterior.csv"
