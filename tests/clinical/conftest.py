@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from patients import patient_dict
+from patients import Assess, patient_dict
 
 from bonecast.clinical import Assessment, assess, parse_patient
-
-Assess = Callable[..., Assessment]
 
 
 @pytest.fixture

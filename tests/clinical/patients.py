@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
+
+from bonecast.clinical import Assessment
+
+Assess = Callable[..., Assessment]
+"""A fixture that assesses the base patient with changes (see conftest.run)."""
 
 AS_OF = "2026-01-15"
 

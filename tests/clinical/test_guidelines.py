@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from patients import patient_dict, with_t_scores
+from patients import Assess, patient_dict, with_t_scores
 from pydantic import ValidationError
 
 from bonecast.clinical import (
@@ -17,7 +17,6 @@ from bonecast.clinical import (
     parse_patient,
     rule_set_names,
 )
-from conftest import Assess
 
 RULE_SETS = ("aibl-2025", "aibl-2017")
 ANASTROZOLE = {"drug": "anastrozole", "start_date": "2026-01-01", "planned_stop_date": "2031-01-01"}

@@ -26,29 +26,19 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bonecast.clinical._data import read_data
 from bonecast.simulation import DRUGS, SITES, DrugClass, Route
+from bonecast.validation import within
 
 DAYS_PER_YEAR = 365.25
 DAYS_PER_MONTH = DAYS_PER_YEAR / 12
 
 
-def _within(low: float, high: float, accepted: str) -> AfterValidator:
-    """A range check whose message says what is accepted ('2.4 is outside 0.2-2.0 g/cm2')."""
-
-    def check(value: float) -> float:
-        if not low <= value <= high:
-            raise ValueError(f"{value:g} is outside {accepted}")
-        return value
-
-    return AfterValidator(check)
-
-
-Bmd = Annotated[float, _within(0.2, 2.0, "0.2-2.0 g/cm2")]
-Score = Annotated[float, _within(-6.0, 6.0, "-6..+6")]
-Percent = Annotated[float, _within(0.0, 100.0, "0-100 %")]
+Bmd = Annotated[float, within(0.2, 2.0, "0.2-2.0 g/cm2")]
+Score = Annotated[float, within(-6.0, 6.0, "-6..+6")]
+Percent = Annotated[float, within(0.0, 100.0, "0-100 %")]
 
 Scanner = Literal["hologic", "lunar", "norland"]
 Ethnicity = Literal[
@@ -146,8 +136,8 @@ class RiskFactors(_Strict):
 
     current_smoker: bool = False
     past_smoker: bool = False
-    cigarettes_per_day: Annotated[float, _within(0, 200, "0-200 cigarettes/day")] | None = None
-    alcohol_units_per_day: Annotated[float, _within(0, 100, "0-100 units/day")] = 0.0
+    cigarettes_per_day: Annotated[float, within(0, 200, "0-200 cigarettes/day")] | None = None
+    alcohol_units_per_day: Annotated[float, within(0, 100, "0-100 units/day")] = 0.0
     family_history_hip_fracture: bool = False
     fragility_fracture_after_50: bool = False
     prior_vertebral_fracture: bool = False
@@ -263,7 +253,7 @@ class FraxResult(_Strict):
     hip_pct: Percent
     computed_with_bmd: bool = True
     glucocorticoids: bool = False
-    prednisolone_mg_per_day: Annotated[float, _within(0, 100, "0-100 mg/day")] | None = None
+    prednisolone_mg_per_day: Annotated[float, within(0, 100, "0-100 mg/day")] | None = None
     tool: str | None = None
 
 
@@ -271,11 +261,11 @@ class Patient(_Strict):
     """Everything ``bonecast assess`` reads about one patient."""
 
     sex: Literal["female", "male"]
-    age_years: Annotated[float, _within(18, 110, "18-110 years")]
+    age_years: Annotated[float, within(18, 110, "18-110 years")]
     birth_date: date | None = None
     menopausal_status: Literal["premenopausal", "postmenopausal"] | None = None
-    weight_kg: Annotated[float, _within(20, 300, "20-300 kg")] | None = None
-    height_cm: Annotated[float, _within(100, 250, "100-250 cm")] | None = None
+    weight_kg: Annotated[float, within(20, 300, "20-300 kg")] | None = None
+    height_cm: Annotated[float, within(100, 250, "100-250 cm")] | None = None
     ethnicity: Ethnicity = "white_or_not_recorded"
     risk_factors: RiskFactors = RiskFactors()
     scans: list[Scan] = Field(default_factory=list)
