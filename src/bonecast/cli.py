@@ -343,6 +343,13 @@ def assess_patient(
             help="Facility precision study CSV (patient_id,site,bmd_g_cm2); default: ISCD LSCs.",
         ),
     ] = None,
+    forecast_years: Annotated[
+        int,
+        typer.Option(
+            "--forecast-years",
+            help="Personal BMD forecast horizon: 5-10 years under three plans (0: none).",
+        ),
+    ] = 5,
 ) -> None:
     """Assess one patient: scores, real change, fracture risk and the guideline recommendation."""
     if guideline not in rule_set_names():
@@ -353,7 +360,9 @@ def assess_patient(
         study = None if precision is None else load_precision_study(precision)
     except (PatientError, PrecisionError) as error:
         raise _fail(str(error)) from None
-    result = assess(record, guideline, lsc_table(study))
+    if forecast_years and not 5 <= forecast_years <= 10:
+        raise _fail(f"--forecast-years: {forecast_years} is outside 5-10 (or 0 for none)")
+    result = assess(record, guideline, lsc_table(study), forecast_years=forecast_years)
     if output is OutputFormat.JSON:
         typer.echo(result.model_dump_json(indent=2))
     else:

@@ -3,8 +3,8 @@
 :func:`assess` assembles an :class:`Assessment`, the single result type that the JSON and text
 renderers (and later the API and web pages) show. Its keys follow the contract of
 architecture.md ("Patient assessment") and extend it compatibly (``scores``, ``rule_trace``,
-``warnings``, ``markers``, ``disclaimer``...). ``forecast`` is a placeholder, filled by the
-forecast module.
+``warnings``, ``markers``, ``disclaimer``...). ``forecast`` holds the personal forecast points
+when asked for (:mod:`bonecast.clinical.forecast`).
 
 Choices made here:
 
@@ -22,11 +22,11 @@ Choices made here:
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bonecast import DISCLAIMER, __version__
+from bonecast.clinical.forecast import Forecast, ForecastPoint, forecast
 from bonecast.clinical.fracture import FractureRisk, fracture_risk
 from bonecast.clinical.guidelines import (
     DEFAULT_RULE_SET,
@@ -128,8 +128,12 @@ class Assessment(BaseModel):
     lsc: dict[str, Lsc]
     markers: MarkerSummary
     fracture_risk: FractureRisk
-    forecast: list[dict[str, Any]] = Field(
-        default_factory=list, description="filled by the forecast module (not yet implemented)"
+    forecast: list[ForecastPoint] = Field(
+        default_factory=list,
+        description="per plan, month and site: expected BMD and T-score with a 5-95 % band",
+    )
+    forecast_details: Forecast | None = Field(
+        default=None, description="the plans, conditioning on scans and how the band was made"
     )
     rule_trace: list[TraceEntry]
     warnings: list[str]
@@ -211,11 +215,14 @@ def assess(
     guideline: str = DEFAULT_RULE_SET,
     precision: dict[str, Lsc] | None = None,
     horizon_years: int = 10,
+    forecast_years: int = 0,
 ) -> Assessment:
     """Assess ``patient`` with rule set ``guideline`` (``KeyError`` if unknown).
 
     ``precision`` is the LSC per site (:func:`~bonecast.clinical.precision.lsc_table`; default:
-    the documented ISCD defaults). ``horizon_years`` (1-10) is the QFracture horizon.
+    the documented ISCD defaults). ``horizon_years`` (1-10) is the QFracture horizon;
+    ``forecast_years`` (5-10; 0 = none) adds the personal BMD forecast
+    (:mod:`bonecast.clinical.forecast`).
     """
     rule_set = load_rule_set(guideline)
     settings = rule_set.setting_values()
@@ -327,6 +334,7 @@ def assess(
         warnings.append("LSC: ISCD defaults used where the facility has no precision study")
     if patient.bmi_kg_m2 is None:
         warnings.append("weight or height missing: the low-BMI risk factor was not assessed")
+    projection = forecast(patient, result.agents, forecast_years) if forecast_years else None
     return Assessment(
         bonecast_version=__version__,
         as_of=as_of,
@@ -374,6 +382,8 @@ def assess(
         markers=markers,
         fracture_risk=risk,
         rule_trace=result.trace,
+        forecast=[] if projection is None else projection.points,
+        forecast_details=projection,
         warnings=warnings,
         disclaimer=DISCLAIMER,
     )

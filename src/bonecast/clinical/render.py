@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bonecast.clinical.assessment import Assessment
+from bonecast.simulation import SITES
 
 COUNTED_FROM = {
     "assessment": "this assessment",
@@ -191,6 +192,41 @@ def _trace(a: Assessment) -> RenderableType:
     return lines
 
 
+def _forecast(a: Assessment) -> RenderableType:
+    details = a.forecast_details
+    if details is None:
+        return Text("")
+    sites = sorted({p.site for p in a.forecast}, key=SITES.index)
+    years = sorted({p.month for p in a.forecast})
+    table = Table(
+        title=f"BMD forecast ({details.horizon_years} years; T-score, 5-95 % band)",
+        title_justify="left",
+    )
+    table.add_column("plan", no_wrap=True)
+    table.add_column("site", no_wrap=True)
+    for month in years:
+        table.add_column(f"year {month // 12}")
+    for plan in details.plans:
+        for site in sites:
+            cells = [
+                f"{p.t_score:.1f} ({p.t_score_low:.1f}/{p.t_score_high:.1f})"
+                for month in years
+                for p in a.forecast
+                if p.plan == plan.name and p.site == site and p.month == month
+            ]
+            table.add_row(plan.name, site, *cells)
+    plans = "\n".join(f"- {p.name}: {p.description}" for p in details.plans)
+    narrowing = ", ".join(f"{k} {v:g} %" for k, v in details.band_narrowing_pct.items())
+    lines = [plans]
+    if details.scans_conditioned_on:
+        lines.append(
+            f"Conditioned on {details.scans_conditioned_on} later scan(s): band at the horizon "
+            f"narrower by {narrowing} ({details.effective_twins:g} of {details.twins} twins)."
+        )
+    lines += [f"- {note}" for note in details.notes]
+    return Group(table, Text("\n".join(lines), style="dim"))
+
+
 def render_text(a: Assessment) -> RenderableType:
     """The assessment as Rich renderables: summary, recommendation, data, rule trace, disclaimer."""
     parts: list[RenderableType] = [_header(a), _recommendation(a)]
@@ -201,6 +237,8 @@ def render_text(a: Assessment) -> RenderableType:
     if a.markers.results:
         parts.append(_markers(a))
     parts.append(_fracture(a))
+    if a.forecast_details is not None:
+        parts.append(_forecast(a))
     parts.append(_trace(a))
     if a.warnings:
         parts.append(Text("Notes:\n" + "\n".join(f"- {w}" for w in a.warnings), style="yellow"))

@@ -1,0 +1,151 @@
+"""Personal BMD forecast under alternative plans (bonecast.clinical.forecast; issue 4 item 6)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bonecast.cli import app
+from bonecast.clinical import assess, parse_patient
+from bonecast.clinical.forecast import forecast
+from bonecast.simulation import default_parameter_set, parse_trial_spec, run_trial
+from bonecast.simulation.parameters import start_parameter_set
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "patients"
+
+
+def _patient(name: str) -> dict:
+    return json.loads((EXAMPLES / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def two_scans():
+    patient = parse_patient(_patient("two_scans_significant_loss"))
+    return patient, forecast(patient, assess(patient).recommendation.agents)
+
+
+def _points(result, plan, site):
+    return [p for p in result.points if p.plan == plan and p.site == site]
+
+
+def test_three_plans_every_measured_site_yearly_with_bands(two_scans):
+    _, result = two_scans
+    assert [p.name for p in result.plans] == ["continue_ai", "ai_plus_agent", "stop_ai_as_planned"]
+    for plan in result.plans:
+        for site in ("lumbar_spine", "total_hip", "femoral_neck"):
+            points = _points(result, plan.name, site)
+            assert [p.month for p in points] == [0, 12, 24, 36, 48, 60]
+            for p in points:
+                assert p.bmd_low_g_cm2 <= p.bmd_g_cm2 <= p.bmd_high_g_cm2
+                assert p.t_score_low <= p.t_score <= p.t_score_high
+
+
+def test_plans_differ_in_the_expected_direction(two_scans):
+    _, result = two_scans
+    spine = {p.name: _points(result, p.name, "lumbar_spine") for p in result.plans}
+    # adding the recommended agent protects the spine (year 3, while both are on the AI)
+    assert spine["ai_plus_agent"][3].bmd_g_cm2 > spine["continue_ai"][3].bmd_g_cm2 + 0.01
+    # stopping the AI at its planned date (2029-03) beats continuing it at year 5 (2030-03)
+    assert spine["stop_ai_as_planned"][5].bmd_g_cm2 > spine["continue_ai"][5].bmd_g_cm2
+    # before the planned stop the two are the same plan
+    assert spine["stop_ai_as_planned"][2].bmd_g_cm2 == spine["continue_ai"][2].bmd_g_cm2
+
+
+def test_a_second_scan_conditions_and_narrows_the_band(two_scans):
+    _, result = two_scans
+    assert result.scans_conditioned_on == 1
+    assert all(v > 0 for v in result.band_narrowing_pct.values())
+    assert 20 <= result.effective_twins < result.twins
+    single = copy.deepcopy(_patient("two_scans_significant_loss"))
+    single["scans"] = single["scans"][:1]
+    alone = forecast(parse_patient(single), [])
+    assert alone is not None
+    assert alone.scans_conditioned_on == 0 and alone.band_narrowing_pct == {}
+    # the observed 6.8 % spine loss in a year pulls the conditioned forecast below the prior one
+    now = {p.site: p for p in result.points if p.plan == "continue_ai" and p.month == 0}
+    prior = {p.site: p for p in alone.points if p.plan == "continue_ai" and p.month == 0}
+    assert now["lumbar_spine"].bmd_g_cm2 < prior["lumbar_spine"].bmd_g_cm2
+
+
+def test_forecast_agrees_with_the_trial_simulator_for_the_same_plan():
+    """Without posterior draws and without conditioning, the twins are the trial population."""
+    data = _patient("osteopenic_anastrozole_risk_factors")
+    patient = parse_patient(data)
+    start = min([patient.sorted_scans()[0].date, *(t.start_date for t in patient.treatments)])
+    result = forecast(patient, [], horizon_years=5, parameter_set=start_parameter_set())
+    assert result is not None
+    anchor = patient.sorted_scans()[0].lumbar_spine
+    assert anchor is not None and anchor.bmd_g_cm2 is not None
+    horizon = _points(result, "continue_ai", "lumbar_spine")[-1]
+    months = (horizon.date - start).days / (365.25 / 12)
+    spec = parse_trial_spec(
+        {
+            "name": "twins",
+            "population": {
+                "n": 400,
+                "menopausal_status": "postmenopausal",
+                "age_years": patient.age_on(start),
+            },
+            "arms": [
+                {
+                    "name": "ai",
+                    "treatments": [
+                        {"drug": "anastrozole", "dose_mg": 1, "interval_days": 1, "start_month": 0}
+                    ],
+                }
+            ],
+            "outputs": {"quantities": ["lumbar_spine"], "months": [round(months)]},
+        }
+    )
+    trial_mean = run_trial(spec, start_parameter_set()).rows[0].mean_pct_change
+    forecast_change = 100 * (horizon.bmd_g_cm2 / anchor.bmd_g_cm2 - 1)
+    # the anchor scan is the baseline here (scan date = start of the AI in this example or
+    # within a month of it); 0.5 pp covers DXA noise in the trial mean and the month rounding
+    assert forecast_change == pytest.approx(trial_mean, abs=0.5)
+
+
+def test_no_forecast_for_men_or_without_bmd():
+    data = _patient("osteopenic_anastrozole_risk_factors")
+    data["sex"] = "male"
+    data.pop("menopausal_status", None)
+    assert forecast(parse_patient(data), []) is None
+
+
+def test_assess_cli_reports_the_forecast_in_json_and_text():
+    runner = CliRunner()
+    path = str(EXAMPLES / "two_scans_significant_loss.json")
+    result = runner.invoke(app, ["assess", path, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    plans = {p["plan"] for p in data["forecast"]}
+    assert plans == {"continue_ai", "ai_plus_agent", "stop_ai_as_planned"}
+    point = data["forecast"][0]
+    assert {"month", "site", "bmd_g_cm2", "t_score", "t_score_low", "t_score_high"} <= set(point)
+    assert data["forecast_details"]["scans_conditioned_on"] == 1
+    text = runner.invoke(app, ["assess", path])
+    assert "BMD forecast" in text.output and "continue_ai" in text.output
+    none = runner.invoke(app, ["assess", path, "--format", "json", "--forecast-years", "0"])
+    assert json.loads(none.output)["forecast"] == []
+    bad = runner.invoke(app, ["assess", path, "--forecast-years", "3"])
+    assert bad.exit_code == 2 and "--forecast-years" in bad.output
+
+
+def test_bands_include_parameter_uncertainty(two_scans):
+    """Twins carry posterior parameter draws: without them the band is narrower."""
+    patient, result = two_scans
+    params = default_parameter_set()
+    provenance = {k: v for k, v in params.provenance.items() if k != "posterior_file"}
+    map_only = forecast(
+        patient, [], parameter_set=params.model_copy(update={"provenance": provenance})
+    )
+    assert map_only is not None
+
+    def width(f):
+        return np.mean([p.bmd_high_g_cm2 - p.bmd_low_g_cm2 for p in f.points if p.month == 60])
+
+    assert width(result) > 1.1 * width(map_only)
