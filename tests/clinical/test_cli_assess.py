@@ -55,7 +55,11 @@ def test_json_output_has_the_contract_keys(tmp_path: Path) -> None:
         "next_dxa_months",
     } <= set(recommendation)
     assert recommendation["guideline"] == "aibl-2025"
-    assert out["forecast"] == []
+    # forecast: per plan, month and site, expected BMD and T-score with a band (contract)
+    assert {p["plan"] for p in out["forecast"]} >= {"continue_ai", "stop_ai_as_planned"}
+    assert {"month", "site", "bmd_g_cm2", "bmd_low_g_cm2", "bmd_high_g_cm2", "t_score"} <= set(
+        out["forecast"][0]
+    )
     assert out["disclaimer"] == DISCLAIMER
 
 
