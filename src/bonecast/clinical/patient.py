@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bonecast.clinical._data import read_data
 from bonecast.simulation import DRUGS, SITES, DrugClass, Route
+from bonecast.simulation.drugs import DrugUse
 from bonecast.validation import within
 
 DAYS_PER_YEAR = 365.25
@@ -170,7 +171,7 @@ class RiskFactors(_Strict):
         )
 
 
-class Treatment(_Strict):
+class Treatment(DrugUse, _Strict):
     """A drug taken, being taken or planned; ``drug`` is a name of the simulation catalogue."""
 
     drug: str
@@ -194,16 +195,6 @@ class Treatment(_Strict):
             if day is not None and day < self.start_date:
                 raise ValueError(f"{name}: {day} is before start_date {self.start_date}")
         return self
-
-    @property
-    def drug_class(self) -> DrugClass:
-        """The pharmacological class from the drug catalogue."""
-        return DRUGS[self.drug].drug_class
-
-    @property
-    def given_route(self) -> Route:
-        """The route given, else the drug's default."""
-        return self.route or DRUGS[self.drug].default_route
 
     @property
     def end_date(self) -> date | None:

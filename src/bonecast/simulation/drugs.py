@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 
 class DrugClass(StrEnum):
@@ -161,6 +162,24 @@ AROMATASE_INHIBITORS: tuple[str, ...] = tuple(
 BISPHOSPHONATES: tuple[str, ...] = tuple(
     name for name, d in DRUGS.items() if d.drug_class is DrugClass.BISPHOSPHONATE
 )
+
+
+class DrugUse:
+    """Mixin for input models that name a ``drug`` of the catalogue and an optional ``route``."""
+
+    if TYPE_CHECKING:
+        drug: str
+        route: Route | None
+
+    @property
+    def drug_class(self) -> DrugClass:
+        """The pharmacological class from the drug catalogue."""
+        return DRUGS[self.drug].drug_class
+
+    @property
+    def given_route(self) -> Route:
+        """The route given, else the drug's default."""
+        return self.route or DRUGS[self.drug].default_route
 
 
 def get_drug(name: str) -> Drug:

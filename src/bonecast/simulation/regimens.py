@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bonecast.simulation.drugs import DRUGS, DrugClass, Route
+from bonecast.simulation.drugs import DRUGS, DrugClass, DrugUse, Route
 from bonecast.simulation.model import (
     DAYS_PER_MONTH,
     Array,
@@ -57,7 +57,7 @@ class StartRule(BaseModel):
     first_check_month: float = Field(default=0.0, ge=0)
 
 
-class Treatment(BaseModel):
+class Treatment(DrugUse, BaseModel):
     """One drug in a plan: dose in mg every ``interval_days``, from a start to a stop month.
 
     ``stop_month=None`` means until the end of the simulation; ``start_when`` replaces
@@ -123,16 +123,6 @@ class Treatment(BaseModel):
         if self.start_when is not None:
             return self.start_when.first_check_month
         return self.start_month or 0.0
-
-    @property
-    def drug_class(self) -> DrugClass:
-        """The class of the drug (decides the model pathway)."""
-        return DRUGS[self.drug].drug_class
-
-    @property
-    def given_route(self) -> Route:
-        """The route (the drug's default when none was given)."""
-        return self.route or DRUGS[self.drug].default_route
 
     def stop_day(self, horizon_days: int) -> int:
         """First day the drug is no longer given."""
