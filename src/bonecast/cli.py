@@ -6,15 +6,18 @@ accepted; nothing is written), 1 for anything else.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import tempfile
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from bonecast import DISCLAIMER
 from bonecast.clinical import (
@@ -29,6 +32,21 @@ from bonecast.clinical import (
     rule_set_names,
 )
 from bonecast.progress import progress_bar
+from bonecast.registry import (
+    ImportReport,
+    InvalidInputError,
+    NotFoundError,
+    Registry,
+    RegistryError,
+    TokenIn,
+    UserIn,
+    export_patient,
+    import_bundle,
+    import_csv_file,
+    parse,
+    upgrade,
+)
+from bonecast.registry.models import Role
 from bonecast.reports.plots import plot_trial
 from bonecast.reports.validation_report import write_validation_report
 from bonecast.simulation import (
@@ -367,6 +385,160 @@ def assess_patient(
         typer.echo(result.model_dump_json(indent=2))
     else:
         console.print(render_text(result))
+
+
+# --- server and registry --------------------------------------------------------------------
+
+db_app = typer.Typer(help="The registry database.", no_args_is_help=True)
+users_app = typer.Typer(help="Users of the web application and API.", no_args_is_help=True)
+token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(token_app, name="token")
+
+DEFAULT_DATABASE = "sqlite:///bonecast.db"
+CLI_ACTOR = "system:cli"
+Database = Annotated[
+    str,
+    typer.Option("--database", help="Registry URL: sqlite:///file.db or postgresql+psycopg://..."),
+]
+_DATABASE_ERRORS = (SQLAlchemyError, ValueError)
+"""A bad URL, a missing driver, a database that does not answer."""
+Actor = Annotated[str, typer.Option("--actor", help="Who the writes are attributed to (audit).")]
+
+
+def _registry(database: str) -> Registry:
+    """The registry at ``database``, which must already be migrated (``bonecast db upgrade``)."""
+    try:
+        registry = Registry(database)
+        revision = registry.schema_revision()
+    except _DATABASE_ERRORS as error:
+        raise _fail(f"--database: cannot open {database}: {error}") from None
+    if revision is None:
+        raise _fail(f"--database: {database} has no registry; run bonecast db upgrade first")
+    return registry
+
+
+def _invalid(error: RegistryError) -> typer.Exit:
+    problems = error.problems if isinstance(error, InvalidInputError) else [error.problem()]
+    return _fail("; ".join(str(problem) for problem in problems))
+
+
+@app.command("serve")
+def serve(
+    database: Database = DEFAULT_DATABASE,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+) -> None:
+    """Run the web service: REST API (/api/v1), CDS Hooks (/cds-services), /health.
+
+    Requests are not logged (their URLs may carry patient names or MRNs).
+    """
+    import uvicorn
+
+    from bonecast.api import create_app
+
+    uvicorn.run(create_app(database), host=host, port=port, access_log=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database: Database = DEFAULT_DATABASE) -> None:
+    """Create the registry or migrate it to the latest schema."""
+    try:
+        upgrade(database)
+    except _DATABASE_ERRORS as error:
+        raise _fail(f"--database: cannot migrate {database}: {error}") from None
+    console.print(f"{database}: schema at revision {_registry(database).schema_revision()}")
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument(help="Lower-case login name.")],
+    role: Annotated[Role, typer.Option("--role", help="admin, clinician or viewer.")],
+    database: Database = DEFAULT_DATABASE,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    display_name: Annotated[str | None, typer.Option("--display-name")] = None,
+    actor: Actor = CLI_ACTOR,
+) -> None:
+    """Add a user; the password (12+ characters) is prompted for unless --password-stdin."""
+    registry = _registry(database)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    data = {"username": username, "password": password, "role": role}
+    try:
+        user = parse(UserIn, data | {"display_name": display_name})
+        with registry.session(actor=actor) as session:
+            created = session.create_user(user)
+    except RegistryError as error:
+        raise _invalid(error) from None
+    console.print(f"Created {created.role} {created.username}")
+
+
+@token_app.command("create")
+def token_create(
+    username: Annotated[str, typer.Argument(help="The user the token acts as.")],
+    database: Database = DEFAULT_DATABASE,
+    name: Annotated[str, typer.Option("--name", help="A name to recognise it by.")] = "cli",
+    actor: Actor = CLI_ACTOR,
+) -> None:
+    """Issue an API token and print it once (it is not stored and cannot be shown again)."""
+    registry = _registry(database)
+    try:
+        with registry.session(actor=actor) as session:
+            user = session.find_user(username)
+            if user is None:
+                raise NotFoundError("user", username, "username")
+            _, plain = session.create_token(user.id, parse(TokenIn, {"name": name}))
+    except RegistryError as error:
+        raise _invalid(error) from None
+    errors.print(f"Token for {username} (shown once; keep it secret):")
+    typer.echo(plain)
+
+
+ImportKind = Literal["scans", "labs", "treatments", "fhir"]
+
+
+@app.command("import")
+def import_command(
+    kind: Annotated[ImportKind, typer.Argument(help="scans, labs, treatments (CSV) or fhir.")],
+    file: Annotated[Path, typer.Argument(help="CSV file, or FHIR R4 Bundle (JSON).")],
+    database: Database = DEFAULT_DATABASE,
+    actor: Actor = "system:import",
+) -> None:
+    """Import a CSV file or a FHIR Bundle into the registry: all of it, or nothing."""
+    registry = _registry(database)
+    try:
+        if kind == "fhir":
+            text = file.read_text(encoding="utf-8")
+            report: ImportReport = import_bundle(registry, text, actor=actor, source=file.name)
+        else:
+            report = import_csv_file(registry, kind, file, actor=actor)
+    except (OSError, UnicodeDecodeError) as error:
+        raise _fail(f"FILE: cannot read {file}: {error}") from None
+    if not report.accepted:
+        raise _fail(f"{file}: nothing imported:\n  " + "\n  ".join(report.error_lines()))
+    console.print(f"Imported {len(report.created())} records from {file}")
+    for ignored in report.ignored:
+        console.print(f"  ignored {ignored}")
+
+
+@app.command("export")
+def export_command(
+    patient_id: Annotated[int, typer.Argument(help="The registry id of the patient.")],
+    database: Database = DEFAULT_DATABASE,
+) -> None:
+    """Write a patient's chart as a FHIR R4 Bundle (JSON) to standard output."""
+    registry = _registry(database)
+    try:
+        with registry.session() as session:
+            bundle = export_patient(session, patient_id)
+    except NotFoundError as error:
+        raise _fail(f"PATIENT_ID: {error}") from None
+    typer.echo(json.dumps(bundle, indent=2))
 
 
 if __name__ == "__main__":  # pragma: no cover

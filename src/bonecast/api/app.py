@@ -1,0 +1,109 @@
+"""The FastAPI application: health, the REST API (``/api/v1``) and CDS Hooks.
+
+``create_app(database_url)`` opens the registry and migrates it to the latest schema when the
+application starts. Registry and assessment errors become JSON answers: 404 for an unknown
+record, 409 for a duplicate, 422 for invalid input naming each field (nothing is written).
+Error bodies may quote patient data back to the caller; nothing here logs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from bonecast import DISCLAIMER, __version__
+from bonecast.api import cds_hooks, rest
+from bonecast.api.auth import RegistryDep
+from bonecast.clinical import PatientError
+from bonecast.registry import (
+    ConflictError,
+    FieldProblem,
+    InvalidInputError,
+    NotFoundError,
+    Registry,
+    upgrade,
+)
+
+
+class Health(BaseModel):
+    """The service's state and the registry schema's migration revision."""
+
+    status: str
+    schema_revision: str | None
+    version: str
+
+
+def _problems(problems: list[FieldProblem], kind: str) -> list[dict[str, object]]:
+    """Problems in FastAPI's validation-error shape (``loc`` is the dotted field, split)."""
+    return [
+        {"loc": p.field.split(".") if p.field else [], "msg": p.message, "type": kind}
+        for p in problems
+    ]
+
+
+def _json(code: int, detail: object) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=code)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def not_found(_request: Request, error: Exception) -> JSONResponse:
+        return _json(status.HTTP_404_NOT_FOUND, str(error))
+
+    async def conflict(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ConflictError)
+        return _json(status.HTTP_409_CONFLICT, _problems([error.problem()], "conflict"))
+
+    async def invalid(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, InvalidInputError)
+        return _json(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, _problems(error.problems, "value_error")
+        )
+
+    async def not_assessable(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, PatientError)
+        detail = [{"loc": [], "msg": line, "type": "not_assessable"} for line in error.problems]
+        return _json(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+
+    app.add_exception_handler(NotFoundError, not_found)
+    app.add_exception_handler(ConflictError, conflict)
+    app.add_exception_handler(InvalidInputError, invalid)
+    app.add_exception_handler(PatientError, not_assessable)
+
+
+def create_app(database_url: str) -> FastAPI:
+    """The bonecast web application on the registry at ``database_url``."""
+    registry = Registry(database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(upgrade, registry.engine)
+        yield
+        registry.dispose()
+
+    app = FastAPI(
+        title="bonecast",
+        version=__version__,
+        description=f"Bone health on aromatase inhibitors: REST API and CDS Hooks. {DISCLAIMER}",
+        lifespan=lifespan,
+    )
+    app.state.registry = registry
+    _add_error_handlers(app)
+
+    @app.get("/health", tags=["health"], response_model=Health)
+    def health(registry: RegistryDep) -> Health | JSONResponse:
+        """Whether the service and its database answer (no login needed)."""
+        try:
+            revision = registry.schema_revision()
+        except SQLAlchemyError:
+            return _json(status.HTTP_503_SERVICE_UNAVAILABLE, "the database does not answer")
+        return Health(status="ok", schema_revision=revision, version=__version__)
+
+    app.include_router(rest.router)
+    app.include_router(cds_hooks.router)
+    return app

@@ -1,0 +1,219 @@
+"""CDS Hooks 1.0 (clinical.md 6.6): discovery and the ``patient-view`` service.
+
+``GET /cds-services`` lists the service; ``POST /cds-services/{id}`` reads the prefetch (FHIR
+R4 Patient, DXA Observations, MedicationStatements; :mod:`bonecast.services.fhir_input`), runs
+the assessment and answers with cards: the recommendation (``critical`` when the
+denosumab-stop warning fires, ``warning`` when bone-directed therapy is indicated or a DXA is
+needed, ``info`` otherwise) and the next DXA. The recommendation card links to the patient's
+page when the registry knows her MRN. bonecast does not query the EHR's FHIR server: without
+the Patient in the prefetch the service answers 412. Like the EHR's CDS Hooks clients, the
+endpoints need no bearer token (put them behind the EHR's network controls).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from bonecast import DISCLAIMER
+from bonecast.api.auth import RegistryDep
+from bonecast.clinical import Assessment, assess
+from bonecast.registry import Registry
+from bonecast.registry import terminology as codes
+from bonecast.services import PrefetchError, patient_from_fhir
+from bonecast.services.fhir_input import resources
+
+router = APIRouter(prefix="/cds-services", tags=["CDS Hooks"])
+
+SERVICE_ID = "aibl-bone-health"
+SUMMARY_MAX = 140
+_PATIENT = "{{context.patientId}}"
+PREFETCH = {
+    "patient": f"Patient/{_PATIENT}",
+    "dxa": f"Observation?patient={_PATIENT}&code="
+    + ",".join(f"{codes.LOINC}|{code}" for code in codes.DXA_BY_LOINC),
+    "medications": f"MedicationStatement?patient={_PATIENT}",
+}
+_DECISIONS = {
+    "start_bta": "Bone-directed therapy indicated",
+    "denosumab_transition": "Denosumab stopping: plan the follow-on bisphosphonate",
+    "monitor": "Monitor bone density",
+    "get_dxa": "DXA needed",
+    "general_pathway": "General osteoporosis pathway",
+}
+
+Indicator = Literal["info", "warning", "critical"]
+
+
+class Link(BaseModel):
+    """A card link (``absolute``: a web page)."""
+
+    label: str
+    url: str
+    type: Literal["absolute", "smart"] = "absolute"
+
+
+class Source(BaseModel):
+    """Where a card's advice comes from."""
+
+    label: str
+
+
+class Card(BaseModel):
+    """A CDS Hooks card."""
+
+    uuid: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    summary: str = Field(max_length=SUMMARY_MAX)
+    detail: str | None = None
+    indicator: Indicator
+    source: Source
+    links: list[Link] = Field(default_factory=list)
+
+
+class CdsResponse(BaseModel):
+    """The cards of one hook call."""
+
+    cards: list[Card]
+
+
+class Service(BaseModel):
+    """One service of the discovery document."""
+
+    hook: str
+    id: str
+    title: str
+    description: str
+    prefetch: dict[str, str]
+
+
+class Discovery(BaseModel):
+    """The discovery document."""
+
+    services: list[Service]
+
+
+class CdsRequest(BaseModel):
+    """A hook call (only what bonecast reads is checked; FHIR server fields are ignored)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    hook: str
+    hookInstance: str
+    context: dict[str, Any]
+    prefetch: dict[str, Any] | None = None
+
+
+SERVICE = Service(
+    hook="patient-view",
+    id=SERVICE_ID,
+    title="Bone health on aromatase inhibitors",
+    description=(
+        "Summarises the DXA results, fracture-risk estimate and AIBL recommendation, "
+        "and when the next DXA is due."
+    ),
+    prefetch=PREFETCH,
+)
+
+
+def _summary(text: str) -> str:
+    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
+
+
+def _indicator(result: Assessment) -> Indicator:
+    recommendation = result.recommendation
+    if any(advice.severity == "critical" for advice in recommendation.advice):
+        return "critical"
+    if recommendation.start_bone_protective_therapy or recommendation.decision == "get_dxa":
+        return "warning"
+    return "info"
+
+
+def _detail(result: Assessment, notes: list[str]) -> str:
+    recommendation = result.recommendation
+    lowest = (
+        f"{result.lowest_t_score:.1f} ({result.lowest_t_score_site})"
+        if result.lowest_t_score is not None
+        else "no DXA result"
+    )
+    lines = [
+        f"**{recommendation.rule}**",
+        "",
+        f"Lowest T-score: {lowest}; WHO category: {result.who_category or 'not applicable'}.",
+        f"Rule `{recommendation.rule_id}` of {result.guideline.name} "
+        f"v{result.guideline.version} ({recommendation.source}).",
+        "",
+        *(f"- {advice.severity}: {advice.text}" for advice in recommendation.advice),
+        *(f"- note: {note}" for note in notes),
+        "",
+        f"*{DISCLAIMER}*",
+    ]
+    return "\n".join(lines)
+
+
+def _cards(result: Assessment, notes: list[str], link: Link | None) -> list[Card]:
+    recommendation = result.recommendation
+    source = Source(label=result.guideline.title)
+    due = recommendation.next_dxa
+    return [
+        Card(
+            summary=_summary(f"{_DECISIONS[recommendation.decision]}: {recommendation.rule}"),
+            detail=_detail(result, notes),
+            indicator=_indicator(result),
+            source=source,
+            links=[link] if link else [],
+        ),
+        Card(
+            summary=_summary(f"Next DXA due {due.due}" + (" (overdue)" if due.overdue else "")),
+            detail=due.reason,
+            indicator="warning" if due.overdue else "info",
+            source=source,
+        ),
+    ]
+
+
+@router.get("")
+def discovery() -> Discovery:
+    """The CDS Hooks discovery document."""
+    return Discovery(services=[SERVICE])
+
+
+def _mrn(patient: dict[str, Any]) -> str | None:
+    identifiers = patient.get("identifier") or []
+    chosen = [i for i in identifiers if i.get("system") == codes.MRN_SYSTEM] or identifiers
+    return str(chosen[0].get("value")) if len(chosen) == 1 and chosen[0].get("value") else None
+
+
+def _patient_link(registry: Registry, patient: dict[str, Any], base: str) -> Link | None:
+    mrn = _mrn(patient)
+    with registry.session() as session:
+        record = session.find_patient(mrn) if mrn else None
+    if record is None:
+        return None
+    return Link(label="Open the patient in bonecast", url=f"{base}/patients/{record.id}")
+
+
+@router.post("/{service_id}", response_model_exclude_none=True)
+def patient_view(
+    registry: RegistryDep, request: Request, service_id: str, call: CdsRequest
+) -> CdsResponse:
+    """Answer a ``patient-view`` call with the recommendation and next-DXA cards."""
+    if service_id != SERVICE_ID:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no CDS service {service_id}")
+    if call.hook != SERVICE.hook:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, f"{service_id} answers {SERVICE.hook}, not {call.hook}"
+        )
+    prefetch = call.prefetch or {}
+    patients = resources(prefetch.get("patient"))
+    others = [r for key in PREFETCH if key != "patient" for r in resources(prefetch.get(key))]
+    try:
+        patient, notes = patient_from_fhir(patients[0] if patients else None, others)
+    except PrefetchError as error:
+        raise HTTPException(status.HTTP_412_PRECONDITION_FAILED, str(error)) from None
+    base = str(request.base_url).rstrip("/")
+    return CdsResponse(
+        cards=_cards(assess(patient), notes, _patient_link(registry, patients[0], base))
+    )

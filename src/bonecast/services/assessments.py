@@ -1,0 +1,202 @@
+"""Registry charts as clinical input, assessments of registered patients, and the worklist.
+
+The web pages, the REST API and the CLI call these functions; they call the registry and the
+clinical engine, never the reverse. Choices made here:
+
+* a registry patient is assessed as of today, with her age on that day from her birth date;
+* the LSC per site is the latest precision study of the facility and scanner of her latest scan
+  (the ISCD defaults where there is none);
+* a vertebra is passed on only with its T-score (the engine's ISCD exclusion needs one);
+* TBS, MRN and names are not assessment input and are left out.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from bonecast.clinical import (
+    DEFAULT_RULE_SET,
+    Assessment,
+    Patient,
+    SitePrecision,
+    WhoCategory,
+    assess,
+    lsc_table,
+    parse_patient,
+)
+from bonecast.clinical.guidelines import Decision
+from bonecast.clinical.patient import DAYS_PER_YEAR, Treatment
+from bonecast.registry import PatientChart, Registry, RegistrySession, ScanRecord
+from bonecast.simulation import DRUGS, DrugClass
+
+
+def _site(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _scan_input(scan: ScanRecord) -> dict[str, Any]:
+    sites = {name: _site(values.model_dump()) for name, values in scan.sites.items()}
+    vertebrae = {
+        name: _site(values.model_dump())
+        for name, values in scan.vertebrae.items()
+        if values.t_score is not None
+    }
+    if vertebrae:
+        sites.setdefault("lumbar_spine", {})["vertebrae"] = vertebrae
+    return {
+        "date": scan.scan_date,
+        "scanner": scan.scanner,
+        "scanner_id": scan.scanner_serial,
+        **sites,
+    }
+
+
+def patient_input(chart: PatientChart, as_of: date | None = None) -> Patient:
+    """The clinical input model of a registry chart, as of ``as_of`` (default: today).
+
+    :class:`~bonecast.clinical.PatientError` when the chart cannot be assessed (e.g. a woman
+    without menopausal status).
+    """
+    day = as_of or date.today()
+    record = chart.patient
+    data: dict[str, Any] = {
+        "sex": record.sex,
+        "age_years": round((day - record.birth_date).days / DAYS_PER_YEAR, 2),
+        "birth_date": record.birth_date,
+        "menopausal_status": record.menopausal_status,
+        "weight_kg": record.weight_kg,
+        "height_cm": record.height_cm,
+        "ethnicity": record.ethnicity,
+        "scans": [_scan_input(scan) for scan in chart.scans],
+        "treatments": [
+            treatment.model_dump(exclude={"id", "patient_id"}, exclude_none=True)
+            for treatment in chart.treatments
+        ],
+        "labs": [
+            {
+                "date": lab.sample_date,
+                "test": lab.marker,
+                "value": lab.value,
+                "unit": lab.unit,
+                "assay": lab.assay,
+            }
+            for lab in chart.labs
+        ],
+        "as_of": day,
+    }
+    if chart.risk_factors is not None:
+        data["risk_factors"] = chart.risk_factors.factors.model_dump()
+    return parse_patient(data, f"patient {record.id}")
+
+
+def _assess_chart(
+    session: RegistrySession, chart: PatientChart, guideline: str, forecast_years: int
+) -> Assessment:
+    patient = patient_input(chart)
+    study: dict[str, SitePrecision] = {}
+    latest = chart.scans[-1] if chart.scans else None
+    if latest is not None and latest.facility:
+        study = session.latest_precision(latest.facility, latest.scanner_serial)
+    return assess(patient, guideline, lsc_table(study or None), forecast_years=forecast_years)
+
+
+def assess_patient(
+    registry: Registry,
+    patient_id: int,
+    guideline: str = DEFAULT_RULE_SET,
+    forecast_years: int = 0,
+    *,
+    actor: str,
+) -> Assessment:
+    """Assess a registered patient today and store the assessment (as ``actor``).
+
+    ``KeyError`` for an unknown rule set; :class:`~bonecast.registry.NotFoundError` for an
+    unknown patient; :class:`~bonecast.clinical.PatientError` when the chart cannot be assessed.
+    """
+    with registry.session(actor=actor) as session:
+        result = _assess_chart(session, session.chart(patient_id), guideline, forecast_years)
+        session.store_assessment(patient_id, result)
+    return result
+
+
+def _current_drugs(chart: PatientChart, day: date) -> list[str]:
+    """The drugs of the chart taken on ``day``."""
+    return [
+        t.drug
+        for t in chart.treatments
+        if Treatment.model_validate(t.model_dump(exclude={"id", "patient_id"})).active_on(day)
+    ]
+
+
+class WorklistRow(BaseModel):
+    """One patient of the worklist: treatment, WHO category, recommendation and next DXA."""
+
+    model_config = ConfigDict(frozen=True)
+
+    patient_id: int
+    mrn: str
+    family_name: str | None
+    given_name: str | None
+    treatments: list[str]
+    on_aromatase_inhibitor: bool
+    who_category: WhoCategory | None
+    decision: Decision | None
+    recommendation: str | None
+    next_dxa_due: date | None
+    overdue: bool
+    problem: str | None = None
+
+
+def worklist(
+    registry: Registry, guideline: str = DEFAULT_RULE_SET, limit: int = 500
+) -> list[WorklistRow]:
+    """Every patient (up to ``limit``, by name) with the current treatments and recommendation.
+
+    Assessed today and not stored; a chart that cannot be assessed gets ``problem`` instead.
+    """
+    today = date.today()
+    rows = []
+    with registry.session() as session:
+        for record in session.list_patients(limit=limit):
+            chart = session.chart(record.id)
+            current = _current_drugs(chart, today)
+            base: dict[str, Any] = {
+                "patient_id": record.id,
+                "mrn": record.mrn,
+                "family_name": record.family_name,
+                "given_name": record.given_name,
+                "treatments": current,
+                "on_aromatase_inhibitor": any(
+                    DRUGS[drug].drug_class == DrugClass.AROMATASE_INHIBITOR for drug in current
+                ),
+            }
+            try:
+                result = _assess_chart(session, chart, guideline, 0)
+            except ValueError as error:
+                rows.append(
+                    WorklistRow(
+                        **base,
+                        who_category=None,
+                        decision=None,
+                        recommendation=None,
+                        next_dxa_due=None,
+                        overdue=False,
+                        problem=str(error),
+                    )
+                )
+                continue
+            recommendation = result.recommendation
+            rows.append(
+                WorklistRow(
+                    **base,
+                    who_category=result.who_category,
+                    decision=recommendation.decision,
+                    recommendation=recommendation.rule,
+                    next_dxa_due=recommendation.next_dxa.due,
+                    overdue=recommendation.next_dxa.overdue,
+                )
+            )
+    return rows
