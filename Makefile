@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run pango test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +12,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/bonecast trial run examples/trials/atac_like.yaml --out results/atac_like.csv --plot results/atac_like.png
-	@echo "Results table: results/atac_like.csv"
-	@echo "Plot:          results/atac_like.png"
+DEMO_DB ?= sqlite:///demo.db
+
+# WeasyPrint (PDF reports) needs Pango (HarfBuzz-Subset silences a deprecation warning);
+# installed from Debian's packages when missing (apt-get, as root or with sudo).
+pango:
+	@ldconfig -p | grep -q libpango-1.0 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0; }
+
+run: $(STAMP) pango
+	$(BIN)/bonecast demo --database $(DEMO_DB)
+	@echo "Web app: http://127.0.0.1:8000/  (Ctrl-C stops it; bonecast is not a medical device)"
+	$(BIN)/bonecast serve --database $(DEMO_DB) --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -26,7 +35,7 @@ typecheck: $(STAMP)
 
 # The registry tests also run against a throwaway PostgreSQL server on 127.0.0.1 (installed from
 # Debian's packages when missing); with CI set, they fail rather than skip without it.
-unit: $(STAMP)
+unit: $(STAMP) pango
 	@trap 'scripts/test-postgres.sh stop' EXIT; \
 	url=$$(scripts/test-postgres.sh start) || url=; \
 	BONECAST_TEST_POSTGRES_URL="$$url" $(BIN)/pytest -q
@@ -37,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
 
 clean:
-	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) results demo.db .pytest_cache .mypy_cache .ruff_cache

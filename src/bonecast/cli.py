@@ -441,6 +441,24 @@ def serve(
     uvicorn.run(create_app(database), host=host, port=port, access_log=False)
 
 
+@app.command("demo")
+def demo(database: Database = DEFAULT_DATABASE) -> None:
+    """Migrate the registry and, if it is empty, seed synthetic demo patients and a demo user."""
+    from bonecast.services.demo import DEMO_PASSWORD, DEMO_USERNAME, seed_demo
+
+    try:
+        upgrade(database)
+    except _DATABASE_ERRORS as error:
+        raise _fail(f"--database: cannot migrate {database}: {error}") from None
+    added = seed_demo(_registry(database))
+    console.print(
+        f"{database}: {added} synthetic demo patients added"
+        if added
+        else f"{database}: already has data; nothing seeded"
+    )
+    console.print(f"Demo sign-in: {DEMO_USERNAME} / {DEMO_PASSWORD}")
+
+
 @db_app.command("upgrade")
 def db_upgrade(database: Database = DEFAULT_DATABASE) -> None:
     """Create the registry or migrate it to the latest schema."""

@@ -1,4 +1,4 @@
-"""The FastAPI application: health, the REST API (``/api/v1``) and CDS Hooks.
+"""The FastAPI application: health, the REST API (``/api/v1``), CDS Hooks and the web pages.
 
 ``create_app(database_url)`` opens the registry and migrates it to the latest schema when the
 application starts. Registry and assessment errors become JSON answers: 404 for an unknown
@@ -29,6 +29,7 @@ from bonecast.registry import (
     Registry,
     upgrade,
 )
+from bonecast.web import mount_web
 
 
 class Health(BaseModel):
@@ -76,8 +77,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PatientError, not_assessable)
 
 
-def create_app(database_url: str) -> FastAPI:
-    """The bonecast web application on the registry at ``database_url``."""
+def create_app(database_url: str, *, forecast_years: int = 5) -> FastAPI:
+    """The bonecast web application on the registry at ``database_url``.
+
+    ``forecast_years`` is the horizon of the forecast on the web pages and reports (0: none).
+    """
     registry = Registry(database_url)
 
     @asynccontextmanager
@@ -106,4 +110,5 @@ def create_app(database_url: str) -> FastAPI:
 
     app.include_router(rest.router)
     app.include_router(cds_hooks.router)
+    mount_web(app, forecast_years)
     return app

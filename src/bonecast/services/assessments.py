@@ -200,3 +200,19 @@ def worklist(
                 )
             )
     return rows
+
+
+def current_assessment(
+    registry: Registry,
+    patient_id: int,
+    guideline: str = DEFAULT_RULE_SET,
+    forecast_years: int = 0,
+) -> tuple[PatientChart, Assessment]:
+    """A patient's chart and her assessment as of today, not stored (pages and reports).
+
+    :class:`~bonecast.registry.NotFoundError` for an unknown patient;
+    :class:`~bonecast.clinical.PatientError` when the chart cannot be assessed.
+    """
+    with registry.session() as session:
+        chart = session.chart(patient_id)
+        return chart, _assess_chart(session, chart, guideline, forecast_years)
