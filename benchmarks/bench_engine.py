@@ -10,6 +10,12 @@ record day) and peak memory; writes the figures as JSON and a bar chart to ``--o
 Goal: the vectorised engine at least 50x faster than the loop and within 0.1 pp of it. The exit
 status is 1 when the agreement fails (a correctness failure); the speed goal is only reported.
 
+The compiled engine (``simulate(..., engine="numba")``, issue 6) is timed on the same
+populations: patients/s at ``--patients`` and ``--small``, its ratio to the NumPy engine, the
+largest difference from the NumPy engine over every patient, site and record day (goal
+<= 0.01 pp; a larger one also exits 1) and whether ``--patients`` runs in under 1 s (the goal
+for 10,000 patients x 10 years on 2 cores). ``--threads`` sets Numba's thread count.
+
 Methodology: timings are wall-clock (:func:`time.perf_counter`) of the simulation calls only
 (population sampling is excluded from both), after an untimed warm-up of both engines. The
 tracemalloc peak comes from a separate, untimed run of the vectorised engine, so tracing never
@@ -18,7 +24,7 @@ inflates the timing. Peak RSS is the process's ``ru_maxrss``.
 Usage::
 
     python benchmarks/bench_engine.py [--patients 10000] [--years 10] [--sample 20] [--seed 1]
-                                      [--small 1000] [--out results/bench]
+                                      [--small 1000] [--threads 2] [--out results/bench]
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numba
 import numpy as np
 import scipy
 from matplotlib.figure import Figure
@@ -66,6 +73,10 @@ from bonecast.simulation import (
     simulate_reference,
 )
 
+COMPILED_TOLERANCE_PP = 0.01
+"""Largest accepted difference between the compiled and NumPy engines (percentage points)."""
+COMPILED_GOAL_S = 1.0
+"""Target wall time of the compiled engine on ``--patients`` patients (10,000 x 10 years), s."""
 GOAL_SPEEDUP = 50.0
 """Target ratio of patients/s, vectorised engine over the per-patient loop."""
 TOLERANCE_PP = 0.1
@@ -166,6 +177,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="extra, smaller vectorised run to show scaling; 0 skips it (default 1000)",
     )
     parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=2,
+        help="Numba threads for the compiled engine, capped at NUMBA_NUM_THREADS (default 2)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path("results/bench"),
@@ -233,6 +250,7 @@ def run_vectorised(
     days: Sequence[int],
     progress: Progress,
     label: str,
+    engine: Literal["numpy", "numba"] = "numpy",
 ) -> tuple[SimulationResult, float]:
     """One vectorised run over the whole population; returns the result and its wall time (s)."""
     task = progress.add_task(f"{label} ({population.n:,} patients), days", total=horizon)
@@ -244,6 +262,7 @@ def run_vectorised(
         seed=seed,
         record_days=days,
         progress=_advance(progress, task),
+        engine=engine,
     )
     return result, time.perf_counter() - start
 
@@ -286,8 +305,9 @@ def run_reference_loop(
 
 
 def warm_up(one: VirtualPopulation, seed: int) -> None:
-    """Untimed 30-day runs of both engines (first-call costs stay out of the timings)."""
+    """Untimed 30-day runs of every engine (first-call and JIT costs stay out of the timings)."""
     simulate(one, TREATMENTS, 30, seed=seed, record_days=[0, 30])
+    simulate(one, TREATMENTS, 30, seed=seed, record_days=[0, 30], engine="numba")
     simulate_reference(one, TREATMENTS, 30, seed=seed, record_days=[0, 30])
 
 
@@ -305,6 +325,50 @@ def compare(vectorised: SimulationResult, references: Sequence[SimulationResult]
     k, d, p = np.unravel_index(int(np.argmax(diff)), diff.shape)
     worst = float(np.nan) if np.isnan(diff).any() else float(diff[k, d, p])
     return Agreement(worst, int(p), SITES[int(k)], int(vectorised.days[d]))
+
+
+def compare_compiled(numpy_run: SimulationResult, compiled: SimulationResult) -> Agreement:
+    """Largest |difference| in % BMD change, compiled vs NumPy, over every patient and day."""
+    if not np.array_equal(numpy_run.days, compiled.days):
+        raise RuntimeError("the engines recorded different days")
+    diff = np.abs(
+        np.stack([numpy_run.bmd_pct_change(s) - compiled.bmd_pct_change(s) for s in SITES])
+    )
+    k, d, p = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    worst = float(np.nan) if np.isnan(diff).any() else float(diff[k, d, p])
+    return Agreement(worst, int(p), SITES[int(k)], int(numpy_run.days[d]))
+
+
+def compiled_table(
+    timings: Sequence[Timing], compiled: Agreement, threads: int, patients: int
+) -> Table:
+    """Rich table: compiled vs NumPy engine, patients/s ratio per N, agreement, 1 s goal."""
+    table = Table(title=f"Compiled (Numba, {threads} threads) vs NumPy engine")
+    table.add_column("Measure")
+    table.add_column("Value", justify="right")
+    table.add_column("Goal", justify="right")
+    table.add_column("Status")
+    by = {(t.engine, t.patients): t for t in timings}
+    for n in sorted({t.patients for t in timings if t.engine == "compiled"}):
+        ratio = by[("compiled", n)].patients_per_s / by[("vectorised", n)].patients_per_s
+        table.add_row(f"Speed-up compiled / NumPy, n={n:,}", f"{ratio:,.2f}x", "", "")
+    seconds = by[("compiled", patients)].seconds
+    met = seconds < COMPILED_GOAL_S
+    table.add_row(
+        f"Compiled wall time, n={patients:,}",
+        f"{seconds:.2f} s",
+        f"< {COMPILED_GOAL_S:g} s",
+        "[green]met[/]" if met else "[yellow]not met[/]",
+    )
+    table.add_row(
+        "Max |diff| compiled vs NumPy, % BMD change",
+        f"{compiled.max_abs_diff_pp:.2e} pp",
+        f"<= {COMPILED_TOLERANCE_PP:g} pp",
+        "[green]pass[/]"
+        if compiled.max_abs_diff_pp <= COMPILED_TOLERANCE_PP
+        else "[bold red]FAIL[/]",
+    )
+    return table
 
 
 def _git_revision() -> str | None:
@@ -371,10 +435,11 @@ def plot_throughput(timings: Sequence[Timing], ratio: float, path: Path) -> None
     ax = fig.add_subplot()
     labels = [f"{t.engine}\n(n={t.patients:,})" for t in timings]
     rates = [t.patients_per_s for t in timings]
-    colours = ["#1f77b4" if t.engine.startswith("vectorised") else "#d62728" for t in timings]
+    palette = {"vectorised": "#1f77b4", "compiled": "#2ca02c"}
+    colours = [palette.get(t.engine, "#d62728") for t in timings]
     bars = ax.bar(labels, rates, color=colours)
     ax.bar_label(bars, labels=[f"{r:,.1f}" for r in rates], padding=2)
-    loop = next(t for t in timings if not t.engine.startswith("vectorised"))
+    loop = next(t for t in timings if t.engine not in palette)
     ax.axhline(
         GOAL_SPEEDUP * loop.patients_per_s,
         color="grey",
@@ -409,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"solve_ivp loop on the first {args.sample}; record days {days}"
     )
 
+    threads = min(args.threads, numba.get_num_threads())  # starts at NUMBA_NUM_THREADS
+    numba.set_num_threads(threads)
     warm_up(singles[0], args.seed)
     timings: list[Timing] = []
     with progress_bar(errors) as progress:
@@ -419,6 +486,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if small is not None:
             _, seconds = run_vectorised(small, horizon, args.seed, days, progress, "vectorised")
             timings.append(Timing("vectorised", small.n, seconds))
+        compiled, seconds = run_vectorised(
+            population, horizon, args.seed, days, progress, "compiled", "numba"
+        )
+        timings.append(Timing("compiled", args.patients, seconds))
+        if small is not None:
+            _, seconds = run_vectorised(
+                small, horizon, args.seed, days, progress, "compiled", "numba"
+            )
+            timings.append(Timing("compiled", small.n, seconds))
         traced_peak, traced_seconds = traced_peak_bytes(
             population, horizon, args.seed, days, progress
         )
@@ -427,6 +503,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ratio = timings[0].patients_per_s / timings[-1].patients_per_s
     agreement = compare(fast, references)
+    compiled_agreement = compare_compiled(fast, compiled)
+    compiled_ok = compiled_agreement.max_abs_diff_pp <= COMPILED_TOLERANCE_PP
+    compiled_seconds = next(
+        t.seconds for t in timings if t.engine == "compiled" and t.patients == args.patients
+    )
     memory = {
         "rss_before_vectorised": rss_before / MIB,
         "rss_after_vectorised": rss_after / MIB,
@@ -435,6 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     for table in results_table(timings, ratio, agreement, memory):
         console.print(table)
+    console.print(compiled_table(timings, compiled_agreement, threads, args.patients))
     slowdown = traced_seconds / timings[0].seconds
     console.print(
         f"[dim]Largest difference at {agreement.site}, day {agreement.day}, patient "
@@ -469,6 +551,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             for t in timings
         ],
         "speedup": {"ratio": ratio, "goal": GOAL_SPEEDUP, "met": ratio >= GOAL_SPEEDUP},
+        "compiled": {
+            "threads": threads,
+            "speedup_over_numpy": {
+                str(t.patients): t.patients_per_s
+                / next(
+                    v.patients_per_s
+                    for v in timings
+                    if v.engine == "vectorised" and v.patients == t.patients
+                )
+                for t in timings
+                if t.engine == "compiled"
+            },
+            "seconds": compiled_seconds,
+            "goal_seconds": COMPILED_GOAL_S,
+            "goal_met": compiled_seconds < COMPILED_GOAL_S,
+            "max_abs_diff_vs_numpy_pp": _finite(compiled_agreement.max_abs_diff_pp),
+            "at": {
+                "patient": compiled_agreement.patient,
+                "site": compiled_agreement.site,
+                "day": compiled_agreement.day,
+            },
+            "tolerance_pp": COMPILED_TOLERANCE_PP,
+            "ok": compiled_ok,
+        },
         "agreement": {
             "max_abs_diff_pp": _finite(agreement.max_abs_diff_pp),
             "at": {"patient": agreement.patient, "site": agreement.site, "day": agreement.day},
@@ -488,6 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "python": platform.python_version(),
             "numpy": np.__version__,
             "scipy": scipy.__version__,
+            "numba": numba.__version__,
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(),
@@ -504,6 +611,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"[bold red]FAIL:[/] the engines differ by {agreement.max_abs_diff_pp:.4f} pp "
             f"(> {TOLERANCE_PP:g} pp) at {agreement.site}, day {agreement.day}, "
             f"patient {agreement.patient}"
+        )
+        return 1
+    if not compiled_ok:
+        errors.print(
+            f"[bold red]FAIL:[/] compiled and NumPy engines differ by "
+            f"{compiled_agreement.max_abs_diff_pp:.2e} pp (> {COMPILED_TOLERANCE_PP:g} pp)"
         )
         return 1
     return 0
