@@ -12,7 +12,7 @@ import sys
 import tempfile
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import typer
 from rich.console import Console
@@ -62,6 +62,7 @@ from bonecast.simulation.calibration.predictions import load_trial_specs
 from bonecast.simulation.calibration.targets import TargetSet, load_targets
 from bonecast.simulation.calibration.validation import patient_days, validate
 from bonecast.simulation.parameters import ParameterSet, start_parameter_set
+from bonecast.simulation.solver import Engine
 
 app = typer.Typer(
     help="bonecast: bone health under aromatase inhibitors. " + DISCLAIMER,
@@ -110,6 +111,10 @@ def trial_run(
     parameters: Annotated[
         Path | None, typer.Option("--parameters", help="Parameter set (YAML); default: bonecast's.")
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option("--engine", help="Integrator: numpy (reference), numba (compiled) or auto."),
+    ] = "numpy",
     uncertainty: Annotated[
         int,
         typer.Option(
@@ -128,6 +133,8 @@ def trial_run(
     _writable(out, "--out")
     if plot is not None:
         _writable(plot, "--plot")
+    if engine not in ("numpy", "numba", "auto"):
+        raise _fail(f"--engine: {engine!r} is not one of numpy, numba, auto")
     params = _parameters(parameters)
     n = trial.population.n if trial.population.variability else 1
     total = len(trial.arms) * n * trial.horizon_days
@@ -142,6 +149,7 @@ def trial_run(
                 params,
                 progress=lambda k: progress.advance(task, k),
                 parameter_draws=uncertainty,
+                engine=cast(Engine, engine),
             )
         except ValueError as error:  # e.g. --uncertainty with a set that has no posterior
             raise _fail(f"--uncertainty: {error}") from None

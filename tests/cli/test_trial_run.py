@@ -202,3 +202,25 @@ def test_drugs_and_parameters_listings() -> None:
     params = runner.invoke(app, ["parameters"])
     assert params.exit_code == 0
     assert "alpha_L" in params.output and "model.md" in params.output
+
+
+def test_compiled_engine_gives_the_same_csv(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, SMALL_SPEC)
+    numpy_out, numba_out = tmp_path / "numpy.csv", tmp_path / "numba.csv"
+    assert runner.invoke(app, ["trial", "run", str(spec), "--out", str(numpy_out)]).exit_code == 0
+    result = runner.invoke(
+        app, ["trial", "run", str(spec), "--out", str(numba_out), "--engine", "numba"]
+    )
+    assert result.exit_code == 0, result.output
+    _, fast = read_rows(numba_out)
+    _, reference = read_rows(numpy_out)
+    for a, b in zip(fast, reference, strict=True):
+        assert float(a["mean_pct_change"]) == pytest.approx(float(b["mean_pct_change"]), abs=1e-3)
+
+
+def test_unknown_engine_exits_2(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, SMALL_SPEC)
+    out = tmp_path / "r.csv"
+    result = runner.invoke(app, ["trial", "run", str(spec), "--out", str(out), "--engine", "gpu"])
+    assert result.exit_code == 2 and "--engine" in result.output
+    assert not out.exists()
