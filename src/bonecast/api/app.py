@@ -29,7 +29,7 @@ from bonecast.registry import (
     Registry,
     upgrade,
 )
-from bonecast.web import mount_web
+from bonecast.web import mount_trials, mount_web
 
 
 class Health(BaseModel):
@@ -88,6 +88,7 @@ def create_app(database_url: str, *, forecast_years: int = 5) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(upgrade, registry.engine)
         yield
+        app.state.trial_jobs.close()
         registry.dispose()
 
     app = FastAPI(
@@ -111,4 +112,5 @@ def create_app(database_url: str, *, forecast_years: int = 5) -> FastAPI:
     app.include_router(rest.router)
     app.include_router(cds_hooks.router)
     mount_web(app, forecast_years)
+    mount_trials(app)
     return app

@@ -120,7 +120,8 @@ def writer(who: VisitorDep) -> Visitor:
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
 
 
-def _page(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
+def render_page(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
+    """The template ``name`` rendered with ``context`` (and the disclaimer and version)."""
     return _templates.TemplateResponse(request, name, context, status_code=code)
 
 
@@ -135,7 +136,7 @@ def signin_page(request: Request) -> HTMLResponse:
     """The sign-in form (sets a fresh CSRF cookie when there is none)."""
     token = _csrf(request)
     fresh = token or new_csrf_token()
-    response = _page(request, "signin.html", csrf_token=fresh, error=None)
+    response = render_page(request, "signin.html", csrf_token=fresh, error=None)
     if token is None:
         response.set_cookie(CSRF_COOKIE, _signer(request).sign(fresh), **_COOKIE_OPTIONS)
     return response
@@ -152,7 +153,7 @@ def signin(
     with registry.session() as session:
         user = session.authenticate(username.strip(), password)
     if user is None:
-        return _page(
+        return render_page(
             request,
             "signin.html",
             status.HTTP_401_UNAUTHORIZED,
@@ -199,7 +200,7 @@ def worklist_page(
     rows = _filtered(worklist(registry), q, show, sort)
     partial = request.headers.get("HX-Request") == "true"
     name = "_worklist_rows.html" if partial else "worklist.html"
-    return _page(request, name, who=who, rows=rows, q=q, show=show, sort=sort)
+    return render_page(request, name, who=who, rows=rows, q=q, show=show, sort=sort)
 
 
 def _lab_units() -> list[str]:
@@ -219,7 +220,7 @@ def _patient_page(
     chart, assessment = current_assessment(
         registry, patient_id, forecast_years=request.app.state.web_forecast_years
     )
-    return _page(
+    return render_page(
         request,
         "patient.html",
         code,
