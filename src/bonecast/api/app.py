@@ -29,7 +29,6 @@ from bonecast.registry import (
     Registry,
     upgrade,
 )
-from bonecast.web import mount_trials, mount_web
 
 
 class Health(BaseModel):
@@ -111,6 +110,9 @@ def create_app(database_url: str, *, forecast_years: int = 5) -> FastAPI:
 
     app.include_router(rest.router)
     app.include_router(cds_hooks.router)
+    # the pages use the API's auth dependencies, so they are imported here, not at module level
+    from bonecast.web import mount_trials, mount_web
+
     mount_web(app, forecast_years)
     mount_trials(app)
     return app
