@@ -62,6 +62,8 @@ from bonecast.simulation.calibration.predictions import load_trial_specs
 from bonecast.simulation.calibration.targets import TargetSet, load_targets
 from bonecast.simulation.calibration.validation import patient_days, validate
 from bonecast.simulation.parameters import ParameterSet, start_parameter_set
+from bonecast.simulation.population import sample_population
+from bonecast.simulation.sbml import SbmlExportError, to_sbml
 from bonecast.simulation.solver import Engine
 
 app = typer.Typer(
@@ -565,6 +567,43 @@ def export_command(
     except NotFoundError as error:
         raise _fail(f"PATIENT_ID: {error}") from None
     typer.echo(json.dumps(bundle, indent=2))
+
+
+@app.command("export-sbml")
+def export_sbml_command(
+    spec: Annotated[Path, typer.Option("--spec", help="Trial specification (YAML or JSON).")],
+    arm: Annotated[str, typer.Option("--arm", help="Name of the arm to export.")],
+    out: Annotated[Path, typer.Option("--out", help="SBML file (.xml) to write.")],
+    parameters: Annotated[
+        Path | None, typer.Option("--parameters", help="Parameter set (YAML); default: bonecast's.")
+    ] = None,
+) -> None:
+    """Write the model of an arm's typical patient, doses as events, as SBML L3V2 (time: day).
+
+    The file loads in libRoadRunner/Tellurium and COPASI; it covers the spec's horizon.
+    """
+    try:
+        trial = load_trial_spec(spec)
+    except TrialSpecError as error:
+        raise _fail(str(error)) from None
+    arms = {a.name: a for a in trial.arms}
+    if arm not in arms:
+        raise _fail(f"--arm: no arm {arm!r} in {spec}; arms: {', '.join(arms)}")
+    _writable(out, "--out")
+    typical = trial.population.model_copy(update={"n": 1, "variability": False})
+    patient = sample_population(typical, _parameters(parameters), trial.seed)
+    try:
+        text = to_sbml(
+            patient,
+            arms[arm].treatments,
+            trial.horizon_days,
+            seed=trial.seed,
+            name=f"{trial.name}: {arm} (typical patient)",
+        )
+    except SbmlExportError as error:
+        raise _fail(f"--arm: {error}") from None
+    out.write_text(text, encoding="utf-8")
+    console.print(f"Wrote {out} (SBML L3V2, {trial.horizon_days} days)")
 
 
 if __name__ == "__main__":  # pragma: no cover

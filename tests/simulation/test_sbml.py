@@ -1,0 +1,129 @@
+"""SBML export: libsbml validity, libRoadRunner agreement with bonecast, and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import libsbml
+import numpy as np
+import pytest
+import roadrunner
+import yaml
+from typer.testing import CliRunner
+
+from bonecast.cli import app
+from bonecast.simulation import Treatment, VirtualPopulation
+from bonecast.simulation.parameters import SITES
+from bonecast.simulation.regimens import StartRule, month_to_day
+from bonecast.simulation.sbml import SITE_IDS, SbmlExportError, to_sbml
+from bonecast.simulation.solver import simulate, simulate_reference
+
+HORIZON = month_to_day(60)
+YEARLY_DAYS = [month_to_day(12 * k) for k in range(1, 6)]
+TOLERANCE_PP = 0.05
+
+ANASTROZOLE = {"drug": "anastrozole", "dose_mg": 1, "interval_days": 1}
+BONE_AGENTS = {
+    "zoledronic_acid": {
+        "drug": "zoledronic_acid",
+        "dose_mg": 4,
+        "interval_days": 182,
+        "route": "iv",
+    },
+    "denosumab": {"drug": "denosumab", "dose_mg": 60, "interval_days": 182, "route": "sc"},
+}
+
+
+def _plan(agent: str) -> list[Treatment]:
+    window = {"start_month": 0, "stop_month": 60}
+    return [
+        Treatment(**ANASTROZOLE, **window),
+        Treatment(**BONE_AGENTS[agent], **window),
+    ]
+
+
+def _errors(document: libsbml.SBMLDocument) -> list[str]:
+    document.checkConsistency()
+    return [
+        document.getError(i).getMessage()
+        for i in range(document.getNumErrors())
+        if document.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR
+    ]
+
+
+def _roadrunner_pct(sbml: str, days: list[int]) -> np.ndarray:
+    """% BMD change per site (columns in SITES order) at ``days``, simulated by libRoadRunner."""
+    rr = roadrunner.RoadRunner(sbml)
+    rr.integrator.relative_tolerance = 1e-8
+    rr.integrator.absolute_tolerance = 1e-10
+    rr.timeCourseSelections = ["time"] + [f"pct_{SITE_IDS[s]}" for s in SITES]
+    result = np.asarray(rr.simulate(0, HORIZON, HORIZON + 1))
+    assert np.allclose(result[days, 0], days)
+    return result[days, 1:]
+
+
+@pytest.mark.parametrize("agent", sorted(BONE_AGENTS))
+def test_roadrunner_matches_bonecast(typical_patient: VirtualPopulation, agent: str) -> None:
+    plan = _plan(agent)
+    sbml = to_sbml(typical_patient, plan, HORIZON)
+    assert _errors(libsbml.readSBMLFromString(sbml)) == []
+    exported = _roadrunner_pct(sbml, YEARLY_DAYS)
+    reference = simulate_reference(typical_patient, plan, HORIZON, record_days=YEARLY_DAYS)
+    fast = simulate(typical_patient, plan, HORIZON, record_days=YEARLY_DAYS)
+    for k, site in enumerate(SITES):
+        assert exported[-1, k] > 0.0  # the bone agent keeps BMD above baseline
+        for result in (reference, fast):
+            gap = np.abs(exported[:, k] - result.bmd_pct_change(site)[:, 0])
+            assert gap.max() < TOLERANCE_PP, (agent, site, gap)
+
+
+def test_document_names_every_state_and_dose(typical_patient: VirtualPopulation) -> None:
+    document = libsbml.readSBMLFromString(to_sbml(typical_patient, _plan("zoledronic_acid"), 400))
+    model = document.getModel()
+    assert document.getLevel() == 3 and document.getVersion() == 2
+    assert model.getTimeUnits() == "day"
+    rated = {model.getRule(i).getVariable() for i in range(model.getNumRules())}
+    states = {"p", "c", "q", "b", "Y_t", "O_t", "Y_c", "O_c", "X_T", "D_sc", "D_c", "D_p"}
+    assert states | {"A_s_zoledronic_acid", "A_b_zoledronic_acid"} <= rated
+    assert {"S_E", "P_L", "P_O", "L", "f_L", "a_L", "E_BP", "C_den", "BMD_FN"} <= rated
+    events = [model.getEvent(i).getId() for i in range(model.getNumEvents())]
+    assert events == ["dose_day_0", "dose_day_182", "dose_day_364"]
+    dose = model.getEvent(0).getEventAssignment(0)
+    assert libsbml.formulaToL3String(dose.getMath()) == "A_s_zoledronic_acid + 2.4"  # 4 mg x 0.6
+    assert "unit: 1/day" in model.getParameter("k_p").getNotesString()
+
+
+def test_start_rules_cannot_be_exported(typical_patient: VirtualPopulation) -> None:
+    rule = StartRule(t_score_below=-2.0, check_every_months=12)
+    plan = [Treatment(drug="zoledronic_acid", dose_mg=4, interval_days=182, start_when=rule)]
+    with pytest.raises(SbmlExportError, match="start_when"):
+        to_sbml(typical_patient, plan, HORIZON)
+
+
+def test_cli_writes_sbml_that_libsbml_reads(tmp_path: Path) -> None:
+    spec = tmp_path / "trial.yaml"
+    treatments = [
+        {**ANASTROZOLE, "start_month": 0, "stop_month": 24},
+        {**BONE_AGENTS["denosumab"], "start_month": 0, "stop_month": 24},
+    ]
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "sbml export",
+                "population": {"n": 10, "menopausal_status": "postmenopausal", "age_years": 64},
+                "arms": [{"name": "AI + denosumab", "treatments": treatments}],
+                "outputs": {"quantities": ["lumbar_spine"], "months": [24]},
+            }
+        )
+    )
+    out = tmp_path / "model.xml"
+    runner = CliRunner()
+    args = ["export-sbml", "--spec", str(spec), "--arm", "AI + denosumab", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    document = libsbml.readSBMLFromFile(str(out))
+    assert _errors(document) == []
+    assert document.getModel().getNumEvents() == 5  # denosumab on days 0, 182, 364, 546, 728
+    missing = runner.invoke(app, [*args[:4], "placebo", "--out", str(out)])
+    assert missing.exit_code == 2
+    assert "no arm 'placebo'" in missing.output
