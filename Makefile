@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run pango test lint typecheck unit bench clean
+.PHONY: run pango chromium test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ pango:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
 	  $$SUDO apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0; }
 
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright; installed from
+# Debian's packages when missing (Playwright's own browser download does not work here).
+chromium:
+	@[ -x /usr/bin/chromium ] || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get install -y -qq chromium 2>/dev/null || { \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }; }
+
 run: $(STAMP) pango
 	$(BIN)/bonecast demo --database $(DEMO_DB)
 	@echo "Web app: http://127.0.0.1:8000/  (Ctrl-C stops it; bonecast is not a medical device)"
@@ -34,8 +42,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # The registry tests also run against a throwaway PostgreSQL server on 127.0.0.1 (installed from
-# Debian's packages when missing); with CI set, they fail rather than skip without it.
-unit: $(STAMP) pango
+# Debian's packages when missing); with CI set, they fail rather than skip without it. The browser
+# tests in tests/browser need Chromium (the chromium target); with CI set, they fail without it.
+unit: $(STAMP) pango chromium
 	@trap 'scripts/test-postgres.sh stop' EXIT; \
 	url=$$(scripts/test-postgres.sh start) || url=; \
 	BONECAST_TEST_POSTGRES_URL="$$url" $(BIN)/pytest -q
