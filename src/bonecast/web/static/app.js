@@ -1,21 +1,6 @@
-// bonecast: worklist updates and trial progress without a framework (no CDN, no build step).
-// A form with data-partial="#target" re-fetches itself on input and swaps the target's rows.
-document.addEventListener("DOMContentLoaded", () => {
-  for (const form of document.querySelectorAll("form[data-partial]")) {
-    const target = document.querySelector(form.dataset.partial);
-    let timer;
-    const refresh = async () => {
-      const query = new URLSearchParams(new FormData(form)).toString();
-      const response = await fetch(`${form.action}?${query}`, { headers: { "HX-Request": "true" } });
-      if (response.ok) {
-        target.innerHTML = await response.text();
-        history.replaceState(null, "", `${form.action}?${query}`);
-      }
-    };
-    form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(refresh, 250); });
-    form.addEventListener("submit", (event) => { event.preventDefault(); refresh(); });
-  }
-});
+// bonecast: trial progress without a framework (no CDN, no build step). Partial page updates
+// (the worklist's search, filter and sort) use htmx, shipped in this folder (htmx.min.js,
+// htmx.org 2.0.11, Zero-Clause BSD licence).
 
 // A section with data-poll="URL" polls a trial's progress each second and reloads when it ends.
 document.addEventListener("DOMContentLoaded", () => {
