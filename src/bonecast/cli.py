@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import tempfile
+from contextlib import nullcontext
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, cast
@@ -61,9 +62,16 @@ from bonecast.simulation.calibration.fit import EXTERNAL_CHECKS, calibrate, writ
 from bonecast.simulation.calibration.predictions import load_trial_specs
 from bonecast.simulation.calibration.targets import TargetSet, load_targets
 from bonecast.simulation.calibration.validation import patient_days, validate
+from bonecast.simulation.executors import dask_executor
 from bonecast.simulation.parameters import ParameterSet, start_parameter_set
 from bonecast.simulation.population import sample_population
 from bonecast.simulation.sbml import SbmlExportError, to_sbml
+from bonecast.simulation.sensitivity import (
+    parse_output,
+    plot_indices,
+    sobol_indices,
+    write_indices_csv,
+)
 from bonecast.simulation.solver import Engine
 
 app = typer.Typer(
@@ -126,8 +134,26 @@ def trial_run(
             help="Posterior parameter draws for credible intervals (adds param_cri05/95).",
         ),
     ] = 0,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="Simulate chunks on a local Dask cluster of N processes."
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Simulate chunks on the Dask scheduler at ADDRESS."),
+    ] = None,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option("--chunk-size", min=1, help="Patients per chunk (rows do not depend on it)."),
+    ] = None,
 ) -> None:
-    """Run a virtual trial and write one row per arm x quantity x interval."""
+    """Run a virtual trial and write one row per arm x quantity x interval.
+
+    With --workers or --scheduler, chunks of patients run on Dask workers; the rows are the same
+    as a serial run's (per-patient values are gathered here).
+    """
     try:
         trial = load_trial_spec(spec)
     except TrialSpecError as error:
@@ -137,10 +163,16 @@ def trial_run(
         _writable(plot, "--plot")
     if engine not in ("numpy", "numba", "auto"):
         raise _fail(f"--engine: {engine!r} is not one of numpy, numba, auto")
+    if workers is not None and scheduler is not None:
+        raise _fail("--workers and --scheduler: give one of them, not both")
     params = _parameters(parameters)
     n = trial.population.n if trial.population.variability else 1
     total = len(trial.arms) * n * trial.horizon_days
-    with progress_bar(errors) as progress:
+    distributed = workers is not None or scheduler is not None
+    with (
+        dask_executor(workers, scheduler) if distributed else nullcontext(None) as executor,
+        progress_bar(errors) as progress,
+    ):
         task = progress.add_task(
             f"{trial.name}: {len(trial.arms)} arms x {n} patients x {trial.horizon_days} days",
             total=total,
@@ -152,6 +184,8 @@ def trial_run(
                 progress=lambda k: progress.advance(task, k),
                 parameter_draws=uncertainty,
                 engine=cast(Engine, engine),
+                chunk_size=chunk_size,
+                executor=executor,
             )
         except ValueError as error:  # e.g. --uncertainty with a set that has no posterior
             raise _fail(f"--uncertainty: {error}") from None
@@ -604,6 +638,53 @@ def export_sbml_command(
         raise _fail(f"--arm: {error}") from None
     out.write_text(text, encoding="utf-8")
     console.print(f"Wrote {out} (SBML L3V2, {trial.horizon_days} days)")
+
+
+@app.command("sensitivity")
+def sensitivity_command(
+    spec: Annotated[Path, typer.Argument(help="Trial specification (YAML or JSON).")],
+    arm: Annotated[str, typer.Option("--arm", help="Name of the arm.")],
+    output: Annotated[str, typer.Option("--output", help="QUANTITY@MONTH, e.g. lumbar_spine@60.")],
+    samples: Annotated[
+        int, typer.Option("--samples", min=2, help="Saltelli base sample size N (power of 2).")
+    ] = 256,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for sobol_indices.csv and sobol_indices.png.")
+    ] = Path("sensitivity"),
+    parameters: Annotated[
+        Path | None, typer.Option("--parameters", help="Parameter set (YAML); default: bonecast's.")
+    ] = None,
+) -> None:
+    """Sobol first- and total-order indices of an arm's typical-patient output.
+
+    Varies the calibrated parameters (prior, else +-50 % on the log scale) and simulates all
+    Saltelli samples in one batch.
+    """
+    try:
+        trial = load_trial_spec(spec)
+    except TrialSpecError as error:
+        raise _fail(str(error)) from None
+    try:
+        quantity, month = parse_output(output)
+    except ValueError as error:
+        raise _fail(f"--output: {error}") from None
+    if arm not in {a.name for a in trial.arms}:
+        raise _fail(
+            f"--arm: no arm {arm!r} in {spec}; arms: {', '.join(a.name for a in trial.arms)}"
+        )
+    if samples & (samples - 1):
+        raise _fail(f"--samples: {samples} is not a power of 2")
+    out.mkdir(parents=True, exist_ok=True)
+    params = _parameters(parameters)
+    indices = sobol_indices(trial, arm, quantity, month, params, samples, seed=trial.seed)
+    write_indices_csv(indices, out / "sobol_indices.csv")
+    title = f"{trial.name}: {arm}, {quantity} % change at month {month:g} (typical patient)"
+    plot_indices(indices, out / "sobol_indices.png", title)
+    console.print(
+        f"Simulated {indices.samples} parameter samples; wrote [bold]{out}/sobol_indices.csv[/] "
+        f"and [bold]{out}/sobol_indices.png[/]"
+    )
+    console.print(f"[dim]Parameters: {params.name} ({params.digest()}). {DISCLAIMER}[/]")
 
 
 if __name__ == "__main__":  # pragma: no cover

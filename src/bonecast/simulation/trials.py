@@ -33,6 +33,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bonecast.simulation.executors import Executor, SerialExecutor
 from bonecast.simulation.fracture import (
     FRACTURE_QUANTITIES,
     default_fracture_model,
@@ -400,6 +401,10 @@ def _parameter_credible_intervals(
     return out
 
 
+ChunkValues = dict[str, dict[str, tuple[Array, Array]]]
+"""Per arm, per quantity: (true, reported) per-visit values, each (n_days, chunk patients)."""
+
+
 def _scaled(progress: Callable[[int], None] | None, patients: int) -> Callable[[int], None] | None:
     """Turn a simulator's day counts into patient-day counts for ``progress``."""
     if progress is None:
@@ -408,15 +413,63 @@ def _scaled(progress: Callable[[int], None] | None, patients: int) -> Callable[[
     return lambda days: report(days * patients)
 
 
+@dataclass(frozen=True)
+class TrialChunk:
+    """The per-chunk work of :func:`run_trial`, picklable so that an executor can run it.
+
+    Called with ``(start, stop)``: samples patients ``start .. stop-1``, simulates every arm and
+    returns their per-visit values (a pure function of the spec, the parameters and the bounds).
+    """
+
+    spec: TrialSpec
+    params: ParameterSet
+    record_days: tuple[int, ...]
+    engine: Engine = "numpy"
+    progress: Callable[[int], None] | None = None  # per simulated day; serial runs only
+
+    def __call__(self, bounds: tuple[int, int]) -> ChunkValues:
+        """Per-visit values of every arm and quantity for patients ``bounds[0] .. bounds[1]-1``."""
+        spec, seed = self.spec, self.spec.seed
+        population = sample_population(spec.population, self.params, seed, *bounds)
+        measured = spec.population.variability
+        out: ChunkValues = {}
+        for arm in spec.arms:
+            sim = simulate(
+                population,
+                arm.treatments,
+                spec.horizon_days,
+                seed=seed,
+                record_days=self.record_days,
+                engine=self.engine,
+                progress=_scaled(self.progress, bounds[1] - bounds[0]),
+            )
+            out[arm.name] = {}
+            for q in spec.outputs.quantities:
+                true = _observed(q, sim, population, arm.treatments, seed, measured=False)
+                noisy = measured and q in SITES
+                reported = (
+                    _observed(q, sim, population, arm.treatments, seed, measured=True)
+                    if noisy
+                    else true
+                )
+                out[arm.name][q] = (true, reported)
+        return out
+
+
 def run_trial(
     spec: TrialSpec,
     parameter_set: ParameterSet | None = None,
     progress: Callable[[int], None] | None = None,
-    chunk_size: int = CHUNK_SIZE,
+    chunk_size: int | None = None,
     parameter_draws: int = 0,
     engine: Engine = "numpy",
+    executor: Executor | None = None,
 ) -> TrialResult:
     """Run every arm of ``spec`` and summarise it.
+
+    Patients are simulated in chunks of ``chunk_size`` (default: :data:`CHUNK_SIZE`, smaller
+    when the executor runs several chunks at once) by ``executor`` (default: serially, here);
+    rows do not depend on either. Per-patient values are gathered here.
 
     ``engine`` selects the integrator (:data:`bonecast.simulation.solver.Engine`); results agree
     to rounding (the compiled engine is checked against the NumPy reference to 0.01 pp).
@@ -425,8 +478,9 @@ def run_trial(
     patient's change over that many posterior draws of the calibrated parameters (parameter
     uncertainty, separate from the between-patient spread of the other columns).
 
-    ``progress`` is called with simulated patient-days as they complete (for a progress bar;
-    the total is ``len(spec.arms) * n * spec.horizon_days``, n = 1 without variability).
+    ``progress`` is called with simulated patient-days as they complete (serial runs: about
+    monthly; distributed runs: per finished chunk), for a progress bar; the total is
+    ``len(spec.arms) * n * spec.horizon_days``, n = 1 without variability.
     """
     params = parameter_set or default_parameter_set()
     pop_spec = spec.population
@@ -443,33 +497,27 @@ def run_trial(
     day_of = {m: month_to_day(m) for m in grid_months}
     record_days = sorted(set(day_of.values()))
     column = {day: i for i, day in enumerate(record_days)}
-    measured = pop_spec.variability
     # per arm, per quantity: (n_days, n) of per-visit values (cumulative hazards for fractures)
     shape = (len(record_days), n)
-    visits = {arm.name: {q: np.empty(shape) for q in spec.outputs.quantities} for arm in spec.arms}
-    truth = {arm.name: {q: np.empty(shape) for q in spec.outputs.quantities} for arm in spec.arms}
-    for start in range(0, n, chunk_size):
-        stop = min(n, start + chunk_size)
-        population = sample_population(pop_spec, params, spec.seed, start, stop)
-        for arm in spec.arms:
-            sim = simulate(
-                population,
-                arm.treatments,
-                horizon,
-                seed=spec.seed,
-                record_days=record_days,
-                progress=_scaled(progress, stop - start),
-                engine=engine,
-            )
-            for q in spec.outputs.quantities:
-                true = _observed(q, sim, population, arm.treatments, spec.seed, measured=False)
-                truth[arm.name][q][:, start:stop] = true
-                noisy = measured and q in SITES
-                visits[arm.name][q][:, start:stop] = (
-                    _observed(q, sim, population, arm.treatments, spec.seed, measured=True)
-                    if noisy
-                    else true
-                )
+    visits: dict[str, dict[str, Array]] = {
+        arm.name: {q: np.empty(shape) for q in spec.outputs.quantities} for arm in spec.arms
+    }
+    truth: dict[str, dict[str, Array]] = {
+        arm.name: {q: np.empty(shape) for q in spec.outputs.quantities} for arm in spec.arms
+    }
+    runner = executor or SerialExecutor()
+    size = chunk_size or min(CHUNK_SIZE, math.ceil(n / runner.parallelism))
+    bounds = [(start, min(n, start + size)) for start in range(0, n, size)]
+    serial = isinstance(runner, SerialExecutor)
+    # a serial run reports every simulated month; a distributed one each finished chunk
+    work = TrialChunk(spec, params, tuple(record_days), engine, progress if serial else None)
+    for (start, stop), chunk in zip(bounds, runner.map(work, bounds), strict=True):
+        for arm_name, per_quantity in chunk.items():
+            for q, (true, reported) in per_quantity.items():
+                truth[arm_name][q][:, start:stop] = true
+                visits[arm_name][q][:, start:stop] = reported
+        if progress is not None and not serial:
+            progress(len(spec.arms) * (stop - start) * horizon)
     credible = (
         _parameter_credible_intervals(spec, params, record_days, parameter_draws)
         if parameter_draws

@@ -1,0 +1,105 @@
+"""Where chunks of work run: in this process, or on a Dask cluster (one executor interface).
+
+An :class:`Executor` maps a picklable function over items and yields the results in input
+order. :class:`SerialExecutor` is the default; :func:`dask_executor` opens a Dask client (a
+local cluster of single-threaded worker processes, or an existing scheduler) and wraps it in a
+:class:`DaskExecutor`. Callers such as :func:`bonecast.simulation.trials.run_trial` take the same
+code path with either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Protocol, TypeVar
+
+import dask
+from distributed import Client, LocalCluster
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+SINGLE_THREADED_NUMPY = {
+    "OMP_NUM_THREADS": 1,
+    "OPENBLAS_NUM_THREADS": 1,
+    "MKL_NUM_THREADS": 1,
+}
+"""Worker environment: one NumPy/BLAS thread per single-threaded worker (no oversubscription)."""
+
+
+class Executor(Protocol):
+    """Runs a function over items; results come back in input order."""
+
+    @property
+    def parallelism(self) -> int:
+        """How many items can run at once (used to size chunks)."""
+        ...
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        """``fn(item)`` for every item, yielded in the order of ``items``."""
+        ...
+
+
+class SerialExecutor:
+    """Runs every item here, one after the other (the default)."""
+
+    @property
+    def parallelism(self) -> int:
+        """One item at a time."""
+        return 1
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        """``fn(item)`` for every item, lazily, in order."""
+        return (fn(item) for item in items)
+
+
+class DaskExecutor:
+    """Submits every item to a Dask cluster through ``client``."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    @property
+    def parallelism(self) -> int:
+        """Total worker threads of the cluster."""
+        threads: dict[str, int] = self.client.nthreads()
+        return max(1, sum(threads.values()))
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        """Submit all items at once, then yield each result in order as it is gathered."""
+        futures = self.client.map(fn, list(items), pure=False)
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+@contextmanager
+def dask_executor(workers: int | None = None, scheduler: str | None = None) -> Iterator[Executor]:
+    """A :class:`DaskExecutor` on ``scheduler`` (an address) or on a new local cluster.
+
+    The local cluster has ``workers`` single-threaded worker processes whose environment sets
+    :data:`SINGLE_THREADED_NUMPY`; it is closed on exit. Exactly one of the two must be given.
+    """
+    if (workers is None) == (scheduler is None):
+        raise ValueError("give exactly one of workers and scheduler")
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield DaskExecutor(client)
+        return
+    if workers is None or workers < 1:
+        raise ValueError(f"workers: {workers} is not a positive count")
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **SINGLE_THREADED_NUMPY}
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield DaskExecutor(client)
