@@ -588,16 +588,57 @@ def import_command(
         console.print(f"  ignored {ignored}")
 
 
+SpecOption = Annotated[
+    Path | None, typer.Option("--spec", help="Trial specification (YAML or JSON); sbml only.")
+]
+ArmOption = Annotated[
+    str | None, typer.Option("--arm", help="Name of the arm to export; sbml only.")
+]
+SbmlOutOption = Annotated[
+    Path | None, typer.Option("--out", help="SBML file (.xml) to write; sbml only.")
+]
+SbmlParametersOption = Annotated[
+    Path | None,
+    typer.Option("--parameters", help="Parameter set (YAML); default: bonecast's. sbml only."),
+]
+
+
 @app.command("export")
 def export_command(
-    patient_id: Annotated[int, typer.Argument(help="The registry id of the patient.")],
+    what: Annotated[
+        str,
+        typer.Argument(
+            metavar="PATIENT_ID|sbml",
+            help="A patient's registry id, or `sbml` for the model of a trial arm.",
+        ),
+    ],
     database: Database = DEFAULT_DATABASE,
+    spec: SpecOption = None,
+    arm: ArmOption = None,
+    out: SbmlOutOption = None,
+    parameters: SbmlParametersOption = None,
 ) -> None:
-    """Write a patient's chart as a FHIR R4 Bundle (JSON) to standard output."""
+    """Export a patient's chart or the model.
+
+    `bonecast export PATIENT_ID` writes the chart as a FHIR R4 Bundle (JSON) to standard output;
+    `bonecast export sbml --spec F --arm NAME --out F.xml` writes an arm's model as SBML.
+    """
+    sbml_options = {"--spec": spec, "--arm": arm, "--out": out}
+    if what == "sbml":
+        if spec is None or arm is None or out is None:
+            missing = [name for name, value in sbml_options.items() if value is None]
+            raise _fail(f"export sbml: missing {', '.join(missing)}")
+        _export_sbml(spec, arm, out, parameters)
+        return
+    given = [name for name, value in sbml_options.items() if value is not None]
+    if given or parameters is not None:
+        raise _fail(f"{', '.join(given or ['--parameters'])}: only with `bonecast export sbml`")
+    if not what.isdigit():
+        raise _fail(f"PATIENT_ID: {what!r} is neither a patient id (a whole number) nor 'sbml'")
     registry = _registry(database)
     try:
         with registry.session() as session:
-            bundle = export_patient(session, patient_id)
+            bundle = export_patient(session, int(what))
     except NotFoundError as error:
         raise _fail(f"PATIENT_ID: {error}") from None
     typer.echo(json.dumps(bundle, indent=2))
@@ -608,10 +649,13 @@ def export_sbml_command(
     spec: Annotated[Path, typer.Option("--spec", help="Trial specification (YAML or JSON).")],
     arm: Annotated[str, typer.Option("--arm", help="Name of the arm to export.")],
     out: Annotated[Path, typer.Option("--out", help="SBML file (.xml) to write.")],
-    parameters: Annotated[
-        Path | None, typer.Option("--parameters", help="Parameter set (YAML); default: bonecast's.")
-    ] = None,
+    parameters: SbmlParametersOption = None,
 ) -> None:
+    """Same as `bonecast export sbml` (kept for scripts written against it)."""
+    _export_sbml(spec, arm, out, parameters)
+
+
+def _export_sbml(spec: Path, arm: str, out: Path, parameters: Path | None) -> None:
     """Write the model of an arm's typical patient, doses as events, as SBML L3V2 (time: day).
 
     The file loads in libRoadRunner/Tellurium and COPASI; it covers the spec's horizon.

@@ -94,3 +94,5 @@ def test_bad_import_exits_2_and_writes_nothing(database: str, tmp_path: Path) ->
     )
     _fails(["import", "scans", str(scans), "--database", database], "lumbar_spine_bmd_g_cm2")
     _fails(["export", "7", "--database", database], "PATIENT_ID: no patient 7")
+    _fails(["export", "seven", "--database", database], "PATIENT_ID: 'seven' is neither")
+    _fails(["export", "1", "--arm", "x", "--database", database], "--arm: only with")

@@ -118,12 +118,20 @@ def test_cli_writes_sbml_that_libsbml_reads(tmp_path: Path) -> None:
     )
     out = tmp_path / "model.xml"
     runner = CliRunner()
-    args = ["export-sbml", "--spec", str(spec), "--arm", "AI + denosumab", "--out", str(out)]
-    result = runner.invoke(app, args)
+    options = ["--spec", str(spec), "--arm", "AI + denosumab", "--out", str(out)]
+    result = runner.invoke(app, ["export", "sbml", *options])
     assert result.exit_code == 0, result.output
     document = libsbml.readSBMLFromFile(str(out))
     assert _errors(document) == []
     assert document.getModel().getNumEvents() == 5  # denosumab on days 0, 182, 364, 546, 728
-    missing = runner.invoke(app, [*args[:4], "placebo", "--out", str(out)])
+    written = out.read_text()
+    out.unlink()
+    alias = runner.invoke(app, ["export-sbml", *options])
+    assert alias.exit_code == 0, alias.output
+    assert out.read_text() == written
+    missing = runner.invoke(app, ["export", "sbml", *options[:3], "placebo", "--out", str(out)])
     assert missing.exit_code == 2
     assert "no arm 'placebo'" in missing.output
+    incomplete = runner.invoke(app, ["export", "sbml", *options[:2]])
+    assert incomplete.exit_code == 2
+    assert "missing --arm, --out" in incomplete.output
