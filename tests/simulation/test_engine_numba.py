@@ -177,6 +177,30 @@ def test_simulate_arms_compiled_matches_numpy(postmenopausal: VirtualPopulation)
     _assert_close(reference, compiled)
 
 
+def test_chunks_with_and_without_the_drugs(postmenopausal: VirtualPopulation) -> None:
+    """Patients in contiguous arms: some 32-patient chunks carry no denosumab or bisphosphonate
+    (their steps are skipped), one chunk mixes both arms; all must match NumPy."""
+    arms = [_plan(ANASTROZOLE), _plan(ANASTROZOLE, DENOSUMAB, ZOLEDRONIC_ACID, stop=24)]
+    arm_of = (np.arange(N) >= 100).astype(np.int64)  # chunk 3 (patients 96-127) is mixed
+    horizon = month_to_day(48)
+    kwargs = dict(seed=2, record_days=MONTHLY[:49])
+    reference = simulate_arms(postmenopausal, arms, arm_of, horizon, engine="numpy", **kwargs)
+    compiled = simulate_arms(postmenopausal, arms, arm_of, horizon, engine="numba", **kwargs)
+    _assert_close(reference, compiled)
+    assert np.all(compiled.denosumab_mg_l[:, :100] == 0.0)
+    assert np.all(compiled.denosumab_mg_l[1:, 100:] > 0.0)
+
+
+def test_one_patient_fills_a_chunk() -> None:
+    """A single patient (31 padding lanes) matches NumPy; padding never leaks into results."""
+    one = sample_population(
+        PopulationSpec(n=1, menopausal_status="postmenopausal", age_years=64.0),
+        default_parameter_set(),
+        7,
+    )
+    _both(one, _plan(ANASTROZOLE, DENOSUMAB, RISEDRONATE, stop=36), month_to_day(60))
+
+
 def test_progress_counts_every_day(postmenopausal: VirtualPopulation) -> None:
     """The compiled engine reports all simulated days to ``progress``."""
     seen: list[int] = []

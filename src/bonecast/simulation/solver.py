@@ -9,6 +9,7 @@ and the regimen compiler, so they see the same doses and exposures.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import warnings
@@ -334,7 +335,8 @@ def _run_compiled(
         if regimen.has_dose(day):
             regimen.apply_doses(day, state)
         inputs = regimen.inputs(day)
-        following = [d for d in static if d > day]
+        after = bisect.bisect_right(static, day)  # O(log n): daily records mean n blocks
+        following = [static[after] if after < len(static) else NEVER]
         following += [d for d in regimen.change_days if d > day]
         # exposure drugs keep their first "dose" day (apply_doses only moves dosed drugs on)
         pending = regimen.next_dose_day[regimen.next_dose_day > day]
