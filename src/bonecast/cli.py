@@ -7,10 +7,12 @@ accepted; nothing is written), 1 for anything else.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
-from contextlib import nullcontext
+import time
+from contextlib import AbstractContextManager, nullcontext
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, cast
@@ -62,7 +64,7 @@ from bonecast.simulation.calibration.fit import EXTERNAL_CHECKS, calibrate, writ
 from bonecast.simulation.calibration.predictions import load_trial_specs
 from bonecast.simulation.calibration.targets import TargetSet, load_targets
 from bonecast.simulation.calibration.validation import patient_days, validate
-from bonecast.simulation.executors import dask_executor
+from bonecast.simulation.executors import Executor, dask_executor
 from bonecast.simulation.parameters import ParameterSet, start_parameter_set
 from bonecast.simulation.population import sample_population
 from bonecast.simulation.sbml import SbmlExportError, to_sbml
@@ -70,9 +72,11 @@ from bonecast.simulation.sensitivity import (
     parse_output,
     plot_indices,
     sobol_indices,
+    sobol_patient_days,
     write_indices_csv,
 )
 from bonecast.simulation.solver import Engine
+from bonecast.simulation.trials import SummaryRow, write_rows_csv
 
 app = typer.Typer(
     help="bonecast: bone health under aromatase inhibitors. " + DISCLAIMER,
@@ -108,6 +112,21 @@ def _parameters(path: Path | None) -> ParameterSet:
         return load_parameter_set(path)
     except (OSError, ValueError) as error:
         raise _fail(f"--parameters: cannot use {path}: {error}") from None
+
+
+RUNNING_CSV_EVERY_S = 1.0
+"""Shortest interval between two writes of a trial's running result CSV, s."""
+
+
+def _executor(
+    workers: int | None, scheduler: str | None
+) -> AbstractContextManager[Executor | None]:
+    """A Dask executor for --workers or --scheduler (at most one of them), else ``None``."""
+    if workers is not None and scheduler is not None:
+        raise _fail("--workers and --scheduler: give one of them, not both")
+    if workers is None and scheduler is None:
+        return nullcontext(None)
+    return dask_executor(workers, scheduler)
 
 
 @trial_app.command("run")
@@ -151,8 +170,10 @@ def trial_run(
 ) -> None:
     """Run a virtual trial and write one row per arm x quantity x interval.
 
-    With --workers or --scheduler, chunks of patients run on Dask workers; the rows are the same
-    as a serial run's (per-patient values are gathered here).
+    With --workers or --scheduler, chunks of patients run on Dask workers, each reduced there to
+    exact summaries; the rows are the same as a serial run's. The result CSV is rewritten
+    (atomically) as chunks arrive, at most every second, its n column counting the patients so
+    far; when the command ends it holds them all.
     """
     try:
         trial = load_trial_spec(spec)
@@ -163,19 +184,22 @@ def trial_run(
         _writable(plot, "--plot")
     if engine not in ("numpy", "numba", "auto"):
         raise _fail(f"--engine: {engine!r} is not one of numpy, numba, auto")
-    if workers is not None and scheduler is not None:
-        raise _fail("--workers and --scheduler: give one of them, not both")
     params = _parameters(parameters)
     n = trial.population.n if trial.population.variability else 1
-    total = len(trial.arms) * n * trial.horizon_days
-    distributed = workers is not None or scheduler is not None
+    written = [-math.inf]  # when the running CSV was last written (time.monotonic)
+
+    def running_csv(rows: list[SummaryRow]) -> None:
+        if rows[0].n == n or time.monotonic() - written[0] >= RUNNING_CSV_EVERY_S:
+            write_rows_csv(out, rows)
+            written[0] = time.monotonic()
+
     with (
-        dask_executor(workers, scheduler) if distributed else nullcontext(None) as executor,
+        _executor(workers, scheduler) as executor,
         progress_bar(errors) as progress,
     ):
         task = progress.add_task(
             f"{trial.name}: {len(trial.arms)} arms x {n} patients x {trial.horizon_days} days",
-            total=total,
+            total=len(trial.arms) * n * trial.horizon_days,
         )
         try:
             result = run_trial(
@@ -186,23 +210,17 @@ def trial_run(
                 engine=cast(Engine, engine),
                 chunk_size=chunk_size,
                 executor=executor,
+                on_rows=running_csv,
             )
         except ValueError as error:  # e.g. --uncertainty with a set that has no posterior
             raise _fail(f"--uncertainty: {error}") from None
-    figure_tmp: str | None = None
-    try:
-        if plot is not None:
-            fd, figure_tmp = tempfile.mkstemp(
-                prefix=f".{plot.name}.", suffix=".png", dir=plot.parent
-            )
-            os.close(fd)
+    if plot is not None:
+        fd, figure_tmp = tempfile.mkstemp(prefix=f".{plot.name}.", suffix=".png", dir=plot.parent)
+        os.close(fd)
+        try:
             plot_trial(result, figure_tmp)
-        result.write_csv(out)
-        if plot is not None and figure_tmp is not None:
             os.replace(figure_tmp, plot)
-            figure_tmp = None
-    finally:
-        if figure_tmp is not None:
+        finally:
             Path(figure_tmp).unlink(missing_ok=True)
     console.print(f"Wrote {len(result.rows)} rows to [bold]{out}[/]")
     if plot is not None:
@@ -698,11 +716,22 @@ def sensitivity_command(
     parameters: Annotated[
         Path | None, typer.Option("--parameters", help="Parameter set (YAML); default: bonecast's.")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="Simulate the samples on a local Dask cluster of N processes."
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Simulate the samples on the Dask scheduler at ADDRESS."),
+    ] = None,
 ) -> None:
     """Sobol first- and total-order indices of an arm's typical-patient output.
 
-    Varies the calibrated parameters (prior, else +-50 % on the log scale) and simulates all
-    Saltelli samples in one batch.
+    Varies the calibrated parameters (prior, else +-50 % on the log scale) and simulates the
+    Saltelli samples in vectorised blocks: one here, or one per Dask worker with --workers or
+    --scheduler (the indices are the same).
     """
     try:
         trial = load_trial_spec(spec)
@@ -718,9 +747,24 @@ def sensitivity_command(
         )
     if samples & (samples - 1):
         raise _fail(f"--samples: {samples} is not a power of 2")
-    out.mkdir(parents=True, exist_ok=True)
     params = _parameters(parameters)
-    indices = sobol_indices(trial, arm, quantity, month, params, samples, seed=trial.seed)
+    with _executor(workers, scheduler) as executor, progress_bar(errors) as progress:
+        out.mkdir(parents=True, exist_ok=True)
+        task = progress.add_task(
+            f"{trial.name}: Sobol samples of {arm}, patient-days",
+            total=sobol_patient_days(params, samples, month),
+        )
+        indices = sobol_indices(
+            trial,
+            arm,
+            quantity,
+            month,
+            params,
+            samples,
+            seed=trial.seed,
+            executor=executor,
+            progress=lambda k: progress.advance(task, k),
+        )
     write_indices_csv(indices, out / "sobol_indices.csv")
     title = f"{trial.name}: {arm}, {quantity} % change at month {month:g} (typical patient)"
     plot_indices(indices, out / "sobol_indices.png", title)

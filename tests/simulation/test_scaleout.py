@@ -1,14 +1,35 @@
-"""Scale-out: a trial run on Dask workers gives the serial run's rows (issue 6, item 3)."""
+"""Scale-out: a trial run on Dask workers gives the serial run's rows (issue 6, item 3).
+
+Chunks are reduced to exact summaries where they run; the rows must not depend on the number
+of workers or the chunk size, and the percentiles must match NumPy's on the same patients.
+"""
 
 from __future__ import annotations
 
+import os
+import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from bonecast.cli import app
+from bonecast.simulation import (
+    SITES,
+    default_parameter_set,
+    month_to_day,
+    parse_trial_spec,
+    run_trial,
+    sample_population,
+    simulate,
+)
+from bonecast.simulation.executors import SINGLE_THREADED_NUMPY, DaskExecutor, dask_executor
+from bonecast.simulation.fracture import FRACTURE_QUANTITIES
+from bonecast.simulation.population import residual_error_pp
+from bonecast.simulation.summaries import FIXED_POINT_BITS, ROW_BIN_SHIFT
+from bonecast.simulation.trials import TrialChunk
 
 runner = CliRunner()
 
@@ -31,7 +52,7 @@ SPEC = {
         {"name": "untreated"},
     ],
     "outputs": {
-        "quantities": ["lumbar_spine", "total_hip", "ctx"],
+        "quantities": ["lumbar_spine", "total_hip", "ctx", "hip_fracture"],
         "months": [6, 12],
         "intervals": [[6, 12]],
     },
@@ -56,15 +77,106 @@ def serial_rows(spec_file: Path) -> list[str]:
     return _run(spec_file, spec_file.with_name("serial.csv"))
 
 
-def test_dask_workers_reproduce_the_serial_rows(spec_file: Path, serial_rows: list[str]) -> None:
+def test_two_dask_workers_reproduce_the_serial_rows(
+    spec_file: Path, serial_rows: list[str]
+) -> None:
     rows = _run(spec_file, spec_file.with_name("dask.csv"), "--workers", "2")
-    assert len(serial_rows) == 1 + 2 * 3 * 3
+    assert len(serial_rows) == 1 + 2 * 4 * 3
     assert rows == serial_rows
 
 
-def test_chunk_size_does_not_change_rows(spec_file: Path, serial_rows: list[str]) -> None:
-    rows = _run(spec_file, spec_file.with_name("chunked.csv"), "--chunk-size", "7")
+def test_one_dask_worker_reproduces_the_serial_rows_single_threaded() -> None:
+    spec = parse_trial_spec(SPEC)
+    serial = run_trial(spec)
+    with dask_executor(workers=1) as executor:
+        assert isinstance(executor, DaskExecutor)
+        distributed = run_trial(spec, executor=executor, chunk_size=25)
+        names = [*SINGLE_THREADED_NUMPY, "MALLOC_TRIM_THRESHOLD_"]
+        environments = executor.client.run(lambda: {k: os.environ.get(k) for k in names})
+    assert distributed.rows == serial.rows
+    for environment in environments.values():
+        # one thread per worker; glibc's dynamic malloc thresholds (benchmarks/README.md)
+        assert environment == {**dict.fromkeys(SINGLE_THREADED_NUMPY, "1"), names[-1]: None}
+
+
+@pytest.mark.parametrize("chunk_size", ["7", "50", "1000"])
+def test_chunk_size_does_not_change_rows(
+    spec_file: Path, serial_rows: list[str], chunk_size: str
+) -> None:
+    rows = _run(
+        spec_file, spec_file.with_name(f"chunk{chunk_size}.csv"), "--chunk-size", chunk_size
+    )
     assert rows == serial_rows
+
+
+def test_percentiles_match_numpy_on_the_same_patients() -> None:
+    """The merged histogram's median and 5-95 % are NumPy's exact ones within half a bin."""
+    spec = parse_trial_spec(SPEC)
+    row = next(
+        r
+        for r in run_trial(spec, chunk_size=9).rows
+        if (r.arm, r.quantity, r.month_from, r.month) == ("anastrozole", "lumbar_spine", 0, 12)
+    )
+    params = default_parameter_set()
+    population = sample_population(spec.population, params, spec.seed)
+    day = month_to_day(12)
+    sim = simulate(population, spec.arms[0].treatments, day, seed=spec.seed, record_days=[0, day])
+    k = SITES.index("lumbar_spine")
+    measured = [
+        sim.bmd_ratio[i, k]
+        * (1 + residual_error_pp(params, population.patient_ids, spec.seed, d)[k] / 100)
+        for i, d in enumerate((0, day))
+    ]
+    change = 100 * (measured[1] / measured[0] - 1)
+    half_bin = 2.0 ** (ROW_BIN_SHIFT - FIXED_POINT_BITS - 1)
+    p05, median, p95 = np.percentile(change, [5, 50, 95])
+    assert row.n == change.size
+    assert row.median_pct_change == pytest.approx(median, abs=half_bin + 1e-6)
+    assert row.p05 == pytest.approx(p05, abs=half_bin + 1e-6)
+    assert row.p95 == pytest.approx(p95, abs=half_bin + 1e-6)
+    assert row.mean_pct_change == pytest.approx(change.mean(), abs=1e-6)
+    assert row.sd == pytest.approx(change.std(ddof=1), abs=1e-6)
+
+
+def test_a_chunk_sends_back_summaries_not_patients_or_days() -> None:
+    """A chunk's result has one summary per row and band month, each at most chunk-sized,
+    and does not change when every simulated day is recorded (no per-day data in it)."""
+    spec = parse_trial_spec(SPEC)
+    months = tuple(float(m) for m in range(13))
+    monthly = tuple(sorted({month_to_day(m) for m in months}))
+    daily = tuple(range(spec.horizon_days + 1))
+    params = default_parameter_set()
+    chunk = TrialChunk(spec, params, monthly, months)((0, 60))
+    assert chunk.patients == 60
+    assert set(chunk.rows) == {
+        (arm.name, q, a, b)
+        for arm in spec.arms
+        for q in spec.outputs.quantities
+        for a, b in spec.output_pairs()
+    }
+    assert set(chunk.bands) == {
+        (arm.name, q, m) for arm in spec.arms for q in spec.outputs.quantities for m in months
+    }
+    summaries = [*chunk.rows.values(), *chunk.bands.values()]
+    assert all(s.count == 60 and s.bins.size <= 60 for s in summaries)
+    every_day = TrialChunk(spec, params, daily, months)((0, 60))
+    assert every_day.rows.keys() == chunk.rows.keys()
+    assert every_day.bands.keys() == chunk.bands.keys()
+    # fracture hazards are integrated over the recorded days; every other value is the same
+    for row, summary in chunk.rows.items():
+        if row[1] not in FRACTURE_QUANTITIES:
+            assert pickle.dumps(every_day.rows[row]) == pickle.dumps(summary)
+    for band, summary in chunk.bands.items():
+        if band[1] not in FRACTURE_QUANTITIES:
+            assert pickle.dumps(every_day.bands[band]) == pickle.dumps(summary)
+
+
+def test_running_rows_arrive_per_chunk_and_end_with_the_result() -> None:
+    spec = parse_trial_spec(SPEC)
+    seen: list[int] = []
+    result = run_trial(spec, chunk_size=25, on_rows=lambda rows: seen.append(rows[0].n))
+    assert seen == [25, 50, 60]
+    assert all(row.n == 60 for row in result.rows)
 
 
 def test_workers_and_scheduler_are_exclusive(spec_file: Path) -> None:
@@ -77,8 +189,6 @@ def test_workers_and_scheduler_are_exclusive(spec_file: Path) -> None:
 
 def test_serial_progress_is_reported_while_a_chunk_runs() -> None:
     """A serial run of one chunk still moves the progress bar (not 0 % then 100 %)."""
-    from bonecast.simulation import parse_trial_spec, run_trial
-
     spec = parse_trial_spec(SPEC)
     calls: list[int] = []
     run_trial(spec, progress=calls.append)

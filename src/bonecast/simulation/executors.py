@@ -9,6 +9,7 @@ code path with either.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Protocol, TypeVar
@@ -23,8 +24,20 @@ SINGLE_THREADED_NUMPY = {
     "OMP_NUM_THREADS": 1,
     "OPENBLAS_NUM_THREADS": 1,
     "MKL_NUM_THREADS": 1,
+    "NUMBA_NUM_THREADS": 1,
 }
-"""Worker environment: one NumPy/BLAS thread per single-threaded worker (no oversubscription)."""
+"""Worker environment: one BLAS/OpenMP/Numba thread per single-threaded worker (no
+oversubscription of the cores by the workers' own threads)."""
+
+DASK_MALLOC_TRIM_THRESHOLD = 65_536
+"""glibc's ``MALLOC_TRIM_THRESHOLD_`` (bytes) that Dask sets in its workers by default
+(``distributed.nanny.pre-spawn-environ``): freed memory above 64 KiB goes back to the system."""
+
+MALLOC_TRIM_THRESHOLD: int | None = None
+"""``MALLOC_TRIM_THRESHOLD_`` of our local workers; ``None`` leaves glibc's own dynamic
+thresholds. Chosen with benchmarks/bench_scaleout.py (figures in benchmarks/README.md): the
+fastest of Dask's default, 1 GiB and unset on 2 workers. Setting the variable at all also fixes
+glibc's mmap threshold at 128 KiB, so every larger NumPy temporary is mapped afresh."""
 
 
 class Executor(Protocol):
@@ -66,22 +79,41 @@ class DaskExecutor:
         return max(1, sum(threads.values()))
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
-        """Submit all items at once, then yield each result in order as it is gathered."""
-        futures = self.client.map(fn, list(items), pure=False)
+        """Submit all items at once, then yield each result in order as it is gathered.
+
+        Each future is dropped as soon as its result is here, so the cluster frees that result
+        instead of holding every chunk's result until the end.
+        """
+        pending = deque(self.client.map(fn, list(items), pure=False))
         try:
-            for future in futures:
-                yield future.result()
+            while pending:
+                yield pending.popleft().result()
         finally:
-            for future in futures:
+            for future in pending:
                 future.cancel()
 
 
+def worker_environment(malloc_trim_threshold: int | None) -> dict[str, int]:
+    """Environment of a local worker process: :data:`SINGLE_THREADED_NUMPY`, plus glibc's
+    ``MALLOC_TRIM_THRESHOLD_`` (bytes) unless ``malloc_trim_threshold`` is ``None``."""
+    trim = (
+        {} if malloc_trim_threshold is None else {"MALLOC_TRIM_THRESHOLD_": malloc_trim_threshold}
+    )
+    return {**SINGLE_THREADED_NUMPY, **trim}
+
+
 @contextmanager
-def dask_executor(workers: int | None = None, scheduler: str | None = None) -> Iterator[Executor]:
+def dask_executor(
+    workers: int | None = None,
+    scheduler: str | None = None,
+    malloc_trim_threshold: int | None = MALLOC_TRIM_THRESHOLD,
+) -> Iterator[Executor]:
     """A :class:`DaskExecutor` on ``scheduler`` (an address) or on a new local cluster.
 
-    The local cluster has ``workers`` single-threaded worker processes whose environment sets
-    :data:`SINGLE_THREADED_NUMPY`; it is closed on exit. Exactly one of the two must be given.
+    The local cluster has ``workers`` single-threaded worker processes started with
+    :func:`worker_environment` (instead of Dask's default pre-spawn environment); it is closed on
+    exit. An existing cluster keeps the environment its workers were started with. Exactly one
+    of ``workers`` and ``scheduler`` must be given.
     """
     if (workers is None) == (scheduler is None):
         raise ValueError("give exactly one of workers and scheduler")
@@ -91,7 +123,7 @@ def dask_executor(workers: int | None = None, scheduler: str | None = None) -> I
         return
     if workers is None or workers < 1:
         raise ValueError(f"workers: {workers} is not a positive count")
-    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **SINGLE_THREADED_NUMPY}
+    environ = worker_environment(malloc_trim_threshold)
     with (
         dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
         LocalCluster(

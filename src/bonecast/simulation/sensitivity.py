@@ -3,14 +3,17 @@
 Every parameter marked ``calibrate: true`` varies within its prior when it has one, otherwise
 over +-50 % on the log scale (value / 1.5 .. value x 1.5); positive ranges are sampled on the
 log scale. The output is the typical patient's change of one quantity from baseline to one
-month in one arm. All Saltelli samples are simulated in one vectorised batch (one simulated
-patient per sample).
+month in one arm. The Saltelli samples (one simulated patient each) are simulated in vectorised
+blocks through an :class:`~bonecast.simulation.executors.Executor`: one block here by default,
+or one block per worker on a Dask cluster; every sample's output is a pure function of its
+parameter values, so the indices are identical whatever the blocks.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,17 +25,19 @@ import numpy as np
 from SALib.analyze import sobol
 from SALib.sample import sobol as saltelli
 
+from bonecast.simulation.executors import Executor, SerialExecutor
 from bonecast.simulation.fracture import FRACTURE_QUANTITIES
 from bonecast.simulation.model import Array
 from bonecast.simulation.parameters import ParameterSet
-from bonecast.simulation.population import sample_population
-from bonecast.simulation.regimens import month_to_day
+from bonecast.simulation.population import PopulationSpec, sample_population
+from bonecast.simulation.regimens import Treatment, month_to_day
 from bonecast.simulation.solver import simulate
 from bonecast.simulation.trials import (
     QUANTITIES,
     TrialSpec,
     _change,
     _observed,
+    _scaled,
 )
 
 LOG_SPREAD = 1.5
@@ -80,6 +85,44 @@ def calibrated_ranges(params: ParameterSet) -> dict[str, tuple[float, float]]:
     return ranges
 
 
+def sobol_patient_days(params: ParameterSet, samples: int, month: float) -> int:
+    """Patient-days :func:`sobol_indices` simulates (the total of its ``progress``)."""
+    return samples * (len(calibrated_ranges(params)) + 2) * month_to_day(month)
+
+
+@dataclass(frozen=True)
+class SobolBlock:
+    """The simulation of one block of Saltelli samples, picklable so that an executor runs it.
+
+    Called with a block of parameter draws: the typical patient of ``population`` once per
+    draw, simulated to ``day`` under ``treatments``; returns each draw's % change of
+    ``quantity`` from baseline to ``day``.
+    """
+
+    population: PopulationSpec
+    params: ParameterSet
+    treatments: tuple[Treatment, ...]
+    quantity: str
+    day: int
+    seed: int
+    progress: Callable[[int], None] | None = None  # per simulated day; serial runs only
+
+    def __call__(self, draws: list[Mapping[str, float]]) -> Array:
+        """The output of every draw of the block, in order."""
+        typical = sample_population(self.population, self.params, self.seed)
+        population = typical.with_parameter_draws(draws)
+        sim = simulate(
+            population,
+            self.treatments,
+            self.day,
+            seed=self.seed,
+            record_days=[0, self.day],
+            progress=_scaled(self.progress, len(draws)),
+        )
+        visits = _observed(self.quantity, sim, population, self.treatments)
+        return _change(self.quantity, visits[0], visits[1])
+
+
 def sobol_indices(
     spec: TrialSpec,
     arm: str,
@@ -88,11 +131,15 @@ def sobol_indices(
     params: ParameterSet,
     samples: int = 256,
     seed: int = 0,
+    executor: Executor | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> SobolIndices:
     """Sobol indices of the typical patient's % change of ``quantity`` at ``month`` in ``arm``.
 
     ``samples`` is the Saltelli base sample size N (a power of two); N x (D + 2) patients are
-    simulated, D being the number of calibrated parameters.
+    simulated, D being the number of calibrated parameters, in one block per worker of
+    ``executor`` (default: one block, here). ``progress`` gets simulated patient-days (serial:
+    about monthly; distributed: per finished block), in all :func:`sobol_patient_days`.
     """
     arms = {a.name: a for a in spec.arms}
     if arm not in arms:
@@ -110,16 +157,34 @@ def sobol_indices(
     }
     unit = saltelli.sample(problem, samples, calc_second_order=False, seed=seed)
     values = np.where(logged, np.exp(unit), unit)
-    draws = [dict(zip(names, map(float, row), strict=True)) for row in values]
-    typical = spec.population.model_copy(update={"n": 1, "variability": False})
-    population = sample_population(typical, params, spec.seed).with_parameter_draws(draws)
+    draws: list[Mapping[str, float]] = [
+        dict(zip(names, map(float, row), strict=True)) for row in values
+    ]
+    runner = executor or SerialExecutor()
+    serial = isinstance(runner, SerialExecutor)
+    size = math.ceil(len(draws) / runner.parallelism)
+    blocks = [draws[start : start + size] for start in range(0, len(draws), size)]
     day = month_to_day(month)
-    treatments = arms[arm].treatments
-    sim = simulate(population, treatments, day, seed=spec.seed, record_days=[0, day])
-    visits = _observed(quantity, sim, population, treatments, spec.seed, measured=False)
-    output = _change(quantity, visits[0], visits[1])
+    work = SobolBlock(
+        spec.population.model_copy(update={"n": 1, "variability": False}),
+        params,
+        tuple(arms[arm].treatments),
+        quantity,
+        day,
+        spec.seed,
+        progress if serial else None,
+    )
+    outputs = []
+    for block, output in zip(blocks, runner.map(work, blocks), strict=True):
+        outputs.append(output)
+        if progress is not None and not serial:
+            progress(len(block) * day)
     result = sobol.analyze(
-        problem, output, calc_second_order=False, print_to_console=False, seed=seed
+        problem,
+        np.concatenate(outputs),
+        calc_second_order=False,
+        print_to_console=False,
+        seed=seed + 1,  # SALib bootstraps with NumPy's global generator when the seed is 0
     )
     return SobolIndices(
         names=names,
