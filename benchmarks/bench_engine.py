@@ -1,30 +1,42 @@
-"""Benchmark: the vectorised engine against a per-patient ``solve_ivp`` loop on the same model.
+"""Benchmark: bonecast's engines side by side with per-patient ``solve_ivp`` and libRoadRunner.
 
-Simulates ``--patients`` virtual postmenopausal women for ``--years`` (anastrozole 1 mg daily,
-months 0-60, plus zoledronic acid 4 mg IV every 182 days, months 0-60; daily steps) with
-:func:`bonecast.simulation.simulate`, and the first ``--sample`` of them one at a time with
-:func:`bonecast.simulation.simulate_reference` (LSODA). Prints patients per second for each,
-their ratio, the largest difference in BMD change (percentage points, any site, any yearly
-record day) and peak memory; writes the figures as JSON and a bar chart to ``--out``.
+One run measures, on the same virtual postmenopausal women (anastrozole 1 mg daily plus
+zoledronic acid 4 mg IV every 182 days, both months 0-60; ``--years`` simulated with daily
+steps):
 
-Goal: the vectorised engine at least 50x faster than the loop and within 0.1 pp of it. The exit
-status is 1 when the agreement fails (a correctness failure); the speed goal is only reported.
+* patients per second against N (1, 10, ..., ``--max-patients``) for the compiled (Numba) and
+  NumPy engines of :func:`bonecast.simulation.simulate`; N above ``--chunk`` runs as
+  consecutive chunks of patients through the same ``simulate`` call, so memory stays bounded;
+* a per-patient loop of :func:`bonecast.simulation.simulate_reference` (LSODA) and one of
+  libRoadRunner on each patient's own exported SBML (:func:`bonecast.simulation.sbml.to_sbml`:
+  her parameters and dose events), on the first ``--sample`` patients. Their rate is per
+  patient, so their points above ``--sample`` are extrapolated (marked as such);
+* the ratios at N = 10,000 (goal: compiled at least 100x the libRoadRunner loop), and the
+  largest difference in % BMD change (3 sites, yearly record days) between compiled and NumPy
+  (all patients at that N, goal <= 0.01 pp) and between NumPy and each loop (sampled patients,
+  goal <= 0.05 pp);
+* a virtual trial (:func:`bonecast.simulation.run_trial`, compiled engine) of
+  ``--trial-patients`` patients run serially here and on a local Dask cluster of 1 and 2
+  single-threaded workers (:func:`bonecast.simulation.executors.dask_executor`);
+* peak memory: tracemalloc peak of a separate, untimed NumPy run at the reference N, and the
+  process's peak RSS.
 
-The compiled engine (``simulate(..., engine="numba")``, issue 6) is timed on the same
-populations: patients/s at ``--patients`` and ``--small``, its ratio to the NumPy engine, the
-largest difference from the NumPy engine over every patient, site and record day (goal
-<= 0.01 pp; a larger one also exits 1) and whether ``--patients`` runs in under 1 s (the goal
-for 10,000 patients x 10 years on 2 cores). ``--threads`` sets Numba's thread count.
+Methodology: wall-clock time (:func:`time.perf_counter`) of the simulation calls only
+(population sampling excluded), after an untimed warm-up of every method (JIT compilation,
+LLVM start-up). Engine runs are repeated until 1 s has passed and the fastest is kept (small
+N only; the least disturbed by other load). The libRoadRunner time per patient is the SBML
+export, the model load (LLVM compilation) and the simulation; the simulation alone is reported
+too, as the best case of a loop that could reuse one loaded model. Dask timings start once the
+cluster is up and warm.
 
-Methodology: timings are wall-clock (:func:`time.perf_counter`) of the simulation calls only
-(population sampling is excluded from both), after an untimed warm-up of both engines. The
-tracemalloc peak comes from a separate, untimed run of the vectorised engine, so tracing never
-inflates the timing. Peak RSS is the process's ``ru_maxrss``.
+Exit status 1 when an agreement goal fails (a correctness failure); speed goals are reported
+only. Writes ``bench_engine.json`` and ``bench_engine.png`` to ``--out``.
 
 Usage::
 
-    python benchmarks/bench_engine.py [--patients 10000] [--years 10] [--sample 20] [--seed 1]
-                                      [--small 1000] [--threads 2] [--out results/bench]
+    python benchmarks/bench_engine.py [--max-patients 1000000] [--sample 20] [--chunk 50000]
+        [--trial-patients 100000] [--skip-dask] [--years 10] [--seed 1] [--threads 2]
+        [--out results/bench]
 """
 
 from __future__ import annotations
@@ -39,21 +51,21 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
 
 import numba
 import numpy as np
+import roadrunner
 import scipy
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 from rich.console import Console
-from rich.progress import (
-    Progress,
-    TaskID,
-)
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 import bonecast
@@ -61,29 +73,58 @@ from bonecast.progress import progress_bar
 from bonecast.simulation import (
     SITES,
     Distribution,
+    ParameterSet,
     PopulationSpec,
     Route,
     SimulationResult,
     Treatment,
+    TrialSpec,
     VirtualPopulation,
     default_parameter_set,
     month_to_day,
+    parse_trial_spec,
+    run_trial,
     sample_population,
     simulate,
     simulate_reference,
 )
+from bonecast.simulation.executors import Executor, dask_executor
+from bonecast.simulation.sbml import SITE_IDS, to_sbml
 
-COMPILED_TOLERANCE_PP = 0.01
-"""Largest accepted difference between the compiled and NumPy engines (percentage points)."""
+SIZES = (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
+"""Population sizes N of the throughput sweep (those up to ``--max-patients``)."""
+REFERENCE_N = 10_000
+"""N of the ratios and of the compiled vs NumPy agreement (or the largest N run, if smaller)."""
+GOAL_RR_SPEEDUP = 100.0
+"""Target ratio of patients/s at the reference N, compiled engine over the libRoadRunner loop."""
+GOAL_SOLVE_IVP_SPEEDUP = 50.0
+"""Target ratio of patients/s at the reference N, NumPy engine over the solve_ivp loop."""
 COMPILED_GOAL_S = 1.0
-"""Target wall time of the compiled engine on ``--patients`` patients (10,000 x 10 years), s."""
-GOAL_SPEEDUP = 50.0
-"""Target ratio of patients/s, vectorised engine over the per-patient loop."""
-TOLERANCE_PP = 0.1
-"""Largest accepted difference in % BMD change between the two engines (percentage points)."""
+"""Target wall time of the compiled engine at the reference N (10,000 x 10 years), s."""
+TOLERANCE_PP = 0.05
+"""Largest accepted difference in % BMD change, bonecast vs each per-patient loop (pp)."""
+COMPILED_TOLERANCE_PP = 0.01
+"""Largest accepted difference in % BMD change, compiled vs NumPy engine (pp)."""
+RTOL, ATOL = 1e-8, 1e-10
+"""Relative and absolute tolerances of both per-patient solvers (LSODA, CVODE)."""
+MIN_TIMED_S = 1.0
+"""An engine run shorter than this is repeated until this much wall time has passed, s."""
+DASK_WORKERS = (1, 2)
+"""Local Dask cluster sizes of the scaling run (single-threaded worker processes)."""
 RECORD_EVERY_DAYS = 365
 """Spacing of the recorded (compared) days, days."""
 MIB = 1024.0**2
+
+COMPILED = "compiled (Numba)"
+NUMPY = "NumPy"
+SOLVE_IVP = "solve_ivp loop"
+RR_LOOP = "libRoadRunner loop"
+RR_SIMULATE = "libRoadRunner, simulate only"
+METHODS = (COMPILED, NUMPY, SOLVE_IVP, RR_LOOP, RR_SIMULATE)
+"""Every method of the throughput sweep, in table and legend order."""
+ENGINES: dict[str, Literal["numba", "numpy"]] = {COMPILED: "numba", NUMPY: "numpy"}
+SERIAL = "serial (in-process)"
+"""The Dask scaling run's baseline: the trial in this process, without Dask."""
 
 TREATMENTS: tuple[Treatment, ...] = (
     Treatment(drug="anastrozole", dose_mg=1.0, interval_days=1.0, start_month=0, stop_month=60),
@@ -103,12 +144,29 @@ errors = Console(stderr=True)
 
 
 @dataclass(frozen=True)
-class Timing:
-    """Wall time of one engine on ``patients`` patients."""
+class Setup:
+    """What every run shares: population, parameters, seed, horizon and record days (days)."""
 
-    engine: str
+    spec: PopulationSpec
+    parameter_set: ParameterSet
+    seed: int
+    horizon: int
+    days: tuple[int, ...]
+
+    def patients(self, start: int, stop: int) -> VirtualPopulation:
+        """Patients ``start .. stop-1`` of the population (the same rows at every N)."""
+        return sample_population(self.spec, self.parameter_set, self.seed, start, stop)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall time of one method on ``patients`` patients (fastest of ``runs`` runs), s."""
+
+    method: str
     patients: int
     seconds: float
+    runs: int = 1
+    extrapolated: bool = False
 
     @property
     def patients_per_s(self) -> float:
@@ -118,30 +176,33 @@ class Timing:
 
 @dataclass(frozen=True)
 class Agreement:
-    """Largest |difference| in % BMD change between the engines, and where it occurs."""
+    """Largest |difference| in % BMD change between two methods (pp), and where it occurs."""
 
+    methods: str
     max_abs_diff_pp: float
+    tolerance_pp: float
     patient: int
     site: str
     day: int
 
     @property
     def ok(self) -> bool:
-        """Whether the difference is within :data:`TOLERANCE_PP` (NaN fails)."""
-        return bool(self.max_abs_diff_pp <= TOLERANCE_PP)
+        """Whether the difference is within the tolerance (NaN fails)."""
+        return bool(self.max_abs_diff_pp <= self.tolerance_pp)
+
+
+@dataclass(frozen=True)
+class LoopRun:
+    """A per-patient loop: % BMD change (site, day, patient) and wall time per patient, s."""
+
+    pct: NDArray[np.float64]
+    seconds: NDArray[np.float64]
 
 
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
@@ -155,32 +216,44 @@ def _positive_float(text: str) -> float:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     parser = argparse.ArgumentParser(
-        description="Vectorised engine vs per-patient solve_ivp loop: speed, agreement, memory."
+        description="bonecast compiled and NumPy engines vs per-patient solve_ivp and "
+        "libRoadRunner loops: throughput against N, ratios, agreement, Dask scaling, memory."
     )
     parser.add_argument(
-        "--patients", type=_positive_int, default=10_000, help="population size (default 10000)"
-    )
-    parser.add_argument(
-        "--years", type=_positive_float, default=10.0, help="simulated years (default 10)"
+        "--max-patients",
+        type=_positive_int,
+        default=1_000_000,
+        help="largest N of the sweep 1, 10, ... (default 1000000; 100000 takes a third of the "
+        "time)",
     )
     parser.add_argument(
         "--sample",
         type=_positive_int,
         default=20,
-        help="patients run through the solve_ivp loop, the first of the population (default 20)",
+        help="patients run through each per-patient loop, the first of the population (default 20)",
+    )
+    parser.add_argument(
+        "--chunk",
+        type=_positive_int,
+        default=50_000,
+        help="patients per simulate call; larger N run as consecutive chunks (default 50000)",
+    )
+    parser.add_argument(
+        "--trial-patients",
+        type=_positive_int,
+        default=100_000,
+        help="patients of the Dask scaling trial (default 100000)",
+    )
+    parser.add_argument("--skip-dask", action="store_true", help="skip the Dask scaling run")
+    parser.add_argument(
+        "--years", type=_positive_float, default=10.0, help="simulated years (default 10)"
     )
     parser.add_argument("--seed", type=int, default=1, help="population and dose seed (default 1)")
-    parser.add_argument(
-        "--small",
-        type=_non_negative_int,
-        default=1_000,
-        help="extra, smaller vectorised run to show scaling; 0 skips it (default 1000)",
-    )
     parser.add_argument(
         "--threads",
         type=_positive_int,
         default=2,
-        help="Numba threads for the compiled engine, capped at NUMBA_NUM_THREADS (default 2)",
+        help="Numba threads of the compiled engine here, capped at NUMBA_NUM_THREADS (default 2)",
     )
     parser.add_argument(
         "--out",
@@ -189,11 +262,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="folder for bench_engine.json and bench_engine.png (default results/bench)",
     )
     args = parser.parse_args(argv)
-    if args.sample > args.patients:
-        parser.error(f"--sample {args.sample} exceeds --patients {args.patients}")
-    if args.small >= args.patients:
-        args.small = 0
+    reference = reference_size(sizes(args.max_patients))
+    if args.sample > reference:
+        parser.error(f"--sample {args.sample} exceeds the reference N {reference:,}")
+    if args.chunk < reference:
+        parser.error(f"--chunk {args.chunk} is below the reference N {reference:,}")
     return args
+
+
+def sizes(max_patients: int) -> list[int]:
+    """The sweep's N: :data:`SIZES` up to ``max_patients``, and ``max_patients`` itself."""
+    return sorted({*(n for n in SIZES if n <= max_patients), max_patients})
+
+
+def reference_size(ns: Sequence[int]) -> int:
+    """N of the ratios and the compiled vs NumPy agreement: the largest N <= REFERENCE_N."""
+    return max(n for n in ns if n <= REFERENCE_N)
 
 
 def population_spec(n: int) -> PopulationSpec:
@@ -211,9 +295,9 @@ def horizon_days(years: float) -> int:
     return month_to_day(12.0 * years)
 
 
-def yearly_record_days(horizon: int) -> list[int]:
+def yearly_record_days(horizon: int) -> tuple[int, ...]:
     """Days 0, 365, 730, ... and the horizon itself (days)."""
-    return sorted({*range(0, horizon + 1, RECORD_EVERY_DAYS), horizon})
+    return tuple(sorted({*range(0, horizon + 1, RECORD_EVERY_DAYS), horizon}))
 
 
 def check_same_patient(full: VirtualPopulation, one: VirtualPopulation, i: int) -> None:
@@ -239,136 +323,222 @@ def peak_rss_bytes() -> int:
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # KiB on Linux
 
 
-def _advance(progress: Progress, task: TaskID) -> Callable[[int], None]:
-    return lambda days: progress.advance(task, days)
+def _advance(progress: Progress, task: TaskID, scale: int = 1) -> Callable[[int], None]:
+    return lambda count: progress.advance(task, count * scale)
 
 
-def run_vectorised(
-    population: VirtualPopulation,
-    horizon: int,
-    seed: int,
-    days: Sequence[int],
-    progress: Progress,
-    label: str,
-    engine: Literal["numpy", "numba"] = "numpy",
-) -> tuple[SimulationResult, float]:
-    """One vectorised run over the whole population; returns the result and its wall time (s)."""
-    task = progress.add_task(f"{label} ({population.n:,} patients), days", total=horizon)
-    start = time.perf_counter()
-    result = simulate(
-        population,
-        TREATMENTS,
-        horizon,
-        seed=seed,
-        record_days=days,
-        progress=_advance(progress, task),
-        engine=engine,
+def pct_changes(result: SimulationResult) -> NDArray[np.float64]:
+    """% BMD change from baseline, (site, day, patient)."""
+    return np.stack([result.bmd_pct_change(site) for site in SITES])
+
+
+def run_engine(
+    setup: Setup, method: str, n: int, chunk: int, progress: Progress, task: TaskID
+) -> tuple[SimulationResult, Timing]:
+    """Time ``simulate`` with ``method``'s engine on patients 0..n-1, ``chunk`` at a time.
+
+    Sampling is not timed. Runs repeat until :data:`MIN_TIMED_S` has passed and the fastest is
+    kept (the least disturbed by other load; the progress bar counts the first run only).
+    Returns the last chunk's result.
+    """
+    runs: list[float] = []
+    while sum(runs) < MIN_TIMED_S:
+        seconds = 0.0
+        for start in range(0, n, chunk):
+            population = setup.patients(start, min(n, start + chunk))
+            began = time.perf_counter()
+            result = simulate(
+                population,
+                TREATMENTS,
+                setup.horizon,
+                seed=setup.seed,
+                record_days=setup.days,
+                progress=None if runs else _advance(progress, task, population.n),
+                engine=ENGINES[method],
+            )
+            seconds += time.perf_counter() - began
+        runs.append(seconds)
+    return result, Timing(method, n, min(runs), len(runs))
+
+
+def sweep(
+    setup: Setup, ns: Sequence[int], chunk: int, reference: int, progress: Progress
+) -> tuple[list[Timing], dict[str, SimulationResult]]:
+    """Both engines at every N; their timings and their results at the reference N."""
+    timings: list[Timing] = []
+    kept: dict[str, SimulationResult] = {}
+    for method in ENGINES:
+        task = progress.add_task(f"{method}, N = 1..{ns[-1]:,}", total=sum(ns) * setup.horizon)
+        for n in ns:
+            result, timing = run_engine(setup, method, n, chunk, progress, task)
+            timings.append(timing)
+            if n == reference:
+                kept[method] = result
+    return timings, kept
+
+
+def traced_peak_bytes(setup: Setup, population: VirtualPopulation, progress: Progress) -> int:
+    """tracemalloc peak (bytes) of a separate, untimed NumPy-engine run on ``population``."""
+    task = progress.add_task(
+        f"tracemalloc run ({population.n:,} patients), days", total=setup.horizon
     )
-    return result, time.perf_counter() - start
-
-
-def traced_peak_bytes(
-    population: VirtualPopulation,
-    horizon: int,
-    seed: int,
-    days: Sequence[int],
-    progress: Progress,
-) -> tuple[int, float]:
-    """tracemalloc peak (bytes) of a separate vectorised run, and that run's wall time (s)."""
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
-        _, seconds = run_vectorised(population, horizon, seed, days, progress, "tracemalloc run")
+        simulate(
+            population,
+            TREATMENTS,
+            setup.horizon,
+            seed=setup.seed,
+            record_days=setup.days,
+            progress=_advance(progress, task),
+        )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    return peak, seconds
+    return peak
 
 
-def run_reference_loop(
-    populations: Sequence[VirtualPopulation],
-    horizon: int,
-    seed: int,
-    days: Sequence[int],
-    progress: Progress,
-) -> tuple[list[SimulationResult], float]:
-    """``simulate_reference`` on each one-patient population; results and summed wall time (s)."""
-    task = progress.add_task("solve_ivp loop, patients", total=len(populations))
-    results: list[SimulationResult] = []
-    seconds = 0.0
-    for one in populations:
-        start = time.perf_counter()
-        results.append(simulate_reference(one, TREATMENTS, horizon, seed=seed, record_days=days))
-        seconds += time.perf_counter() - start
+def solve_ivp_loop(
+    setup: Setup, singles: Sequence[VirtualPopulation], progress: Progress
+) -> LoopRun:
+    """``simulate_reference`` (LSODA) on each one-patient population, timed per patient."""
+    task = progress.add_task(f"{SOLVE_IVP}, patients", total=len(singles))
+    pct, seconds = [], []
+    for one in singles:
+        began = time.perf_counter()
+        result = simulate_reference(
+            one,
+            TREATMENTS,
+            setup.horizon,
+            seed=setup.seed,
+            record_days=setup.days,
+            rtol=RTOL,
+            atol=ATOL,
+        )
+        seconds.append(time.perf_counter() - began)
+        pct.append(pct_changes(result)[:, :, 0])
         progress.advance(task)
-    return results, seconds
+    return LoopRun(np.stack(pct, axis=-1), np.array(seconds))
 
 
-def warm_up(one: VirtualPopulation, seed: int) -> None:
-    """Untimed 30-day runs of every engine (first-call and JIT costs stay out of the timings)."""
-    simulate(one, TREATMENTS, 30, seed=seed, record_days=[0, 30])
-    simulate(one, TREATMENTS, 30, seed=seed, record_days=[0, 30], engine="numba")
-    simulate_reference(one, TREATMENTS, 30, seed=seed, record_days=[0, 30])
+def roadrunner_patient(setup: Setup, one: VirtualPopulation) -> tuple[NDArray[np.float64], float]:
+    """One patient by libRoadRunner: % BMD change (site, day) and the wall time of export and
+    load (LLVM compilation), s; the caller times the whole call."""
+    began = time.perf_counter()
+    rr = roadrunner.RoadRunner(to_sbml(one, TREATMENTS, setup.horizon, seed=setup.seed))
+    loaded = time.perf_counter() - began
+    rr.integrator.relative_tolerance = RTOL
+    rr.integrator.absolute_tolerance = ATOL
+    rr.timeCourseSelections = [f"pct_{SITE_IDS[site]}" for site in SITES]
+    pct = np.asarray(rr.simulate(times=[float(day) for day in setup.days]))  # (day, site)
+    return pct.T, loaded
 
 
-def compare(vectorised: SimulationResult, references: Sequence[SimulationResult]) -> Agreement:
-    """Largest |difference| in % BMD change over sites, recorded days and sampled patients."""
-    for ref in references:
-        if not np.array_equal(ref.days, vectorised.days):
-            raise RuntimeError("the engines recorded different days")
-    n = len(references)
-    fast = np.stack([vectorised.bmd_pct_change(site)[:, :n] for site in SITES])
-    slow = np.stack(
-        [np.concatenate([r.bmd_pct_change(site) for r in references], axis=1) for site in SITES]
-    )
-    diff = np.abs(fast - slow)  # (site, day, patient), percentage points
+def roadrunner_loop(
+    setup: Setup, singles: Sequence[VirtualPopulation], progress: Progress
+) -> tuple[LoopRun, NDArray[np.float64]]:
+    """libRoadRunner on each patient's own SBML; the run (export + load + simulate per patient)
+    and the simulate-only seconds per patient."""
+    task = progress.add_task(f"{RR_LOOP}, patients", total=len(singles))
+    pct, seconds, simulate_only = [], [], []
+    for one in singles:
+        began = time.perf_counter()
+        values, loaded = roadrunner_patient(setup, one)
+        seconds.append(time.perf_counter() - began)
+        simulate_only.append(seconds[-1] - loaded)
+        pct.append(values)
+        progress.advance(task)
+    return LoopRun(np.stack(pct, axis=-1), np.array(seconds)), np.array(simulate_only)
+
+
+def loop_timings(
+    method: str, per_patient_s: NDArray[np.float64], ns: Sequence[int]
+) -> list[Timing]:
+    """A loop's time at every N: measured (first N patients) up to the sample, then N x mean."""
+    return [
+        Timing(method, n, float(per_patient_s[:n].sum()))
+        if n <= per_patient_s.size
+        else Timing(method, n, n * float(per_patient_s.mean()), extrapolated=True)
+        for n in ns
+    ]
+
+
+def warm_up(setup: Setup, one: VirtualPopulation) -> None:
+    """Untimed 30-day runs of every method (first-call, JIT and LLVM costs stay out)."""
+    short = Setup(setup.spec, setup.parameter_set, setup.seed, 30, (0, 30))
+    for engine in ENGINES.values():
+        simulate(one, TREATMENTS, 30, seed=setup.seed, record_days=short.days, engine=engine)
+    simulate_reference(one, TREATMENTS, 30, seed=setup.seed, record_days=short.days)
+    roadrunner_patient(short, one)
+
+
+def worst_difference(
+    methods: str, a: NDArray[np.float64], b: NDArray[np.float64], days: Sequence[int], tol: float
+) -> Agreement:
+    """Largest |a - b| over (site, day, patient) arrays of % BMD change, pp."""
+    diff = np.abs(a - b)
     k, d, p = np.unravel_index(int(np.argmax(diff)), diff.shape)
     worst = float(np.nan) if np.isnan(diff).any() else float(diff[k, d, p])
-    return Agreement(worst, int(p), SITES[int(k)], int(vectorised.days[d]))
+    return Agreement(methods, worst, tol, int(p), SITES[int(k)], days[int(d)])
 
 
-def compare_compiled(numpy_run: SimulationResult, compiled: SimulationResult) -> Agreement:
-    """Largest |difference| in % BMD change, compiled vs NumPy, over every patient and day."""
-    if not np.array_equal(numpy_run.days, compiled.days):
-        raise RuntimeError("the engines recorded different days")
-    diff = np.abs(
-        np.stack([numpy_run.bmd_pct_change(s) - compiled.bmd_pct_change(s) for s in SITES])
+def trial_spec(patients: int, years: float, seed: int) -> TrialSpec:
+    """The benchmark's regimen as a one-arm virtual trial, BMD at every year."""
+    months = sorted({*range(12, int(12 * years) + 1, 12), 12 * years})
+    return parse_trial_spec(
+        {
+            "name": "bench_engine Dask scaling",
+            "seed": seed,
+            "population": population_spec(patients).model_dump(mode="json"),
+            "arms": [
+                {
+                    "name": "anastrozole + zoledronic acid",
+                    "treatments": [t.model_dump(mode="json") for t in TREATMENTS],
+                }
+            ],
+            "outputs": {"quantities": list(SITES), "months": months},
+        }
     )
-    k, d, p = np.unravel_index(int(np.argmax(diff)), diff.shape)
-    worst = float(np.nan) if np.isnan(diff).any() else float(diff[k, d, p])
-    return Agreement(worst, int(p), SITES[int(k)], int(numpy_run.days[d]))
 
 
-def compiled_table(
-    timings: Sequence[Timing], compiled: Agreement, threads: int, patients: int
-) -> Table:
-    """Rich table: compiled vs NumPy engine, patients/s ratio per N, agreement, 1 s goal."""
-    table = Table(title=f"Compiled (Numba, {threads} threads) vs NumPy engine")
-    table.add_column("Measure")
-    table.add_column("Value", justify="right")
-    table.add_column("Goal", justify="right")
-    table.add_column("Status")
-    by = {(t.engine, t.patients): t for t in timings}
-    for n in sorted({t.patients for t in timings if t.engine == "compiled"}):
-        ratio = by[("compiled", n)].patients_per_s / by[("vectorised", n)].patients_per_s
-        table.add_row(f"Speed-up compiled / NumPy, n={n:,}", f"{ratio:,.2f}x", "", "")
-    seconds = by[("compiled", patients)].seconds
-    met = seconds < COMPILED_GOAL_S
-    table.add_row(
-        f"Compiled wall time, n={patients:,}",
-        f"{seconds:.2f} s",
-        f"< {COMPILED_GOAL_S:g} s",
-        "[green]met[/]" if met else "[yellow]not met[/]",
+def timed_trial(
+    spec: TrialSpec,
+    setup: Setup,
+    progress: Progress,
+    label: str,
+    executor: Executor | None = None,
+) -> Timing:
+    """Wall time of :func:`run_trial` (compiled engine) on ``spec``, as method ``label``."""
+    task = progress.add_task(
+        f"trial, {label}, patient-days", total=spec.population.n * setup.horizon
     )
-    table.add_row(
-        "Max |diff| compiled vs NumPy, % BMD change",
-        f"{compiled.max_abs_diff_pp:.2e} pp",
-        f"<= {COMPILED_TOLERANCE_PP:g} pp",
-        "[green]pass[/]"
-        if compiled.max_abs_diff_pp <= COMPILED_TOLERANCE_PP
-        else "[bold red]FAIL[/]",
+    began = time.perf_counter()
+    run_trial(
+        spec,
+        setup.parameter_set,
+        progress=_advance(progress, task),
+        engine="numba",
+        executor=executor,
     )
-    return table
+    return Timing(label, spec.population.n, time.perf_counter() - began)
+
+
+def dask_label(workers: int) -> str:
+    """'Dask, N worker(s)'."""
+    return f"Dask, {workers} worker{'s' if workers > 1 else ''}"
+
+
+def dask_scaling(setup: Setup, patients: int, years: float, progress: Progress) -> list[Timing]:
+    """The same trial serially here, then on local Dask clusters of :data:`DASK_WORKERS`."""
+    spec = trial_spec(patients, years, setup.seed)
+    timings = [timed_trial(spec, setup, progress, SERIAL)]
+    for workers in DASK_WORKERS:
+        with dask_executor(workers=workers) as executor:
+            warm = trial_spec(4 * workers, 1.0, setup.seed)  # imports and JIT cache on each worker
+            run_trial(warm, setup.parameter_set, engine="numba", executor=executor)
+            timings.append(timed_trial(spec, setup, progress, dask_label(workers), executor))
+    return timings
 
 
 def _git_revision() -> str | None:
@@ -390,138 +560,264 @@ def _finite(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def results_table(
-    timings: Sequence[Timing], ratio: float, agreement: Agreement, memory: dict[str, float]
-) -> tuple[Table, Table]:
-    """Rich tables: throughput per engine, then the goals and memory."""
-    speed = Table(title="bonecast engine benchmark: throughput")
-    speed.add_column("Engine")
-    speed.add_column("Patients", justify="right")
-    speed.add_column("Wall time (s)", justify="right")
-    speed.add_column("Patients/s", justify="right")
-    for t in timings:
-        speed.add_row(t.engine, f"{t.patients:,}", f"{t.seconds:.2f}", f"{t.patients_per_s:,.1f}")
-
-    checks = Table(title="Goals and memory")
-    checks.add_column("Measure")
-    checks.add_column("Value", justify="right")
-    checks.add_column("Goal", justify="right")
-    checks.add_column("Status")
-    met = ratio >= GOAL_SPEEDUP
-    checks.add_row(
-        "Speed-up (vectorised / loop)",
-        f"{ratio:,.0f}x",
-        f">= {GOAL_SPEEDUP:g}x",
-        "[green]met[/]" if met else "[yellow]not met[/]",
-    )
-    checks.add_row(
-        "Max |diff| in % BMD change",
-        f"{agreement.max_abs_diff_pp:.4f} pp",
-        f"<= {TOLERANCE_PP:g} pp",
-        "[green]pass[/]" if agreement.ok else "[bold red]FAIL[/]",
-    )
-    checks.add_row("Peak RSS, after vectorised run", f"{memory['rss_after_vectorised']:,.0f} MiB")
-    checks.add_row("Peak RSS, process at end", f"{memory['rss_end']:,.0f} MiB")
-    checks.add_row(
-        "tracemalloc peak, vectorised",
-        f"{memory['tracemalloc_peak']:,.1f} MiB",
-    )
-    return speed, checks
+def _met(ratio: float, goal: float | None) -> bool | None:
+    return None if goal is None else ratio >= goal
 
 
-def plot_throughput(timings: Sequence[Timing], ratio: float, path: Path) -> None:
-    """Bar chart of patients/s per engine on a log axis, with the 50x goal line."""
-    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
-    ax = fig.add_subplot()
-    labels = [f"{t.engine}\n(n={t.patients:,})" for t in timings]
-    rates = [t.patients_per_s for t in timings]
-    palette = {"vectorised": "#1f77b4", "compiled": "#2ca02c"}
-    colours = [palette.get(t.engine, "#d62728") for t in timings]
-    bars = ax.bar(labels, rates, color=colours)
-    ax.bar_label(bars, labels=[f"{r:,.1f}" for r in rates], padding=2)
-    loop = next(t for t in timings if t.engine not in palette)
-    ax.axhline(
-        GOAL_SPEEDUP * loop.patients_per_s,
-        color="grey",
-        linestyle="--",
-        label=f"goal: {GOAL_SPEEDUP:g}x the loop",
+def _status(ok: bool) -> str:
+    return "[green]met[/]" if ok else "[yellow]not met[/]"
+
+
+def throughput_table(timings: Sequence[Timing], threads: int) -> Table:
+    """Rich table: patients/s per method and N (extrapolated cells marked), compiled/NumPy."""
+    by = {(t.method, t.patients): t for t in timings}
+    table = Table(
+        title=f"Patients per second against N (compiled engine: {threads} Numba threads)",
+        caption="* extrapolated: a per-patient loop's mean time per patient x N",
     )
+    table.add_column("N", justify="right")
+    for method in METHODS:
+        table.add_column(method, justify="right")
+    table.add_column("compiled / NumPy", justify="right")
+    for n in sorted({t.patients for t in timings}):
+        cells = [
+            f"[dim]{by[m, n].patients_per_s:,.1f}*[/]"
+            if by[m, n].extrapolated
+            else f"{by[m, n].patients_per_s:,.1f}"
+            for m in METHODS
+        ]
+        ratio = by[COMPILED, n].patients_per_s / by[NUMPY, n].patients_per_s
+        table.add_row(f"{n:,}", *cells, f"{ratio:,.2f}x")
+    return table
+
+
+def ratios(timings: Sequence[Timing], reference: int) -> dict[str, float]:
+    """Patients/s ratios at the reference N, named 'a / b'."""
+    rate = {t.method: t.patients_per_s for t in timings if t.patients == reference}
+    pairs = [
+        (COMPILED, RR_LOOP),
+        (COMPILED, RR_SIMULATE),
+        (COMPILED, SOLVE_IVP),
+        (COMPILED, NUMPY),
+        (NUMPY, SOLVE_IVP),
+    ]
+    return {f"{a} / {b}": rate[a] / rate[b] for a, b in pairs}
+
+
+GOALS = {
+    f"{COMPILED} / {RR_LOOP}": GOAL_RR_SPEEDUP,
+    f"{NUMPY} / {SOLVE_IVP}": GOAL_SOLVE_IVP_SPEEDUP,
+}
+"""Speed-up goals by ratio name (the others are reported without a goal)."""
+
+
+def goals_table(
+    speedups: dict[str, float], compiled_s: float, agreements: Sequence[Agreement], reference: int
+) -> Table:
+    """Rich table: ratios at the reference N, the compiled wall time and the agreements."""
+    table = Table(title=f"Ratios and agreement at N = {reference:,}")
+    table.add_column("Measure")
+    table.add_column("Value", justify="right")
+    table.add_column("Goal", justify="right")
+    table.add_column("Status")
+    for name, ratio in speedups.items():
+        goal = GOALS.get(name)
+        met = _met(ratio, goal)
+        status = "" if met is None else _status(met)
+        table.add_row(name, f"{ratio:,.1f}x", "" if goal is None else f">= {goal:g}x", status)
+    table.add_row(
+        f"{COMPILED}, wall time",
+        f"{compiled_s:.2f} s",
+        f"< {COMPILED_GOAL_S:g} s",
+        _status(compiled_s < COMPILED_GOAL_S),
+    )
+    for a in agreements:
+        table.add_row(
+            f"Max |diff| {a.methods}, % BMD change",
+            f"{a.max_abs_diff_pp:.2e} pp",
+            f"<= {a.tolerance_pp:g} pp",
+            "[green]pass[/]" if a.ok else "[bold red]FAIL[/]",
+        )
+    return table
+
+
+def speedups_vs_one_worker(timings: Sequence[Timing]) -> list[float]:
+    """Each trial's speed-up over the one-worker Dask run (wall-time ratio; none if skipped)."""
+    one = next((t for t in timings if t.method == dask_label(1)), None)
+    return [] if one is None else [one.seconds / t.seconds for t in timings]
+
+
+def dask_table(timings: Sequence[Timing], threads: int) -> Table:
+    """Rich table: the trial's wall time per executor and the speed-up over one worker."""
+    table = Table(
+        title=f"Virtual trial, {timings[0].patients:,} patients (run_trial, compiled engine)",
+        caption=f"serial: {threads} Numba threads here; Dask: 1 thread per worker process",
+    )
+    table.add_column("Executor")
+    table.add_column("Wall time (s)", justify="right")
+    table.add_column("Patients/s", justify="right")
+    table.add_column("vs 1 worker", justify="right")
+    for t, speedup in zip(timings, speedups_vs_one_worker(timings), strict=True):
+        table.add_row(t.method, f"{t.seconds:.1f}", f"{t.patients_per_s:,.0f}", f"{speedup:.2f}x")
+    return table
+
+
+def memory_table(memory: dict[str, float], reference: int) -> Table:
+    """Rich table: tracemalloc peak and peak RSS, MiB."""
+    table = Table(title="Memory (MiB)")
+    table.add_column("Measure")
+    table.add_column("Value", justify="right")
+    table.add_row(
+        f"tracemalloc peak, NumPy engine, N = {reference:,}", f"{memory['tracemalloc_peak']:,.1f}"
+    )
+    table.add_row("Peak RSS after the engine sweep", f"{memory['rss_after_sweep']:,.0f}")
+    table.add_row("Peak RSS at the end (this process)", f"{memory['rss_end']:,.0f}")
+    return table
+
+
+def _plot_throughput(ax: Axes, timings: Sequence[Timing], reference: int) -> None:
+    colours = dict(
+        zip(METHODS, ("#2ca02c", "#1f77b4", "#d62728", "#9467bd", "#c5b0d5"), strict=True)
+    )
+    for method in METHODS:
+        points = [t for t in timings if t.method == method]
+        measured = [t for t in points if not t.extrapolated]
+        extra = measured[-1:] + [t for t in points if t.extrapolated]
+        if len(extra) > 1:
+            ax.plot(
+                [t.patients for t in extra],
+                [t.patients_per_s for t in extra],
+                "o--",
+                color=colours[method],
+                markerfacecolor="white",
+            )
+        ax.plot(
+            [t.patients for t in measured],
+            [t.patients_per_s for t in measured],
+            "o-",
+            color=colours[method],
+            label=method,
+        )
+    ax.plot(
+        [], [], "o--", color="grey", markerfacecolor="white", label="extrapolated (per patient x N)"
+    )
+    ax.axvline(reference, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_ylim(top=max(rates) * 4)
-    ax.set_ylabel("patients per second (log scale)")
-    ax.set_title(f"bonecast engine: vectorised / loop = {ratio:,.0f}x")
-    ax.legend(loc="upper right")
+    ax.set_xlabel("patients N")
+    ax.set_ylabel("patients per second")
+    ax.set_title("Throughput against N")
+    ax.legend(fontsize="small", loc="best")
+
+
+def _plot_dask(ax: Axes, timings: Sequence[Timing]) -> None:
+    labels = [t.method.replace(", ", "\n").replace(" (", "\n(") for t in timings]
+    bars = ax.bar(labels, [t.patients_per_s for t in timings], color="#2ca02c")
+    speedups = speedups_vs_one_worker(timings)
+    ax.bar_label(bars, labels=[f"{s:.2f}x" for s in speedups], padding=2)
+    ax.set_ylabel("patients per second")
+    ax.set_title(f"run_trial, {timings[0].patients:,} patients\n(speed-up vs 1 worker)")
+    ax.margins(y=0.15)
+
+
+def plot(
+    timings: Sequence[Timing],
+    dask: Sequence[Timing],
+    speedup: float,
+    reference: int,
+    path: Path,
+) -> None:
+    """Patients/s against N (log-log, extrapolated dashed), and the Dask scaling bars if run."""
+    fig = Figure(figsize=(12.0 if dask else 7.5, 5.0), layout="constrained")
+    axes = fig.subplots(1, 2, width_ratios=[2.2, 1]) if dask else [fig.subplots()]
+    _plot_throughput(axes[0], timings, reference)
+    if dask:
+        _plot_dask(axes[1], dask)
+    fig.suptitle(
+        f"bonecast engine benchmark: compiled / libRoadRunner loop = {speedup:,.0f}x at "
+        f"N = {reference:,}"
+    )
     fig.savefig(path, dpi=120)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; exit status 1 if the engines disagree by more than 0.1 pp."""
+    """Run the benchmark; exit status 1 if an agreement goal fails."""
     args = parse_args(argv)
+    ns = sizes(args.max_patients)
+    reference = reference_size(ns)
     horizon = horizon_days(args.years)
-    days = yearly_record_days(horizon)
-    parameter_set = default_parameter_set()
-    spec = population_spec(args.patients)
-    population = sample_population(spec, parameter_set, args.seed)
-    singles = [
-        sample_population(spec, parameter_set, args.seed, start=i, stop=i + 1)
-        for i in range(args.sample)
-    ]
+    spec = population_spec(args.max_patients)
+    setup = Setup(spec, default_parameter_set(), args.seed, horizon, yearly_record_days(horizon))
+    sample = setup.patients(0, args.sample)
+    singles = [setup.patients(i, i + 1) for i in range(args.sample)]
     for i, one in enumerate(singles):
-        check_same_patient(population, one, i)
-    small = sample_population(spec, parameter_set, args.seed, 0, args.small) if args.small else None
+        check_same_patient(sample, one, i)
     errors.print(
-        f"{args.patients:,} patients x {horizon} days (daily steps), seed {args.seed}; "
-        f"solve_ivp loop on the first {args.sample}; record days {days}"
+        f"N = {', '.join(f'{n:,}' for n in ns)} patients x {horizon} days (daily steps), seed "
+        f"{args.seed}, chunks of {args.chunk:,}; per-patient loops on the first {args.sample}; "
+        f"record days {list(setup.days)}"
     )
 
     threads = min(args.threads, numba.get_num_threads())  # starts at NUMBA_NUM_THREADS
     numba.set_num_threads(threads)
-    warm_up(singles[0], args.seed)
-    timings: list[Timing] = []
+    warm_up(setup, singles[0])
     with progress_bar(errors) as progress:
-        rss_before = peak_rss_bytes()
-        fast, seconds = run_vectorised(population, horizon, args.seed, days, progress, "vectorised")
-        rss_after = peak_rss_bytes()
-        timings.append(Timing("vectorised", args.patients, seconds))
-        if small is not None:
-            _, seconds = run_vectorised(small, horizon, args.seed, days, progress, "vectorised")
-            timings.append(Timing("vectorised", small.n, seconds))
-        compiled, seconds = run_vectorised(
-            population, horizon, args.seed, days, progress, "compiled", "numba"
+        timings, kept = sweep(setup, ns, args.chunk, reference, progress)
+        rss_after_sweep = peak_rss_bytes()
+        traced_peak = traced_peak_bytes(setup, setup.patients(0, reference), progress)
+        reference_loop = solve_ivp_loop(setup, singles, progress)
+        rr_run, rr_simulate_s = roadrunner_loop(setup, singles, progress)
+        dask = (
+            [] if args.skip_dask else dask_scaling(setup, args.trial_patients, args.years, progress)
         )
-        timings.append(Timing("compiled", args.patients, seconds))
-        if small is not None:
-            _, seconds = run_vectorised(
-                small, horizon, args.seed, days, progress, "compiled", "numba"
-            )
-            timings.append(Timing("compiled", small.n, seconds))
-        traced_peak, traced_seconds = traced_peak_bytes(
-            population, horizon, args.seed, days, progress
-        )
-        references, seconds = run_reference_loop(singles, horizon, args.seed, days, progress)
-        timings.append(Timing("solve_ivp loop", args.sample, seconds))
 
-    ratio = timings[0].patients_per_s / timings[-1].patients_per_s
-    agreement = compare(fast, references)
-    compiled_agreement = compare_compiled(fast, compiled)
-    compiled_ok = compiled_agreement.max_abs_diff_pp <= COMPILED_TOLERANCE_PP
-    compiled_seconds = next(
-        t.seconds for t in timings if t.engine == "compiled" and t.patients == args.patients
+    timings += loop_timings(SOLVE_IVP, reference_loop.seconds, ns)
+    timings += loop_timings(RR_LOOP, rr_run.seconds, ns)
+    timings += loop_timings(RR_SIMULATE, rr_simulate_s, ns)
+    fast = pct_changes(kept[NUMPY])
+    agreements = [
+        worst_difference(
+            "compiled vs NumPy",
+            pct_changes(kept[COMPILED]),
+            fast,
+            setup.days,
+            COMPILED_TOLERANCE_PP,
+        ),
+        worst_difference(
+            "NumPy vs solve_ivp",
+            fast[:, :, : args.sample],
+            reference_loop.pct,
+            setup.days,
+            TOLERANCE_PP,
+        ),
+        worst_difference(
+            "NumPy vs libRoadRunner",
+            fast[:, :, : args.sample],
+            rr_run.pct,
+            setup.days,
+            TOLERANCE_PP,
+        ),
+    ]
+    speedups = ratios(timings, reference)
+    compiled_s = next(
+        t.seconds for t in timings if t.method == COMPILED and t.patients == reference
     )
     memory = {
-        "rss_before_vectorised": rss_before / MIB,
-        "rss_after_vectorised": rss_after / MIB,
-        "rss_end": peak_rss_bytes() / MIB,
         "tracemalloc_peak": traced_peak / MIB,
+        "rss_after_sweep": rss_after_sweep / MIB,
+        "rss_end": peak_rss_bytes() / MIB,
     }
-    for table in results_table(timings, ratio, agreement, memory):
-        console.print(table)
-    console.print(compiled_table(timings, compiled_agreement, threads, args.patients))
-    slowdown = traced_seconds / timings[0].seconds
+    console.print(throughput_table(timings, threads))
+    console.print(goals_table(speedups, compiled_s, agreements, reference))
+    if dask:
+        console.print(dask_table(dask, threads))
+    console.print(memory_table(memory, reference))
     console.print(
-        f"[dim]Largest difference at {agreement.site}, day {agreement.day}, patient "
-        f"{agreement.patient}. tracemalloc peak from a separate run ({traced_seconds:.2f} s, "
-        f"{slowdown:.2f}x the untraced one), so the timings are untraced.[/]"
+        f"[dim]libRoadRunner per patient: {rr_run.seconds.mean() * 1e3:.1f} ms (export + load "
+        f"{(rr_run.seconds - rr_simulate_s).mean() * 1e3:.1f} ms, simulate "
+        f"{rr_simulate_s.mean() * 1e3:.1f} ms); solve_ivp "
+        f"{reference_loop.seconds.mean() * 1e3:.0f} ms. Peak RSS covers this process only "
+        "(not the Dask workers).[/]"
     )
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -529,64 +825,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "bench_engine",
         "timestamp_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": {
-            "patients": args.patients,
+            "sizes": ns,
+            "reference_n": reference,
+            "chunk": args.chunk,
+            "sample": args.sample,
             "years": args.years,
             "horizon_days": horizon,
             "dt_days": 1.0,
-            "sample": args.sample,
             "seed": args.seed,
-            "record_days": days,
+            "record_days": list(setup.days),
+            "numba_threads": threads,
+            "min_timed_s": MIN_TIMED_S,
             "population": spec.model_dump(mode="json"),
             "treatments": [t.model_dump(mode="json") for t in TREATMENTS],
-            "reference_solver": {"method": "LSODA", "rtol": 1e-8, "atol": 1e-10},
-            "parameter_set": f"{parameter_set.name} ({parameter_set.digest()})",
+            "per_patient_solvers": {
+                "solve_ivp": {"method": "LSODA", "rtol": RTOL, "atol": ATOL},
+                "libroadrunner": {"integrator": "cvode", "rtol": RTOL, "atol": ATOL},
+            },
+            "trial": None
+            if args.skip_dask
+            else {"patients": args.trial_patients, "engine": "numba", "workers": DASK_WORKERS},
+            "parameter_set": f"{setup.parameter_set.name} ({setup.parameter_set.digest()})",
         },
-        "timings": [
-            {
-                "engine": t.engine,
-                "patients": t.patients,
-                "seconds": t.seconds,
-                "patients_per_s": t.patients_per_s,
-            }
-            for t in timings
+        "timings": [{**asdict(t), "patients_per_s": t.patients_per_s} for t in timings],
+        "ratios": {
+            name: {"value": value, "goal": GOALS.get(name), "met": _met(value, GOALS.get(name))}
+            for name, value in speedups.items()
+        },
+        "compiled_seconds": {
+            "value": compiled_s,
+            "goal": COMPILED_GOAL_S,
+            "met": compiled_s < COMPILED_GOAL_S,
+        },
+        "agreement": [
+            {**asdict(a), "max_abs_diff_pp": _finite(a.max_abs_diff_pp), "ok": a.ok}
+            for a in agreements
         ],
-        "speedup": {"ratio": ratio, "goal": GOAL_SPEEDUP, "met": ratio >= GOAL_SPEEDUP},
-        "compiled": {
-            "threads": threads,
-            "speedup_over_numpy": {
-                str(t.patients): t.patients_per_s
-                / next(
-                    v.patients_per_s
-                    for v in timings
-                    if v.engine == "vectorised" and v.patients == t.patients
-                )
-                for t in timings
-                if t.engine == "compiled"
-            },
-            "seconds": compiled_seconds,
-            "goal_seconds": COMPILED_GOAL_S,
-            "goal_met": compiled_seconds < COMPILED_GOAL_S,
-            "max_abs_diff_vs_numpy_pp": _finite(compiled_agreement.max_abs_diff_pp),
-            "at": {
-                "patient": compiled_agreement.patient,
-                "site": compiled_agreement.site,
-                "day": compiled_agreement.day,
-            },
-            "tolerance_pp": COMPILED_TOLERANCE_PP,
-            "ok": compiled_ok,
-        },
-        "agreement": {
-            "max_abs_diff_pp": _finite(agreement.max_abs_diff_pp),
-            "at": {"patient": agreement.patient, "site": agreement.site, "day": agreement.day},
-            "tolerance_pp": TOLERANCE_PP,
-            "ok": agreement.ok,
-        },
+        "dask": [
+            {**asdict(t), "patients_per_s": t.patients_per_s, "speedup_vs_1_worker": speedup}
+            for t, speedup in zip(dask, speedups_vs_one_worker(dask), strict=True)
+        ],
         "memory_mib": {
-            "peak_rss_before_vectorised": memory["rss_before_vectorised"],
-            "peak_rss_after_vectorised": memory["rss_after_vectorised"],
+            "tracemalloc_peak_numpy_reference_n": memory["tracemalloc_peak"],
+            "peak_rss_after_sweep": memory["rss_after_sweep"],
             "peak_rss_process": memory["rss_end"],
-            "tracemalloc_peak_vectorised": memory["tracemalloc_peak"],
-            "tracemalloc_run_seconds": traced_seconds,
         },
         "environment": {
             "bonecast": bonecast.__version__,
@@ -595,6 +877,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "numpy": np.__version__,
             "scipy": scipy.__version__,
             "numba": numba.__version__,
+            "libroadrunner": roadrunner.__version__,
+            "distributed": version("distributed"),
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(),
@@ -603,23 +887,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     json_path = args.out / "bench_engine.json"
     json_path.write_text(json.dumps(record, indent=2) + "\n")
     png_path = args.out / "bench_engine.png"
-    plot_throughput(timings, ratio, png_path)
+    plot(timings, dask, speedups[f"{COMPILED} / {RR_LOOP}"], reference, png_path)
     console.print(f"Wrote [bold]{json_path}[/] and [bold]{png_path}[/]")
 
-    if not agreement.ok:
+    failed = [a for a in agreements if not a.ok]
+    for a in failed:
         errors.print(
-            f"[bold red]FAIL:[/] the engines differ by {agreement.max_abs_diff_pp:.4f} pp "
-            f"(> {TOLERANCE_PP:g} pp) at {agreement.site}, day {agreement.day}, "
-            f"patient {agreement.patient}"
+            f"[bold red]FAIL:[/] {a.methods} differ by {a.max_abs_diff_pp:.2e} pp "
+            f"(> {a.tolerance_pp:g} pp) at {a.site}, day {a.day}, patient {a.patient}"
         )
-        return 1
-    if not compiled_ok:
-        errors.print(
-            f"[bold red]FAIL:[/] compiled and NumPy engines differ by "
-            f"{compiled_agreement.max_abs_diff_pp:.2e} pp (> {COMPILED_TOLERANCE_PP:g} pp)"
-        )
-        return 1
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -85,9 +85,12 @@ def test_two_dask_workers_reproduce_the_serial_rows(
     assert rows == serial_rows
 
 
-def test_one_dask_worker_reproduces_the_serial_rows_single_threaded() -> None:
+def test_one_dask_worker_reproduces_the_serial_rows_single_threaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     spec = parse_trial_spec(SPEC)
     serial = run_trial(spec)
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "2")  # a shell's setting must not reach the workers
     with dask_executor(workers=1) as executor:
         assert isinstance(executor, DaskExecutor)
         distributed = run_trial(spec, executor=executor, chunk_size=25)
@@ -97,6 +100,7 @@ def test_one_dask_worker_reproduces_the_serial_rows_single_threaded() -> None:
     for environment in environments.values():
         # one thread per worker; glibc's dynamic malloc thresholds (benchmarks/README.md)
         assert environment == {**dict.fromkeys(SINGLE_THREADED_NUMPY, "1"), names[-1]: None}
+    assert os.environ["NUMBA_NUM_THREADS"] == "2"  # this process's environment is restored
 
 
 @pytest.mark.parametrize("chunk_size", ["7", "50", "1000"])

@@ -9,8 +9,9 @@ code path with either.
 
 from __future__ import annotations
 
+import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Protocol, TypeVar
 
@@ -126,12 +127,33 @@ def dask_executor(
     environ = worker_environment(malloc_trim_threshold)
     with (
         dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
-        LocalCluster(
+        _process_environment(environ),
+    ):
+        cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+        )
+    with cluster, Client(cluster) as client:
         yield DaskExecutor(client)
+
+
+@contextmanager
+def _process_environment(values: Mapping[str, int]) -> Iterator[None]:
+    """This process's environment with ``values`` set (restored on exit).
+
+    Dask lets a variable already set in the environment win over its pre-spawn setting, so a
+    shell's ``NUMBA_NUM_THREADS=2`` would give every worker two threads; the workers are
+    started inside this context so that :func:`worker_environment` wins.
+    """
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update({name: str(value) for name, value in values.items()})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
