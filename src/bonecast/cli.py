@@ -491,16 +491,39 @@ def serve(
     database: Database = DEFAULT_DATABASE,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Server processes (each with its own cache).")
+    ] = 1,
 ) -> None:
     """Run the web service: REST API (/api/v1), CDS Hooks (/cds-services), /health.
 
-    Requests are not logged (their URLs may carry patient names or MRNs).
+    Requests are not logged (their URLs may carry patient names or MRNs). With ``--workers N``
+    the registry is migrated first, then N processes share the port.
     """
+    import socket
+
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    from bonecast.api import create_app
+    from bonecast.api import app as api_app
 
-    uvicorn.run(create_app(database), host=host, port=port, access_log=False)
+    if workers == 1:
+        uvicorn.run(api_app.create_app(database), host=host, port=port, access_log=False)
+        return
+    try:
+        upgrade(database)  # once, before the workers (each would migrate at start-up)
+    except _DATABASE_ERRORS as error:
+        raise _fail(f"--database: cannot migrate {database}: {error}") from None
+    os.environ[api_app.DATABASE_VARIABLE] = database
+    factory = f"{api_app.__name__}:{api_app.app_from_environment.__name__}"
+    config = uvicorn.Config(
+        factory, factory=True, workers=workers, host=host, port=port, access_log=False
+    )
+    listener = config.bind_socket()
+    # uvicorn's shared socket has no IPPROTO_TCP, so asyncio leaves Nagle's algorithm on for its
+    # connections and a response's body waits for a delayed ACK (40 ms); connections inherit this
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    Multiprocess(config, sockets=[listener]).run()
 
 
 @app.command("demo")

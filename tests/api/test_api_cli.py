@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import pytest
+import uvicorn
 from api_samples import PATIENT
 from typer.testing import CliRunner
+from uvicorn import supervisors
 
+from bonecast.api.app import DATABASE_VARIABLE, app_from_environment
 from bonecast.cli import app
 from bonecast.registry import PatientIn, Registry
 
@@ -22,7 +27,7 @@ def database(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     result = runner.invoke(app, ["db", "upgrade", "--database", url])
     assert result.exit_code == 0, result.output
-    assert "revision 0001" in result.stdout
+    assert "revision 0002" in result.stdout
     return url
 
 
@@ -96,3 +101,36 @@ def test_bad_import_exits_2_and_writes_nothing(database: str, tmp_path: Path) ->
     _fails(["export", "7", "--database", database], "PATIENT_ID: no patient 7")
     _fails(["export", "seven", "--database", database], "PATIENT_ID: 'seven' is neither")
     _fails(["export", "1", "--arm", "x", "--database", database], "--arm: only with")
+
+
+def test_serve_with_workers_migrates_once_and_hands_uvicorn_a_factory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'served.db'}"
+    started: list[tuple[uvicorn.Config, list[socket.socket]]] = []
+
+    class Supervisor:
+        """Records what the worker processes would be started with."""
+
+        def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+            started.append((config, sockets))
+
+        def run(self) -> None:
+            """Starts nothing."""
+
+    monkeypatch.setattr(supervisors, "Multiprocess", Supervisor)
+    monkeypatch.setenv(DATABASE_VARIABLE, "replaced by serve")  # restored afterwards
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    result = runner.invoke(app, ["serve", "--database", url, "--workers", "2", "--port", port])
+    assert result.exit_code == 0, result.output
+    [(config, [listener])] = started
+    with listener:
+        assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert config.app == "bonecast.api.app:app_from_environment"
+    assert (config.factory, config.workers) == (True, 2)
+    assert Registry(url).schema_revision() is not None
+    assert os.environ[DATABASE_VARIABLE] == url
+    served = app_from_environment()
+    assert served.state.registry.engine.url.render_as_string() == url

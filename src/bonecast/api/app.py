@@ -3,11 +3,13 @@
 ``create_app(database_url)`` opens the registry and migrates it to the latest schema when the
 application starts. Registry and assessment errors become JSON answers: 404 for an unknown
 record, 409 for a duplicate, 422 for invalid input naming each field (nothing is written).
-Error bodies may quote patient data back to the caller; nothing here logs them.
+Error bodies may quote patient data back to the caller; nothing here logs them. Every response
+carries a ``Server-Timing`` header (:mod:`bonecast.api.server_timing`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,7 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from bonecast import DISCLAIMER, __version__
 from bonecast.api import cds_hooks, rest
-from bonecast.api.auth import RegistryDep
+from bonecast.api.auth import RegistryDep, TokenCache
+from bonecast.api.server_timing import ServerTimingMiddleware
 from bonecast.clinical import PatientError
 from bonecast.registry import (
     ConflictError,
@@ -29,6 +32,10 @@ from bonecast.registry import (
     Registry,
     upgrade,
 )
+from bonecast.services import prepare_forecasts
+
+DATABASE_VARIABLE = "BONECAST_DATABASE"
+"""The environment variable naming the registry of :func:`app_from_environment`."""
 
 
 class Health(BaseModel):
@@ -79,13 +86,17 @@ def _add_error_handlers(app: FastAPI) -> None:
 def create_app(database_url: str, *, forecast_years: int = 5) -> FastAPI:
     """The bonecast web application on the registry at ``database_url``.
 
-    ``forecast_years`` is the horizon of the forecast on the web pages and reports (0: none).
+    ``forecast_years`` is the horizon of the forecast on the web pages and reports (0: none);
+    with one, the compiled forecast engine is loaded in the background at start-up and a write
+    to a chart computes the patient's assessment ahead (:func:`bonecast.services.warm_assessment`).
     """
     registry = Registry(database_url)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(upgrade, registry.engine)
+        if forecast_years:
+            prepare_forecasts()
         yield
         app.state.trial_jobs.close()
         registry.dispose()
@@ -97,6 +108,9 @@ def create_app(database_url: str, *, forecast_years: int = 5) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.registry = registry
+    app.state.token_cache = TokenCache()
+    app.state.forecast_years = forecast_years
+    app.add_middleware(ServerTimingMiddleware)
     _add_error_handlers(app)
 
     @app.get("/health", tags=["health"], response_model=Health)
@@ -116,3 +130,9 @@ def create_app(database_url: str, *, forecast_years: int = 5) -> FastAPI:
     mount_web(app, forecast_years)
     mount_trials(app)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """``create_app`` on the registry named by ``$BONECAST_DATABASE`` (the factory that each
+    worker process of ``bonecast serve --workers N`` imports)."""
+    return create_app(os.environ[DATABASE_VARIABLE])

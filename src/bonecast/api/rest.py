@@ -7,10 +7,11 @@ one is refused with 422 naming each field, and nothing is written.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from bonecast.api.auth import Reader, RegistryDep, Writer
@@ -35,7 +36,7 @@ from bonecast.registry import (
     import_bundle,
     import_csv,
 )
-from bonecast.services import WorklistRow, assess_patient, worklist
+from bonecast.services import WorklistRow, assess_patient, warm_assessment, worklist
 
 router = APIRouter(prefix="/api/v1")
 _T = TypeVar("_T")
@@ -51,6 +52,35 @@ def _read(registry: Registry, action: Callable[[RegistrySession], _T]) -> _T:
 def _write(registry: Registry, user: UserRecord, action: Callable[[RegistrySession], _T]) -> _T:
     with registry.session(actor=user.username) as session:
         return action(session)
+
+
+class _ChartRecord(Protocol):
+    @property
+    def patient_id(self) -> int: ...
+
+
+_R = TypeVar("_R", bound=_ChartRecord)
+
+
+def _chart_warmer(request: Request, registry: RegistryDep) -> Callable[[int], None]:
+    """Computes a patient's assessment ahead (in the background) after a write to her chart."""
+    years: int = request.app.state.forecast_years
+    return functools.partial(warm_assessment, registry, forecast_years=years)
+
+
+ChartWarmer = Annotated[Callable[[int], None], Depends(_chart_warmer)]
+
+
+def _write_chart(
+    registry: Registry,
+    user: UserRecord,
+    warm: Callable[[int], None],
+    action: Callable[[RegistrySession], _R],
+) -> _R:
+    """A write to a patient's chart, after which her assessment is computed ahead."""
+    record = _write(registry, user, action)
+    warm(record.patient_id)
+    return record
 
 
 def _query_problem(name: str, message: str) -> HTTPException:
@@ -97,10 +127,12 @@ def get_patient(registry: RegistryDep, _user: Reader, patient_id: int) -> Patien
 
 @router.put("/patients/{patient_id}", tags=["patients"])
 def update_patient(
-    registry: RegistryDep, user: Writer, patient_id: int, patient: PatientIn
+    registry: RegistryDep, user: Writer, warm: ChartWarmer, patient_id: int, patient: PatientIn
 ) -> PatientRecord:
     """Replace a patient's values."""
-    return _write(registry, user, lambda s: s.update_patient(patient_id, patient))
+    record = _write(registry, user, lambda s: s.update_patient(patient_id, patient))
+    warm(patient_id)
+    return record
 
 
 @router.get("/patients/{patient_id}/chart", tags=["patients"])
@@ -127,15 +159,19 @@ def list_scans(registry: RegistryDep, _user: Reader, patient_id: int) -> list[Sc
 
 
 @router.post("/patients/{patient_id}/scans", status_code=_CREATED, tags=["scans"])
-def add_scan(registry: RegistryDep, user: Writer, patient_id: int, scan: ScanIn) -> ScanRecord:
+def add_scan(
+    registry: RegistryDep, user: Writer, warm: ChartWarmer, patient_id: int, scan: ScanIn
+) -> ScanRecord:
     """Record a DXA scan (409 if the patient has one on that date)."""
-    return _write(registry, user, lambda s: s.add_scan(patient_id, scan))
+    return _write_chart(registry, user, warm, lambda s: s.add_scan(patient_id, scan))
 
 
 @router.put("/scans/{scan_id}", tags=["scans"])
-def correct_scan(registry: RegistryDep, user: Writer, scan_id: int, scan: ScanIn) -> ScanRecord:
+def correct_scan(
+    registry: RegistryDep, user: Writer, warm: ChartWarmer, scan_id: int, scan: ScanIn
+) -> ScanRecord:
     """Replace a scan's values (the audit log keeps the old ones)."""
-    return _write(registry, user, lambda s: s.correct_scan(scan_id, scan))
+    return _write_chart(registry, user, warm, lambda s: s.correct_scan(scan_id, scan))
 
 
 @router.get("/patients/{patient_id}/labs", tags=["labs"])
@@ -147,15 +183,19 @@ def list_labs(
 
 
 @router.post("/patients/{patient_id}/labs", status_code=_CREATED, tags=["labs"])
-def add_lab(registry: RegistryDep, user: Writer, patient_id: int, lab: LabIn) -> LabRecord:
+def add_lab(
+    registry: RegistryDep, user: Writer, warm: ChartWarmer, patient_id: int, lab: LabIn
+) -> LabRecord:
     """Record a laboratory result."""
-    return _write(registry, user, lambda s: s.add_lab(patient_id, lab))
+    return _write_chart(registry, user, warm, lambda s: s.add_lab(patient_id, lab))
 
 
 @router.put("/labs/{lab_id}", tags=["labs"])
-def correct_lab(registry: RegistryDep, user: Writer, lab_id: int, lab: LabIn) -> LabRecord:
+def correct_lab(
+    registry: RegistryDep, user: Writer, warm: ChartWarmer, lab_id: int, lab: LabIn
+) -> LabRecord:
     """Replace a laboratory result's values."""
-    return _write(registry, user, lambda s: s.correct_lab(lab_id, lab))
+    return _write_chart(registry, user, warm, lambda s: s.correct_lab(lab_id, lab))
 
 
 @router.get("/patients/{patient_id}/treatments", tags=["treatments"])
@@ -166,18 +206,24 @@ def list_treatments(registry: RegistryDep, _user: Reader, patient_id: int) -> li
 
 @router.post("/patients/{patient_id}/treatments", status_code=_CREATED, tags=["treatments"])
 def add_treatment(
-    registry: RegistryDep, user: Writer, patient_id: int, treatment: TreatmentIn
+    registry: RegistryDep, user: Writer, warm: ChartWarmer, patient_id: int, treatment: TreatmentIn
 ) -> TreatmentRecord:
     """Record a treatment."""
-    return _write(registry, user, lambda s: s.add_treatment(patient_id, treatment))
+    return _write_chart(registry, user, warm, lambda s: s.add_treatment(patient_id, treatment))
 
 
 @router.put("/treatments/{treatment_id}", tags=["treatments"])
 def correct_treatment(
-    registry: RegistryDep, user: Writer, treatment_id: int, treatment: TreatmentIn
+    registry: RegistryDep,
+    user: Writer,
+    warm: ChartWarmer,
+    treatment_id: int,
+    treatment: TreatmentIn,
 ) -> TreatmentRecord:
     """Replace a treatment's values (e.g. to record its stop date)."""
-    return _write(registry, user, lambda s: s.correct_treatment(treatment_id, treatment))
+    return _write_chart(
+        registry, user, warm, lambda s: s.correct_treatment(treatment_id, treatment)
+    )
 
 
 @router.get("/patients/{patient_id}/risk-factors", tags=["risk factors"])
@@ -190,29 +236,38 @@ def get_risk_factors(
 
 @router.put("/patients/{patient_id}/risk-factors", tags=["risk factors"])
 def set_risk_factors(
-    registry: RegistryDep, user: Writer, patient_id: int, risk_factors: RiskFactorsIn
+    registry: RegistryDep,
+    user: Writer,
+    warm: ChartWarmer,
+    patient_id: int,
+    risk_factors: RiskFactorsIn,
 ) -> RiskFactorsRecord:
     """Record or correct a patient's clinical risk factors."""
-    return _write(registry, user, lambda s: s.set_risk_factors(patient_id, risk_factors))
+    return _write_chart(
+        registry, user, warm, lambda s: s.set_risk_factors(patient_id, risk_factors)
+    )
 
 
 # --- assessment, import, export -------------------------------------------------------------
 
 
-@router.get("/patients/{patient_id}/assessment", tags=["assessment"])
+@router.get("/patients/{patient_id}/assessment", tags=["assessment"], response_model=Assessment)
 def get_assessment(
     registry: RegistryDep,
     user: Reader,
     patient_id: int,
     guideline: Guideline = DEFAULT_RULE_SET,
     forecast_years: Annotated[int, Query(description=_FORECAST_CHOICES)] = 5,
-) -> Assessment:
-    """Assess the patient today (the assessment is stored, attributed to the user)."""
+) -> Response:
+    """Assess the patient today (the assessment is stored, attributed to the user, unless it
+    repeats the user's latest stored assessment of her: same input, same day)."""
     if forecast_years and not 5 <= forecast_years <= 10:
         raise _query_problem("forecast_years", f"{forecast_years} is outside {_FORECAST_CHOICES}")
-    return assess_patient(
+    result = assess_patient(
         registry, patient_id, _guideline(guideline), forecast_years, actor=user.username
     )
+    # serialized by pydantic directly: FastAPI would validate the (large) result again first
+    return Response(result.model_dump_json(by_alias=True), media_type="application/json")
 
 
 def _report(response: Response, report: ImportReport) -> ImportReport:

@@ -297,6 +297,8 @@ class StoredAssessment(Base):
     lowest_t_score: Mapped[float | None] = mapped_column(Float)
     who_category: Mapped[str | None] = mapped_column(String(32))
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    input_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    """SHA-256 of everything the result depends on (``None``: stored without one)."""
 
 
 class User(_Timestamps, Base):

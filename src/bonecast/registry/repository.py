@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func, inspect, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
 from bonecast.clinical import Assessment, SitePrecision
 from bonecast.registry import audit, models, security
@@ -196,10 +196,10 @@ class RegistrySession:
             .options(
                 selectinload(models.Patient.scans).selectinload(models.Scan.sites),
                 selectinload(models.Patient.scans).selectinload(models.Scan.vertebrae),
-                selectinload(models.Patient.scans).selectinload(models.Scan.facility),
+                selectinload(models.Patient.scans).joinedload(models.Scan.facility),
                 selectinload(models.Patient.labs),
                 selectinload(models.Patient.treatments),
-                selectinload(models.Patient.risk_factors),
+                joinedload(models.Patient.risk_factors),
             )
         )
         row = self._session.scalar(query)
@@ -418,8 +418,11 @@ class RegistrySession:
 
     # --- assessments ------------------------------------------------------------------------
 
-    def store_assessment(self, patient_id: int, assessment: Assessment) -> AssessmentRecord:
-        """Keep an assessment as it was made: its recommendation, guideline version and date."""
+    def store_assessment(
+        self, patient_id: int, assessment: Assessment, input_key: str | None = None
+    ) -> AssessmentRecord:
+        """Keep an assessment as it was made: its recommendation, guideline version and date
+        (and ``input_key``, the hash of its input, for :meth:`repeated_assessment`)."""
         actor = self._require_actor()
         self._get(models.Patient, patient_id, "patient")
         recommendation = assessment.recommendation
@@ -438,10 +441,36 @@ class RegistrySession:
             lowest_t_score=assessment.lowest_t_score,
             who_category=assessment.who_category,
             result=assessment.model_dump(mode="json"),
+            input_key=input_key,
         )
         self._session.add(row)
         self._flush()
         return AssessmentRecord.model_validate(row, from_attributes=True)
+
+    def repeated_assessment(self, patient_id: int, input_key: str) -> int | None:
+        """The id of the patient's latest stored assessment if this session's actor made it from
+        the same input (``input_key``), else ``None``."""
+        table = models.StoredAssessment
+        latest = self._session.execute(
+            select(table.id, table.input_key, table.created_by)
+            .where(table.patient_id == patient_id)
+            .order_by(table.created_at.desc(), table.id.desc())
+            .limit(1)
+        ).first()
+        if latest is None or (latest.input_key, latest.created_by) != (input_key, self.actor):
+            return None
+        row_id: int = latest.id
+        return row_id
+
+    def stored_result(self, input_key: str) -> dict[str, Any] | None:
+        """The result (JSON) of the latest stored assessment made from ``input_key``."""
+        table = models.StoredAssessment
+        return self._session.scalar(
+            select(table.result)
+            .where(table.input_key == input_key)
+            .order_by(table.id.desc())
+            .limit(1)
+        )
 
     def list_assessments(self, patient_id: int) -> list[AssessmentRecord]:
         """A patient's stored assessments, latest first."""

@@ -389,6 +389,7 @@ class AssessmentRecord(BaseModel):
     lowest_t_score: float | None
     who_category: str | None
     result: dict[str, Any] = Field(description="the whole assessment as JSON")
+    input_key: str | None = Field(None, description="SHA-256 of the assessment's input")
 
 
 class UserRecord(BaseModel):

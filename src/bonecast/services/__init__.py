@@ -6,6 +6,8 @@ from bonecast.services.assessments import (
     WorklistRow,
     assess_patient,
     patient_input,
+    prepare_forecasts,
+    warm_assessment,
     worklist,
 )
 from bonecast.services.fhir_input import PrefetchError, patient_from_fhir
@@ -16,5 +18,7 @@ __all__ = [
     "assess_patient",
     "patient_from_fhir",
     "patient_input",
+    "prepare_forecasts",
+    "warm_assessment",
     "worklist",
 ]

@@ -7,11 +7,19 @@ clinical engine, never the reverse. Choices made here:
 * the LSC per site is the latest precision study of the facility and scanner of her latest scan
   (the ISCD defaults where there is none);
 * a vertebra is passed on only with its T-score (the engine's ISCD exclusion needs one);
-* TBS, MRN and names are not assessment input and are left out.
+* TBS, MRN and names are not assessment input and are left out;
+* an assessment with a forecast is computed once per content of its input (its key,
+  :func:`~bonecast.services.assessment_cache.assessment_key`): from the process's cache
+  (:mod:`bonecast.services.assessment_cache`), else from a stored assessment with the same key
+  (so every server process benefits from a forecast computed by any of them), else computed;
+* :func:`assess_patient` stores every assessment with its key, except a repeat: when the
+  patient's latest stored assessment has the same key and was made by the same user, that row
+  already records it (same day, chart, LSC, rule set, horizon and version) and nothing is added.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from typing import Any
 
@@ -20,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from bonecast.clinical import (
     DEFAULT_RULE_SET,
     Assessment,
+    Lsc,
     Patient,
     SitePrecision,
     WhoCategory,
@@ -27,10 +36,15 @@ from bonecast.clinical import (
     lsc_table,
     parse_patient,
 )
+from bonecast.clinical.forecast import prepare_engine
 from bonecast.clinical.guidelines import Decision
 from bonecast.clinical.patient import DAYS_PER_YEAR, Treatment
 from bonecast.registry import PatientChart, Registry, RegistrySession, ScanRecord
+from bonecast.services.assessment_cache import AssessmentCache, Computation, assessment_key
 from bonecast.simulation import DRUGS, DrugClass
+
+ASSESSMENTS = AssessmentCache()
+"""The process's assessments with a forecast (the pages, the REST API and the reports share it)."""
 
 
 def _site(values: dict[str, Any]) -> dict[str, Any]:
@@ -92,15 +106,68 @@ def patient_input(chart: PatientChart, as_of: date | None = None) -> Patient:
     return parse_patient(data, f"patient {record.id}")
 
 
-def _assess_chart(
-    session: RegistrySession, chart: PatientChart, guideline: str, forecast_years: int
-) -> Assessment:
-    patient = patient_input(chart)
+def _inputs(session: RegistrySession, chart: PatientChart) -> tuple[Patient, dict[str, Lsc]]:
+    """The chart as clinical input today, and the LSC table of her latest scan's scanner."""
     study: dict[str, SitePrecision] = {}
     latest = chart.scans[-1] if chart.scans else None
     if latest is not None and latest.facility:
         study = session.latest_precision(latest.facility, latest.scanner_serial)
-    return assess(patient, guideline, lsc_table(study or None), forecast_years=forecast_years)
+    return patient_input(chart), lsc_table(study or None)
+
+
+def _prepare(
+    session: RegistrySession, chart: PatientChart, guideline: str, forecast_years: int
+) -> tuple[str, Computation]:
+    """The cache key of the chart's assessment today, and its computation."""
+    patient, lsc = _inputs(session, chart)
+    key = assessment_key(patient, lsc, guideline, forecast_years)
+    return key, functools.partial(assess, patient, guideline, lsc, forecast_years=forecast_years)
+
+
+def _chart_assessment(
+    registry: Registry, patient_id: int, guideline: str, forecast_years: int
+) -> tuple[PatientChart, str, Assessment]:
+    """A patient's chart, the key of her assessment today and the assessment; with a forecast,
+    from :data:`ASSESSMENTS`, else from a stored assessment with the key, else computed.
+
+    The database session is closed before the forecast (possibly queued) is waited for.
+    """
+    with registry.session() as session:
+        chart = session.chart(patient_id)
+        key, compute = _prepare(session, chart, guideline, forecast_years)
+        if not forecast_years:
+            return chart, key, compute()
+        found = ASSESSMENTS.cached(key)
+        if found is None and (stored := session.stored_result(key)) is not None:
+            found = ASSESSMENTS.add(key, Assessment.model_validate(stored))
+    return chart, key, ASSESSMENTS.get(key, compute) if found is None else found
+
+
+def prepare_forecasts() -> None:
+    """Load the compiled forecast engine on the assessment worker (at server start-up), so that
+    the first forecast does not wait for it."""
+    ASSESSMENTS.run_in_background(prepare_engine)
+
+
+def warm_assessment(
+    registry: Registry,
+    patient_id: int,
+    guideline: str = DEFAULT_RULE_SET,
+    forecast_years: int = 5,
+) -> None:
+    """Compute a patient's assessment ahead, in the background (call it after a chart write).
+
+    The chart is read when the worker gets to it, so several writes in a row cost one forecast.
+    Nothing is stored; a chart that cannot be assessed is left to the next request to report.
+    """
+    if not forecast_years:
+        return
+
+    def prepare() -> tuple[str, Computation]:
+        with registry.session() as session:
+            return _prepare(session, session.chart(patient_id), guideline, forecast_years)
+
+    ASSESSMENTS.warm((id(registry), patient_id, guideline, forecast_years), prepare)
 
 
 def assess_patient(
@@ -111,14 +178,16 @@ def assess_patient(
     *,
     actor: str,
 ) -> Assessment:
-    """Assess a registered patient today and store the assessment (as ``actor``).
+    """Assess a registered patient today and store the assessment (as ``actor``), unless it
+    repeats ``actor``'s latest stored assessment of her (same input key).
 
     ``KeyError`` for an unknown rule set; :class:`~bonecast.registry.NotFoundError` for an
     unknown patient; :class:`~bonecast.clinical.PatientError` when the chart cannot be assessed.
     """
+    _, key, result = _chart_assessment(registry, patient_id, guideline, forecast_years)
     with registry.session(actor=actor) as session:
-        result = _assess_chart(session, session.chart(patient_id), guideline, forecast_years)
-        session.store_assessment(patient_id, result)
+        if session.repeated_assessment(patient_id, key) is None:
+            session.store_assessment(patient_id, result, key)
     return result
 
 
@@ -174,7 +243,8 @@ def worklist(
                 ),
             }
             try:
-                result = _assess_chart(session, chart, guideline, 0)
+                patient, lsc = _inputs(session, chart)
+                result = assess(patient, guideline, lsc)
             except ValueError as error:
                 rows.append(
                     WorklistRow(
@@ -213,6 +283,5 @@ def current_assessment(
     :class:`~bonecast.registry.NotFoundError` for an unknown patient;
     :class:`~bonecast.clinical.PatientError` when the chart cannot be assessed.
     """
-    with registry.session() as session:
-        chart = session.chart(patient_id)
-        return chart, _assess_chart(session, chart, guideline, forecast_years)
+    chart, _, result = _chart_assessment(registry, patient_id, guideline, forecast_years)
+    return chart, result

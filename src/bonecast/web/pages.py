@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from bonecast import DISCLAIMER, __version__
 from bonecast.api.auth import WRITER_ROLES, RegistryDep
@@ -33,7 +34,12 @@ from bonecast.registry import (
 )
 from bonecast.reports.patient_charts import bmd_chart
 from bonecast.reports.patient_report import render_report_html, render_report_pdf
-from bonecast.services.assessments import WorklistRow, current_assessment, worklist
+from bonecast.services.assessments import (
+    WorklistRow,
+    current_assessment,
+    warm_assessment,
+    worklist,
+)
 from bonecast.simulation import DRUGS, SITES
 from bonecast.web.security import (
     CSRF_COOKIE,
@@ -277,8 +283,11 @@ async def add_record(
     except ConflictError as error:
         problems = [error.problem()]
     else:
+        warm_assessment(registry, patient_id, forecast_years=request.app.state.web_forecast_years)
         return RedirectResponse(f"/patients/{patient_id}", status.HTTP_303_SEE_OTHER)
-    return _patient_page(
+    # the page's forecast is CPU work: off the event loop
+    return await run_in_threadpool(
+        _patient_page,
         request,
         who,
         patient_id,
