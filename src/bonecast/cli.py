@@ -498,32 +498,24 @@ def serve(
     """Run the web service: REST API (/api/v1), CDS Hooks (/cds-services), /health.
 
     Requests are not logged (their URLs may carry patient names or MRNs). With ``--workers N``
-    the registry is migrated first, then N processes share the port.
+    the registry is migrated first, then N processes listen on the port (the kernel spreads
+    connections over them).
     """
-    import socket
-
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
-    from bonecast.api import app as api_app
+    from bonecast.api.app import create_app
+    from bonecast.api.workers import run_workers
 
     if workers == 1:
-        uvicorn.run(api_app.create_app(database), host=host, port=port, access_log=False)
+        uvicorn.run(create_app(database), host=host, port=port, access_log=False)
         return
     try:
         upgrade(database)  # once, before the workers (each would migrate at start-up)
     except _DATABASE_ERRORS as error:
         raise _fail(f"--database: cannot migrate {database}: {error}") from None
-    os.environ[api_app.DATABASE_VARIABLE] = database
-    factory = f"{api_app.__name__}:{api_app.app_from_environment.__name__}"
-    config = uvicorn.Config(
-        factory, factory=True, workers=workers, host=host, port=port, access_log=False
-    )
-    listener = config.bind_socket()
-    # uvicorn's shared socket has no IPPROTO_TCP, so asyncio leaves Nagle's algorithm on for its
-    # connections and a response's body waits for a delayed ACK (40 ms); connections inherit this
-    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    Multiprocess(config, sockets=[listener]).run()
+    code = run_workers(database, host, port, workers)
+    if code:
+        raise _fail(f"a server process stopped with exit code {code} (is port {port} free?)")
 
 
 @app.command("demo")

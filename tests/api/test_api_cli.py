@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
-import uvicorn
 from api_samples import PATIENT
 from typer.testing import CliRunner
-from uvicorn import supervisors
 
-from bonecast.api.app import DATABASE_VARIABLE, app_from_environment
+from bonecast.api.workers import listening_socket
 from bonecast.cli import app
 from bonecast.registry import PatientIn, Registry
 
@@ -103,34 +105,44 @@ def test_bad_import_exits_2_and_writes_nothing(database: str, tmp_path: Path) ->
     _fails(["export", "1", "--arm", "x", "--database", database], "--arm: only with")
 
 
-def test_serve_with_workers_migrates_once_and_hands_uvicorn_a_factory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    url = f"sqlite:///{tmp_path / 'served.db'}"
-    started: list[tuple[uvicorn.Config, list[socket.socket]]] = []
-
-    class Supervisor:
-        """Records what the worker processes would be started with."""
-
-        def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
-            started.append((config, sockets))
-
-        def run(self) -> None:
-            """Starts nothing."""
-
-    monkeypatch.setattr(supervisors, "Multiprocess", Supervisor)
-    monkeypatch.setenv(DATABASE_VARIABLE, "replaced by serve")  # restored afterwards
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = str(probe.getsockname()[1])
-    result = runner.invoke(app, ["serve", "--database", url, "--workers", "2", "--port", port])
-    assert result.exit_code == 0, result.output
-    [(config, [listener])] = started
-    with listener:
-        assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-    assert config.app == "bonecast.api.app:app_from_environment"
-    assert (config.factory, config.workers) == (True, 2)
-    assert Registry(url).schema_revision() is not None
-    assert os.environ[DATABASE_VARIABLE] == url
-    served = app_from_environment()
-    assert served.state.registry.engine.url.render_as_string() == url
+        return int(probe.getsockname()[1])
+
+
+def test_worker_sockets_share_the_port_without_nagle() -> None:
+    port = _free_port()
+    with listening_socket("127.0.0.1", port) as one, listening_socket("127.0.0.1", port) as two:
+        for sock in (one, two):
+            assert sock.getsockname()[1] == port
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_serve_with_workers_migrates_once_and_answers(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'served.db'}"
+    port = _free_port()
+    command = [sys.executable, "-m", "bonecast.cli", "serve", "--database", url]
+    server = subprocess.Popen([*command, "--workers", "2", "--port", str(port)])
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not answer within 60 s"
+                time.sleep(0.2)
+        assert health.status_code == 200
+        assert Registry(url).schema_revision() is not None
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+
+
+def test_serve_with_workers_fails_when_the_port_is_taken(database: str) -> None:
+    with socket.socket() as taken:  # bound without SO_REUSEPORT: the workers cannot share it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        _fails(["serve", "--database", database, "--workers", "2", "--port", port], "is port")

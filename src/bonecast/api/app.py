@@ -9,7 +9,6 @@ carries a ``Server-Timing`` header (:mod:`bonecast.api.server_timing`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -33,9 +32,6 @@ from bonecast.registry import (
     upgrade,
 )
 from bonecast.services import prepare_forecasts
-
-DATABASE_VARIABLE = "BONECAST_DATABASE"
-"""The environment variable naming the registry of :func:`app_from_environment`."""
 
 
 class Health(BaseModel):
@@ -130,9 +126,3 @@ def create_app(database_url: str, *, forecast_years: int = 5) -> FastAPI:
     mount_web(app, forecast_years)
     mount_trials(app)
     return app
-
-
-def app_from_environment() -> FastAPI:
-    """``create_app`` on the registry named by ``$BONECAST_DATABASE`` (the factory that each
-    worker process of ``bonecast serve --workers N`` imports)."""
-    return create_app(os.environ[DATABASE_VARIABLE])
