@@ -58,8 +58,10 @@ def run_workers(database_url: str, host: str, port: int, workers: int) -> int:
         process.start()
     code = 0
     try:
-        wait([process.sentinel for process in processes])
-        code = next(p.exitcode for p in processes if p.exitcode is not None) or 0
+        ready = wait([process.sentinel for process in processes])
+        first = next(p for p in processes if p.sentinel in ready)
+        first.join()
+        code = first.exitcode or 0
     except KeyboardInterrupt:
         pass
     finally:
