@@ -72,10 +72,8 @@ class AssessmentCache:
             cached = self._lookup(key)
             if cached is not None:
                 return cached
-            future = self._running.get(key)
-            if future is None:
-                self.misses += 1
-                future = self._start(key)
+            future, mine = self._claim(key)
+            if mine:
                 self._worker.submit(self._compute, key, future, compute)
         return future.result()
 
@@ -123,10 +121,16 @@ class AssessmentCache:
             self.hits += 1
         return cached
 
-    def _start(self, key: str) -> Future[Assessment]:
+    def _claim(self, key: str) -> tuple[Future[Assessment], bool]:
+        """The future of ``key`` under way, or a new one that the caller must compute (a miss)
+        and whether it is new; called with the lock held."""
+        running = self._running.get(key)
+        if running is not None:
+            return running, False
+        self.misses += 1
         future: Future[Assessment] = Future()
         self._running[key] = future
-        return future
+        return future, True
 
     def _compute(self, key: str, future: Future[Assessment], compute: Computation) -> None:
         try:
@@ -154,8 +158,8 @@ class AssessmentCache:
         except Exception:
             return
         with self._lock:
-            if key in self._done or key in self._running:
+            if key in self._done:
                 return
-            self.misses += 1
-            future = self._start(key)
-        self._compute(key, future, compute)
+            future, mine = self._claim(key)
+        if mine:
+            self._compute(key, future, compute)
