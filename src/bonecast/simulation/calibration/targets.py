@@ -9,6 +9,12 @@ Tolerances and weights (our reading of model.md 10.1): a target's noise scale is
 its 95 % CI half-width and a floor set by its weight class (H 1.0, M 1.5, L 2.5 percentage
 points); an unverified row drops one class; marker rows (% changes of tens of percent) use five
 times the floor; rows whose 0 is "our encoding" of "unchanged" use twice the floor.
+
+The 95 % CI half-width is the reported one; where a row reports only the range of the women's
+changes (ARIBON's medians), it is estimated from that range and n: SD = range / xi(n) with
+xi(n) = 2 Phi^-1((n - 0.375) / (n + 0.25)) (Wan et al. 2014, BMC Med Res Methodol 14:135), the
+standard error of a median sqrt(pi / 2) SD / sqrt(n) (of a mean SD / sqrt(n)), times 1.96. The
+row's n is used as given; where it counts both arms this understates the CI (conservative).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +31,7 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from scipy.special import ndtri
 
 MARKERS = ("ctx", "ntx", "p1np", "bsap", "bone_turnover_markers")
 """Quantities that are bone turnover markers."""
@@ -93,6 +101,19 @@ class TargetLink(BaseModel):
         return [self.arm] if isinstance(self.arm, str) else list(self.arm)
 
 
+def ci_half_width_from_range(width_pp: float, n: int, statistic: str) -> float:
+    """95 % CI half-width (pp) of a mean or median of ``n`` changes whose range is ``width_pp``.
+
+    SD from the range by Wan et al. 2014 (BMC Med Res Methodol 14:135, eq. 7), standard error of
+    a median sqrt(pi/2) times that of a mean (normal data).
+    """
+    if n < 2:
+        raise ValueError(f"n: {n} women cannot give a range (needs n >= 2)")
+    sd = width_pp / (2.0 * float(ndtri((n - 0.375) / (n + 0.25))))
+    efficiency = math.sqrt(math.pi / 2.0) if statistic == "median" else 1.0
+    return 1.96 * efficiency * sd / math.sqrt(n)
+
+
 @dataclass(frozen=True)
 class Target:
     """A published number with its link to the simulation and its noise scale."""
@@ -117,13 +138,20 @@ class Target:
 
     @property
     def ci_half_width_pp(self) -> float | None:
-        """Half-width of a reported 95 % CI (or an encoded +/- range), else ``None``."""
+        """Half-width of the 95 % CI: reported, an encoded +/- range, or estimated from the
+        reported range of changes and n (module docstring); else ``None``."""
         text = self.row.uncertainty
         ci = re.search(r"CI\s*(-?[\d.]+)\s*to\s*(-?[\d.]+)", text)
         if ci:
             return abs(float(ci.group(2)) - float(ci.group(1))) / 2.0
         plus_minus = re.search(r"\+/-\s*([\d.]+)", text)
-        return float(plus_minus.group(1)) if plus_minus else None
+        if plus_minus:
+            return float(plus_minus.group(1))
+        spread = re.search(r"range\s*([-+]?[\d.]+)\s*to\s*([-+]?[\d.]+)", text)
+        if spread and self.row.n is not None:
+            width = abs(float(spread.group(2)) - float(spread.group(1)))
+            return ci_half_width_from_range(width, self.row.n, self.row.statistic)
+        return None
 
     @property
     def sigma_pp(self) -> float:
