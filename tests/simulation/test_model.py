@@ -42,7 +42,9 @@ def test_untreated_cell_states_stay_at_one(make_patient, status):
     """p, c, q, b stay at their normalised baseline 1 for 10 years without treatment."""
     patient = make_patient(menopausal_status=status, age_years=64 if status[0] == "p" else 40)
     # all four cell states, integrated with the model's own step function
-    const = ModelConstants.from_values(patient.values, patient.n, patient.fmp_day, ())
+    const = ModelConstants.from_values(
+        patient.values, patient.n, patient.fmp_day, (), patient.age_years
+    )
     state = ModelState.baseline(const)
     inputs = _no_drug_inputs()
     worst = 0.0
@@ -70,10 +72,11 @@ def test_no_focal_deficit_means_no_bone_change(make_patient, params: ParameterSe
     assert np.max(np.abs(result.bmd_ratio - 1.0)) < 1e-10
 
 
-def _reduced_drift_bmd(params: ParameterSet, days: np.ndarray) -> np.ndarray:
+def _reduced_drift_bmd(params: ParameterSet, days: np.ndarray, age: float) -> np.ndarray:
     """Independent solve of the drift-only model (cells fixed at 1), (len(days), 3).
 
-    Per compartment j: dY/dt = rho_j (1 - delta0_j) - (kappa + rho_j V^(nu-1)) Y,
+    Per compartment j: dY/dt = rho_j (1 - delta0_j(t)) - (kappa + rho_j V^(nu-1)) Y, with
+    delta0_j(t) = delta0_j m_life exp(beta_age (age + t - a_ref)) (t in years),
     dO/dt = kappa Y - rho_j V^(nu-1) O, V = Y + O; M = m_p Y + O;
     BMD_s = f_s M_t/M_t0 + (1 - f_s) M_c/M_c0 (model.md 6.4-6.5).
     """
@@ -83,11 +86,14 @@ def _reduced_drift_bmd(params: ParameterSet, days: np.ndarray) -> np.ndarray:
     delta0 = np.array([v["delta0_t"], v["delta0_c"]]) * v["m_life"]
     nu, m_p = np.array([v["nu_t"], v["nu_c"]]), v["m_p"]
 
-    def rhs(_t: float, y: np.ndarray) -> np.ndarray:
+    beta, a_ref = v["age_deficit_per_year"], v["age_deficit_reference_years"]
+
+    def rhs(t: float, y: np.ndarray) -> np.ndarray:
         young, old = y[:2], y[2:]
         turnover = rho * (young + old) ** (nu - 1.0)
+        deficit = delta0 * np.exp(beta * (age + t / 365.25 - a_ref))
         return np.concatenate(
-            [rho * (1.0 - delta0) - (kappa + turnover) * young, kappa * young - turnover * old]
+            [rho * (1.0 - deficit) - (kappa + turnover) * young, kappa * young - turnover * old]
         )
 
     young0 = rho / (kappa + rho)
@@ -110,7 +116,7 @@ def _reduced_drift_bmd(params: ParameterSet, days: np.ndarray) -> np.ndarray:
 def test_untreated_bmd_follows_the_age_related_drift(typical_patient, params):
     """Default deficits: the BMD drift equals the reduced drift-only model to 0.01 pp."""
     result = simulate(typical_patient, [], TEN_YEARS)
-    expected = _reduced_drift_bmd(params, result.days)
+    expected = _reduced_drift_bmd(params, result.days, float(typical_patient.age_years[0]))
     diff_pp = 100.0 * np.abs(result.bmd_ratio[:, :, 0] - expected)
     assert diff_pp.max() < 0.01
     # and the drift is a real, monotone loss at every site (not a trivially flat curve)
@@ -123,7 +129,9 @@ def test_baseline_state_is_a_steady_state(typical_patient, params):
     values = dict(typical_patient.values)
     values["delta0_t"] = np.zeros(1)
     values["delta0_c"] = np.zeros(1)
-    const = ModelConstants.from_values(values, 1, typical_patient.fmp_day, BP_DRUGS)
+    const = ModelConstants.from_values(
+        values, 1, typical_patient.fmp_day, BP_DRUGS, typical_patient.age_years
+    )
     state = ModelState.baseline(const)
     v = params.values()
     kappa = v["kappa_per_year"]
@@ -140,9 +148,13 @@ def test_baseline_state_is_a_steady_state(typical_patient, params):
 # --------------------------------------------------------------------------------------------
 
 
-def _spec_rhs(v: dict[str, float], e2_base: float, s: dict, u: dict) -> dict[str, object]:
-    """model.md 6.1-6.7 for one patient, written independently of bonecast.simulation.model."""
+def _spec_rhs(
+    v: dict[str, float], e2_base: float, s: dict, u: dict, age_now: float
+) -> dict[str, object]:
+    """model.md 6.1-6.7 for one patient aged ``age_now`` years, written independently of
+    bonecast.simulation.model."""
     per_day = 1.0 / 365.25
+    ageing = math.exp(v["age_deficit_per_year"] * (age_now - v["age_deficit_reference_years"]))
     # 6.1
     e2 = e2_base * (1 - u["ofs"] * (1 - v["e2_post_pg_ml"] / e2_base)) * (1 - u["ai"])
     e = (e2 / v["ec50_e2_pg_ml"]) ** v["n_e"]
@@ -175,8 +187,11 @@ def _spec_rhs(v: dict[str, float], e2_base: float, s: dict, u: dict) -> dict[str
         rho = v[f"rho_{tag}_per_year"] * per_day
         vol = s["Y"][j] + s["O"][j]
         resorb = rho * s["c"] * vol ** v[f"nu_{tag}"]
-        delta = v[f"delta0_{tag}"] * v["m_life"] + v[f"deltaE_{tag}"] * (s_e0 - s_e) / s_e0
-        form = rho * s["b"] * (1 - delta)
+        delta = (
+            v[f"delta0_{tag}"] * v["m_life"] * ageing
+            + v[f"deltaE_{tag}"] * (s_e0 - s_e) / s_e0
+        )
+        form = rho * s["b"] * (1 - min(delta, 1.0))
         kappa = v["kappa_per_year"] * per_day
         dY.append(form - kappa * s["Y"][j] - resorb * s["Y"][j] / vol)
         dO.append(kappa * s["Y"][j] - resorb * s["O"][j] / vol)
@@ -240,7 +255,7 @@ def test_derivatives_match_the_specification(
     v = params.values()
     fmp = math.inf if premenopausal else -math.inf
     e2_base = v["e2_pre_pg_ml"] if premenopausal else v["e2_post_pg_ml"]
-    const = ModelConstants.from_values(v, 1, fmp, BP_DRUGS)
+    const = ModelConstants.from_values(v, 1, fmp, BP_DRUGS, 58.0)
     p, c, q, b = cells
     state = ModelState(
         p=np.array([p]),
@@ -280,6 +295,7 @@ def test_derivatives_match_the_specification(
             "Dp": den[2],
         },
         {"ai": ai, "ofs": ofs, "tam": tam},
+        58.0 + 100.0 / 365.25,
     )
     for name, value in expected.items():
         np.testing.assert_allclose(
@@ -336,7 +352,11 @@ def test_linear_pair_step_conserves_mass_for_a_closed_pair(a, g, x, y):
 def test_a_copy_with_other_rates_does_not_reuse_cached_step_factors(typical_patient):
     """dataclasses.replace(const, k_p=...) must not inherit the cached exp(-k dt) factors."""
     const = ModelConstants.from_values(
-        typical_patient.values, typical_patient.n, typical_patient.fmp_day, ()
+        typical_patient.values,
+        typical_patient.n,
+        typical_patient.fmp_day,
+        (),
+        typical_patient.age_years,
     )
     decay, _ = const.constant_rate_step("p", const.k_p, 1.0)
     faster = dataclasses.replace(const, k_p=const.k_p * 10)

@@ -28,7 +28,7 @@ def compile_plan(population, treatments, horizon_days, seed=0):
         dict.fromkeys(t.drug for t in treatments if t.drug_class is DrugClass.BISPHOSPHONATE)
     )
     const = ModelConstants.from_values(
-        population.values, population.n, population.fmp_day, bp_drugs
+        population.values, population.n, population.fmp_day, bp_drugs, population.age_years
     )
     ai = {k.split(".")[1]: v for k, v in population.values.items() if k.startswith("ai.")}
     cv = population.parameter_set.within_subject["oral_absorption_cv"].value

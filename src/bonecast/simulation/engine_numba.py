@@ -88,6 +88,7 @@ _PARAM_NAMES: Final = (
     "den_vmax_mg_per_day",
     "den_km_mg_l",
     "s_e0",
+    "age_deficit_per_day",
 )
 (
     E2_PRE,
@@ -124,6 +125,7 @@ _PARAM_NAMES: Final = (
     DEN_VMAX,
     DEN_KM,
     S_E0,
+    AGE_DEFICIT,
 ) = range(len(_PARAM_NAMES))
 # (2, N) rows: trabecular, cortical
 RHO_T, RHO_C, DELTA0_T, DELTA0_C, DELTAE_T, DELTAE_C, NU_T, NU_C, E2_FIXED = range(
@@ -340,8 +342,8 @@ def bone_pair_step(
 
 
 @njit(cache=True, error_model="numpy", fastmath=FUSED)
-def bone_cell_lanes(w: Array, dt: float) -> None:
-    """Cells (6.2, 6.3), tamoxifen and bone (6.4) over one step of exponential Euler (8.1).
+def bone_cell_lanes(w: Array, t_day: float, dt: float) -> None:
+    """Cells (6.2, 6.3), tamoxifen and bone (6.4) over the step from ``t_day`` (8.1).
 
     Reads D_E, D_CONC and D_E_BP of this step; model.py ``rates`` and
     ``exponential_euler_step`` line by line.
@@ -381,14 +383,17 @@ def bone_cell_lanes(w: Array, dt: float) -> None:
         turnover_t = rho_t * c * fast_exp((nu_t - 1.0) * fast_log(y_t + o_t))
         turnover_c = rho_c * c * fast_exp((nu_c - 1.0) * fast_log(y_c + o_c))
         estrogen_loss = (s_e0 - s_e) * w[D_PER_S_E0 * LANES + j]
+        ageing = fast_exp(w[(PAR + AGE_DEFICIT) * LANES + j] * t_day)
         deficit_t = (
-            w[(PAR + DELTA0_T) * LANES + j] + w[(PAR + DELTAE_T) * LANES + j] * estrogen_loss
+            w[(PAR + DELTA0_T) * LANES + j] * ageing
+            + w[(PAR + DELTAE_T) * LANES + j] * estrogen_loss
         )
         deficit_c = (
-            w[(PAR + DELTA0_C) * LANES + j] + w[(PAR + DELTAE_C) * LANES + j] * estrogen_loss
+            w[(PAR + DELTA0_C) * LANES + j] * ageing
+            + w[(PAR + DELTAE_C) * LANES + j] * estrogen_loss
         )
-        formation_t = rho_t * b * (1.0 - deficit_t)
-        formation_c = rho_c * b * (1.0 - deficit_c)
+        formation_t = rho_t * b * (1.0 - min(deficit_t, 1.0))  # formation >= 0
+        formation_c = rho_c * b * (1.0 - min(deficit_c, 1.0))
         # 6.3 cell core, exponential Euler; exp and phi of the osteoclast loss from one expm1
         k_c = w[(PAR + K_C) * LANES + j]
         loss_c = k_c * apoptosis * (1.0 + e_bp)
@@ -530,7 +535,7 @@ def advance_chunk(
             w[D_E_BP * LANES : (D_E_BP + 1) * LANES] = 0.0
             for at in bisphosphonates:
                 bisphosphonate_lanes(w, w[at : at + N_B_ROWS * LANES], dt)
-            bone_cell_lanes(w, dt)
+            bone_cell_lanes(w, day + sub * dt, dt)
     store_chunk(w, state, first, count, n_bp)
 
 

@@ -198,10 +198,11 @@ def to_sbml(
     c("emax_bp", const.emax_bp, "dimensionless", "maximum bisphosphonate effect E_max,BP")
     c("n_bp", const.n_bp, "dimensionless", "Hill exponent of bisphosphonates")
     c("m_p", const.m_p, "dimensionless", "primary mineral fraction of new bone")
+    c("age_deficit", const.age_deficit_per_day, "1/day", "growth of the age-related deficit")
     c("kappa", const.kappa, "1/day", "secondary mineralisation rate")
     for k, j in enumerate(COMPARTMENTS):
         c(f"rho_{j}", const.rho[k], "1/day", f"baseline turnover, compartment {j}")
-        c(f"delta0_{j}", const.delta0[k], "dimensionless", f"focal deficit x m_life, {j}")
+        c(f"delta0_{j}", const.delta0[k], "dimensionless", f"age-related deficit at t = 0, {j}")
         c(f"deltaE_{j}", const.deltaE[k], "dimensionless", f"estrogen-dependent deficit, {j}")
         c(f"nu_{j}", const.nu[k], "dimensionless", f"mechanostat exponent, {j}")
         c(f"M0_{j}", mineral0[k], "dimensionless", f"baseline mineral, compartment {j}")
@@ -343,7 +344,7 @@ def to_sbml(
         )
         b.assign(
             f"delta_{j}",
-            f"delta0_{j} + deltaE_{j} * (S_E0 - S_E) / S_E0",
+            f"min(delta0_{j} * exp(age_deficit * time) + deltaE_{j} * (S_E0 - S_E) / S_E0, 1)",
             "dimensionless",
             f"focal-balance deficit, compartment {j}",
         )

@@ -79,7 +79,9 @@ def _constants(population: VirtualPopulation, treatments: Sequence[Treatment]) -
     bp_drugs = tuple(
         dict.fromkeys(t.drug for t in treatments if t.drug_class is DrugClass.BISPHOSPHONATE)
     )
-    return ModelConstants.from_values(population.values, population.n, population.fmp_day, bp_drugs)
+    return ModelConstants.from_values(
+        population.values, population.n, population.fmp_day, bp_drugs, population.age_years
+    )
 
 
 def _regimen(

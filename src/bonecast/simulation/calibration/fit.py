@@ -62,7 +62,15 @@ DEFAULT_PRIOR_SD = {"log": 1.5, "logit": 1.5}
 """Prior SD on the transformed scale when the parameter file gives no prior range."""
 STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
     "A natural progression": (
-        ("delta0_t", "delta0_c", "nu_t", "nu_c", "ec50_e2_pg_ml", "f_femoral_neck"),
+        (
+            "delta0_t",
+            "delta0_c",
+            "nu_t",
+            "nu_c",
+            "ec50_e2_pg_ml",
+            "f_femoral_neck",
+            "age_deficit_per_year",
+        ),
         lambda t: t.target_id in ("I2", "I4", "I10", "I12") or t.target_id.startswith("N"),
     ),
     "B estrogen deprivation and tamoxifen": (
