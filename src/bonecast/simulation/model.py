@@ -127,6 +127,7 @@ class ModelConstants:
         fmp_day: Any,
         bp_drugs: tuple[str, ...],
         age_years: Any,
+        relative_volume: Any = 1.0,
     ) -> ModelConstants:
         """Build constants for ``n`` patients from name -> value (scalar or ``(n,)``) mappings.
 
@@ -174,7 +175,9 @@ class ModelConstants:
             gamma_T=v["gamma_T"],
             emax_bp=v["emax_bp"],
             n_bp=v["n_bp"],
-            rho=np.stack([v["rho_t_per_year"], v["rho_c_per_year"]]) / DAYS_PER_YEAR,
+            rho=np.stack([v["rho_t_per_year"], v["rho_c_per_year"]])
+            / DAYS_PER_YEAR
+            * np.broadcast_to(relative_volume, (2, n)) ** (np.stack([v["nu_t"], v["nu_c"]]) - 1.0),
             delta0=np.stack([v["delta0_t"], v["delta0_c"]]) * v["m_life"] * age_factor,
             age_deficit_per_day=v["age_deficit_per_year"] / DAYS_PER_YEAR,
             deltaE=np.stack([v["deltaE_t"], v["deltaE_c"]]),

@@ -79,8 +79,18 @@ def _constants(population: VirtualPopulation, treatments: Sequence[Treatment]) -
     bp_drugs = tuple(
         dict.fromkeys(t.drug for t in treatments if t.drug_class is DrugClass.BISPHOSPHONATE)
     )
+    ref = population.parameter_set.reference_bmd
+    mean = np.array([ref[s].mean_g_cm2 for s in SITES])[:, None]
+    sd = np.array([ref[s].sd_g_cm2 for s in SITES])[:, None]
+    volume = population.baseline_bmd_g_cm2 / (mean - sd)  # relative to a woman at T = -1
+    relative_volume = volume[[SITES.index("lumbar_spine"), SITES.index("total_hip")]]
     return ModelConstants.from_values(
-        population.values, population.n, population.fmp_day, bp_drugs, population.age_years
+        population.values,
+        population.n,
+        population.fmp_day,
+        bp_drugs,
+        population.age_years,
+        relative_volume,
     )
 
 
