@@ -36,12 +36,12 @@ def test_every_target_has_a_trial_spec_and_is_simulated(report):
 def test_fit_quality_does_not_regress(report):
     """Issue 3 asks for >= 90 % of high-weight targets within max(CI half-width, 1.0 pp) and
     >= 80 % of all within max(CI half-width, 1.5 pp). The all-target rule is met; the
-    high-weight rule is not (29 of 38: the trials disagree with one another, see the misses and
-    validation_notes.yaml). This guards what has been reached."""
+    high-weight rule is not quite (34 of 38, 89 %: the trials disagree with one another, see the
+    misses and validation_notes.yaml). This guards what has been reached."""
     head = report.headline()
     assert head["high_weight_total"] == 38
     assert head["all_pass"] / head["all_total"] >= 0.80
-    assert head["high_weight_pass"] >= 29
+    assert head["high_weight_pass"] >= 34
 
 
 def test_every_miss_has_a_recorded_reason(report):

@@ -214,13 +214,23 @@ def _plan_treatments(
 
 
 def _twins(
-    patient: Patient, parameter_set: ParameterSet, age_at_t0: float, n: int, seed: int
+    patient: Patient,
+    parameter_set: ParameterSet,
+    age_at_t0: float,
+    t_scores: dict[str, float],
+    n: int,
+    seed: int,
 ) -> VirtualPopulation:
-    """Virtual twins: variability plus one posterior parameter draw each (when available)."""
+    """Virtual twins: variability plus one posterior parameter draw each (when available).
+
+    The twins share the patient's age and her measured T-scores (which set their turnover,
+    model.py), and differ in their parameters.
+    """
     spec = PopulationSpec(
         n=n,
         menopausal_status=patient.menopausal_status or "postmenopausal",
         age_years=min(max(age_at_t0, 18.0), 110.0),
+        baseline_t_score={site: min(max(t, -6.0), 6.0) for site, t in t_scores.items()},
         variability=True,
     )
     twins = sample_population(spec, parameter_set, seed)
@@ -316,7 +326,8 @@ def forecast(
     horizon_end = patient.as_of + timedelta(days=round(horizon_years * 365.25))
     agent = recommended_agents[0] if recommended_agents else DEFAULT_AGENT
     plans, notes = _plan_treatments(patient, t0, horizon_end, agent)
-    population = _twins(patient, params, patient.age_on(t0), twins, seed)
+    t_scores = {site: t for site, (_, _, t) in anchors.items() if site in SITES}
+    population = _twins(patient, params, patient.age_on(t0), t_scores, twins, seed)
     horizon_days = (horizon_end - t0).days
     now_day = (patient.as_of - t0).days
     outputs = [now_day + round(m * DAYS_PER_MONTH) for m in range(0, 12 * horizon_years + 1, 12)]

@@ -31,6 +31,11 @@ Choices made where model.md leaves them open (see also the closing note of issue
   postmenopausal value made SWAN's 10-year femoral-neck loss 2.3 pp too large and ATAC's
   5-year losses too small. The deficit is capped at 1 (formation cannot be negative), which only
   the oldest patients under estrogen deprivation can reach.
+* **Bone volume** (an addition to model.md 6.4, made during calibration): the mechanostat term
+  rho_j c V^(nu_j - 1) reads V against the skeleton of a woman at T = -1 rather than against
+  the patient's own baseline, so each patient's turnover is rho_j (BMD0 / BMD at T = -1)^(nu_j
+  - 1), trabecular from her lumbar-spine and cortical from her total-hip baseline. The tabulated
+  rho_t, rho_c are those of a woman at T = -1; the cells (and so the markers) are unchanged.
 """
 
 from __future__ import annotations
