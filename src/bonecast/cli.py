@@ -386,7 +386,7 @@ def parameters_show(
     params = _parameters(file)
     table = Table(title=f"{params.name} v{params.version} ({params.digest()})")
     table.add_column("name", no_wrap=True)
-    for column in ("symbol", "value", "unit", "calibrated?", "source"):
+    for column in ("symbol", "value", "unit", "fit", "source"):  # fit: by bonecast calibrate
         table.add_column(column, overflow="fold")
     for name, entry in params.parameters.items():
         table.add_row(

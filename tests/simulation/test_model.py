@@ -86,7 +86,7 @@ def _reduced_drift_bmd(params: ParameterSet, days: np.ndarray, age: float) -> np
     delta0 = np.array([v["delta0_t"], v["delta0_c"]]) * v["m_life"]
     nu, m_p = np.array([v["nu_t"], v["nu_c"]]), v["m_p"]
 
-    beta, a_ref = v["age_deficit_per_year"], v["age_deficit_reference_years"]
+    beta, a_ref = v["age_deficit_per_year"], v["age_deficit_ref_years"]
 
     def rhs(t: float, y: np.ndarray) -> np.ndarray:
         young, old = y[:2], y[2:]
@@ -154,7 +154,7 @@ def _spec_rhs(
     """model.md 6.1-6.7 for one patient aged ``age_now`` years, written independently of
     bonecast.simulation.model."""
     per_day = 1.0 / 365.25
-    ageing = math.exp(v["age_deficit_per_year"] * (age_now - v["age_deficit_reference_years"]))
+    ageing = math.exp(v["age_deficit_per_year"] * (age_now - v["age_deficit_ref_years"]))
     # 6.1
     e2 = e2_base * (1 - u["ofs"] * (1 - v["e2_post_pg_ml"] / e2_base)) * (1 - u["ai"])
     e = (e2 / v["ec50_e2_pg_ml"]) ** v["n_e"]
@@ -187,10 +187,7 @@ def _spec_rhs(
         rho = v[f"rho_{tag}_per_year"] * per_day
         vol = s["Y"][j] + s["O"][j]
         resorb = rho * s["c"] * vol ** v[f"nu_{tag}"]
-        delta = (
-            v[f"delta0_{tag}"] * v["m_life"] * ageing
-            + v[f"deltaE_{tag}"] * (s_e0 - s_e) / s_e0
-        )
+        delta = v[f"delta0_{tag}"] * v["m_life"] * ageing + v[f"deltaE_{tag}"] * (s_e0 - s_e) / s_e0
         form = rho * s["b"] * (1 - min(delta, 1.0))
         kappa = v["kappa_per_year"] * per_day
         dY.append(form - kappa * s["Y"][j] - resorb * s["Y"][j] / vol)

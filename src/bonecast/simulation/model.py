@@ -138,7 +138,10 @@ class ModelConstants:
 
         ``fmp_day`` is the day of the final menstrual period relative to t = 0 (``-inf`` for a
         postmenopausal patient, ``+inf`` for one who stays premenopausal); ``age_years`` the
-        patients' ages at t = 0 (they scale the age-related focal deficit, model.md 6.4).
+        patients' ages at t = 0 (they scale the age-related focal deficit, model.md 6.4);
+        ``relative_volume`` (2, N) each compartment's baseline bone volume relative to a woman
+        at T = -1 (trabecular: spine, cortical: hip), which scales turnover by its power
+        nu_j - 1 (module docstring).
         """
         v = {name: _as_patients(value, n) for name, value in values.items()}
 
@@ -151,7 +154,7 @@ class ModelConstants:
             return np.broadcast_to(value, (len(bp_drugs), n)).copy()
 
         age_factor = np.exp(
-            v["age_deficit_per_year"] * (_as_patients(age_years, n) - v["age_deficit_reference_years"])
+            v["age_deficit_per_year"] * (_as_patients(age_years, n) - v["age_deficit_ref_years"])
         )
         constants = dict(
             n=n,

@@ -77,7 +77,7 @@ PARAMETER_UNITS: dict[str, str] = {
     **{f"f_{site}": "1" for site in SITES},
     "m_life": "1",
     "age_deficit_per_year": "1/year",
-    "age_deficit_reference_years": "year",
+    "age_deficit_ref_years": "year",
     **_bp_units(),
     "bp_surface_half_life_days": "day",
     "bp_burial_share": "1",
