@@ -30,6 +30,9 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     assert len(list(out.glob("validation_*.png"))) == 15
     page = (out / "validation.html").read_text(encoding="utf-8")
     assert "validation_atac.png" in page and "not a medical device" in page
+    # the calibration's provenance is a readable list and a table of its stages
+    assert "targets sha256:" in page and "<td>A natural progression</td>" in page
+    assert "{'" not in page  # no raw Python dict
 
 
 def test_calibrate_quick_writes_a_loadable_parameter_set(tmp_path: Path) -> None:
