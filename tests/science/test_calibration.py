@@ -37,10 +37,11 @@ def test_fit_quality_does_not_regress(report):
     """Issue 3 asks for >= 90 % of high-weight targets within max(CI half-width, 1.0 pp) and
     >= 80 % of all within max(CI half-width, 1.5 pp). The all-target rule is met; the
     high-weight rule is not quite (34 of 38, 89 %: the trials disagree with one another, see the
-    misses and validation_notes.yaml). This guards what has been reached."""
+    misses and validation_notes.yaml). This guards what has been reached (76 of 92 overall)."""
     head = report.headline()
     assert head["high_weight_total"] == 38
     assert head["all_pass"] / head["all_total"] >= 0.80
+    assert head["all_pass"] >= 76
     assert head["high_weight_pass"] >= 34
 
 

@@ -7,7 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bonecast.simulation.calibration.targets import ci_half_width_from_range, load_targets
+from bonecast.simulation.calibration.targets import (
+    ci_half_width_from_p_value,
+    ci_half_width_from_range,
+    load_targets,
+)
 
 
 @pytest.mark.parametrize("n", [10, 25, 50, 150])
@@ -63,3 +67,33 @@ def test_aribon_rows_get_a_ci_from_their_range_and_reported_cis_are_kept():
     assert targets["I9"].ci_half_width_pp == pytest.approx(0.52)
     # a row with no uncertainty has none
     assert targets["A1"].ci_half_width_pp is None
+
+
+def test_p_value_gives_back_the_interval_it_came_from():
+    """A mean change of -2.1 with SE 0.825 has z = 2.545, P = 0.0109 (SABRE B12_LS): the CI
+    from that P is +/- 1.96 x 0.825."""
+    assert ci_half_width_from_p_value(-2.1, 0.0109) == pytest.approx(1.96 * 0.825, rel=0.01)
+
+
+@given(value=st.floats(0.01, 50.0), p=st.floats(1e-6, 0.999))
+def test_interval_from_p_value_touches_zero_exactly_at_p_005(value, p):
+    half = ci_half_width_from_p_value(value, p)
+    # a significant change (P < 0.05) has a CI that excludes 0, a non-significant one includes it
+    assert (half < value) == (p < 0.05) or abs(half - value) < 1e-9 * value
+    assert ci_half_width_from_p_value(-value, p) == pytest.approx(half)
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0, 1.5])
+def test_p_value_outside_zero_one_is_refused(p):
+    with pytest.raises(ValueError, match="p_value"):
+        ci_half_width_from_p_value(1.0, p)
+
+
+def test_rows_with_an_exact_p_value_get_its_ci_and_inequalities_do_not():
+    targets = {t.target_id: t for t in load_targets().targets}
+    # SABRE lower-risk spine: -2.1 %, P = .0109 (note column)
+    assert targets["B12_LS"].ci_half_width_pp == pytest.approx(
+        ci_half_width_from_p_value(-2.1, 0.0109)
+    )
+    # SABRE B10_LS's note carries P < .0001 for the between-arm ratio: no CI for the arm
+    assert targets["B10_LS"].ci_half_width_pp is None

@@ -15,6 +15,10 @@ changes (ARIBON's medians), it is estimated from that range and n: SD = range / 
 xi(n) = 2 Phi^-1((n - 0.375) / (n + 0.25)) (Wan et al. 2014, BMC Med Res Methodol 14:135), the
 standard error of a median sqrt(pi / 2) SD / sqrt(n) (of a mean SD / sqrt(n)), times 1.96. The
 row's n is used as given; where it counts both arms this understates the CI (conservative).
+Where a row reports instead the exact P-value of its own change (``P = x`` in its note, as SABRE's
+and ATAC's off-treatment rows do), the CI follows from it: SE = |value| / z(1 - P/2), half-width
+1.96 SE (Altman & Bland 2011, BMJ 343:d2090); an inequality (``P < .0001``, which in this file
+belongs to between-arm ratios) gives nothing.
 """
 
 from __future__ import annotations
@@ -114,6 +118,14 @@ def ci_half_width_from_range(width_pp: float, n: int, statistic: str) -> float:
     return 1.96 * efficiency * sd / math.sqrt(n)
 
 
+def ci_half_width_from_p_value(value_pct: float, p_value: float) -> float:
+    """95 % CI half-width (pp) of a change ``value_pct`` whose two-sided test against no change
+    gave ``p_value`` (Altman & Bland 2011, BMJ 343:d2090)."""
+    if not 0.0 < p_value < 1.0:
+        raise ValueError(f"p_value: {p_value:g} must lie strictly between 0 and 1")
+    return 1.96 * abs(value_pct) / float(ndtri(1.0 - p_value / 2.0))
+
+
 @dataclass(frozen=True)
 class Target:
     """A published number with its link to the simulation and its noise scale."""
@@ -151,6 +163,9 @@ class Target:
         if spread and self.row.n is not None:
             width = abs(float(spread.group(2)) - float(spread.group(1)))
             return ci_half_width_from_range(width, self.row.n, self.row.statistic)
+        p_value = re.search(r"\bP\s*=\s*(0?\.\d+)", f"{text} {self.row.note}")
+        if p_value and self.row.value_pct is not None:
+            return ci_half_width_from_p_value(self.row.value_pct, float(p_value.group(1)))
         return None
 
     @property
