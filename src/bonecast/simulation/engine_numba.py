@@ -145,7 +145,7 @@ NUMBA_VERSION: Final = str(numba.__version__)
 # ---- the work buffer of one chunk: flat, row r of lane j at r * LANES + j ----
 LANES: Final = 32
 """Patients advanced together by one thread; the SIMD loops run over them (a row is 256 bytes:
-8 AVX2 vectors). A chunk's buffer (81 rows, 21 KB with one bisphosphonate) stays in L1 cache."""
+8 AVX2 vectors). A chunk's buffer (84 rows, 21 KB with one bisphosphonate) stays in L1 cache."""
 PAR: Final = N_SCALAR_STATES
 """First row of the per-patient constants (``PAR + K_C`` is k_c); rows 0-11 are the states."""
 (
@@ -168,8 +168,10 @@ PAR: Final = N_SCALAR_STATES
     D_PER_OPG0,
     D_PER_S_E0,  # 1 / S_E at t = 0
     D_DECAY_KA,  # exp(-k_a dt), denosumab depot
-) = range(PAR + N_PARAMS, PAR + N_PARAMS + 19)
-BP_ROWS: Final = PAR + N_PARAMS + 19
+    D_AGEING,  # exp(beta_age t / 365.25) at the current step: growth of the age-related deficit
+    D_AGEING_STEP,  # exp(beta_age dt / 365.25), D_AGEING's factor per step
+) = range(PAR + N_PARAMS, PAR + N_PARAMS + 21)
+BP_ROWS: Final = PAR + N_PARAMS + 21
 """First row of the bisphosphonates: per drug, its two states then its five constants."""
 B_SURFACE, B_BURIED = 0, 1
 B_CONST: Final = 2
@@ -342,8 +344,8 @@ def bone_pair_step(
 
 
 @njit(cache=True, error_model="numpy", fastmath=FUSED)
-def bone_cell_lanes(w: Array, t_day: float, dt: float) -> None:
-    """Cells (6.2, 6.3), tamoxifen and bone (6.4) over the step from ``t_day`` (8.1).
+def bone_cell_lanes(w: Array, dt: float) -> None:
+    """Cells (6.2, 6.3), tamoxifen and bone (6.4) over one step of exponential Euler (8.1).
 
     Reads D_E, D_CONC and D_E_BP of this step; model.py ``rates`` and
     ``exponential_euler_step`` line by line.
@@ -383,7 +385,8 @@ def bone_cell_lanes(w: Array, t_day: float, dt: float) -> None:
         turnover_t = rho_t * c * fast_exp((nu_t - 1.0) * fast_log(y_t + o_t))
         turnover_c = rho_c * c * fast_exp((nu_c - 1.0) * fast_log(y_c + o_c))
         estrogen_loss = (s_e0 - s_e) * w[D_PER_S_E0 * LANES + j]
-        ageing = fast_exp(w[(PAR + AGE_DEFICIT) * LANES + j] * t_day)
+        ageing = w[D_AGEING * LANES + j]
+        w[D_AGEING * LANES + j] = ageing * w[D_AGEING_STEP * LANES + j]  # for the next step
         deficit_t = (
             w[(PAR + DELTA0_T) * LANES + j] * ageing
             + w[(PAR + DELTAE_T) * LANES + j] * estrogen_loss
@@ -450,7 +453,7 @@ def load_chunk(
 
 
 @njit(cache=True, error_model="numpy", fastmath=FUSED)
-def derive_chunk(w: Array, dt: float) -> None:
+def derive_chunk(w: Array, dt: float, first_day: int) -> None:
     """Per-lane constants of the block: step factors, baselines and the fixed D_E (libm)."""
     for j in range(LANES):
         for decay, gain, rate in (
@@ -464,6 +467,9 @@ def derive_chunk(w: Array, dt: float) -> None:
             w[gain * LANES + j] = phi(k, dt)
         w[D_DECAY_KAPPA * LANES + j] = math.exp(-w[(PAR + KAPPA) * LANES + j] * dt)
         w[D_DECAY_KA * LANES + j] = math.exp(-w[(PAR + DEN_KA) * LANES + j] * dt)
+        ageing_rate = w[(PAR + AGE_DEFICIT) * LANES + j]
+        w[D_AGEING * LANES + j] = math.exp(ageing_rate * first_day)
+        w[D_AGEING_STEP * LANES + j] = math.exp(ageing_rate * dt)
         s_e0 = w[(PAR + S_E0) * LANES + j]
         w[D_PER_RANKL0 * LANES + j] = 1.0 / (1.0 + w[(PAR + ALPHA_L) * LANES + j] * (1.0 - s_e0))
         w[D_PER_OPG0 * LANES + j] = 1.0 / (1.0 + w[(PAR + ALPHA_O) * LANES + j] * s_e0)
@@ -518,7 +524,7 @@ def advance_chunk(
     n_bp = bpp.shape[1]
     w = np.empty((BP_ROWS + n_bp * N_B_ROWS) * LANES)
     load_chunk(w, state, par, bpp, inputs, first, count)
-    derive_chunk(w, dt)
+    derive_chunk(w, dt, first_day)
     denosumab = carries(w, (S_DEPOT, S_CENTRAL))
     bisphosphonates = [  # offsets of the drugs' rows in w
         (BP_ROWS + k * N_B_ROWS) * LANES
@@ -535,7 +541,7 @@ def advance_chunk(
             w[D_E_BP * LANES : (D_E_BP + 1) * LANES] = 0.0
             for at in bisphosphonates:
                 bisphosphonate_lanes(w, w[at : at + N_B_ROWS * LANES], dt)
-            bone_cell_lanes(w, day + sub * dt, dt)
+            bone_cell_lanes(w, dt)
     store_chunk(w, state, first, count, n_bp)
 
 
