@@ -10,6 +10,7 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bonecast.simulation import (
@@ -20,6 +21,7 @@ from bonecast.simulation import (
     load_parameter_set,
     sample_population,
 )
+from bonecast.simulation.model import ModelInputs
 
 START_PARAMETER_FILE = "aibl2c_start.yaml"
 """The starting (uncalibrated) values of model.md section 7, shipped with the package."""
@@ -91,3 +93,10 @@ def tx() -> TreatmentFactory:
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def untreated_inputs() -> ModelInputs:
+    """Model inputs of one patient taking no drug (no AI, no ovarian suppression, no tamoxifen)."""
+    zero = np.zeros(1)
+    return ModelInputs(ai_suppression=zero, ovarian_suppression=zero, tamoxifen=zero)

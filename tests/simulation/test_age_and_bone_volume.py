@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bonecast.simulation import DAYS_PER_YEAR, SITES, simulate
-from bonecast.simulation.model import ModelConstants, ModelInputs, ModelState, rates
+from bonecast.simulation.model import ModelConstants, ModelState, rates
 
 FIVE_YEARS = round(5 * DAYS_PER_YEAR)
 TH = SITES.index("total_hip")
@@ -39,11 +39,11 @@ def test_loss_accelerates_as_the_patient_ages(make_patient, params):
     assert last / first < np.exp(4 * beta) * 1.01
 
 
-def test_deficit_is_capped_so_formation_never_turns_negative(typical_patient):
+def test_deficit_is_capped_so_formation_never_turns_negative(typical_patient, untreated_inputs):
     values = dict(typical_patient.values)
     values["delta0_c"] = np.array([5.0])  # an impossible deficit: formation would be negative
     const = ModelConstants.from_values(values, 1, typical_patient.fmp_day, (), [64.0])
-    r = rates(const, ModelState.baseline(const), _no_drugs(), 0.0)
+    r = rates(const, ModelState.baseline(const), untreated_inputs, 0.0)
     assert r.bone_formation[1, 0] == 0.0
     assert r.bone_formation[0, 0] > 0.0
 
@@ -82,8 +82,3 @@ def test_hip_turnover_follows_the_baseline_hip_t_score(make_patient, tx, site_t_
     np.testing.assert_allclose(a.osteoclasts, b.osteoclasts, rtol=1e-12)
     faster = ratio ** (nu_c - 1.0) > 1.0
     assert (a.bmd_ratio[-1, TH, 0] < b.bmd_ratio[-1, TH, 0]) == faster
-
-
-def _no_drugs() -> ModelInputs:
-    zero = np.zeros(1)
-    return ModelInputs(ai_suppression=zero, ovarian_suppression=zero, tamoxifen=zero)

@@ -26,11 +26,6 @@ TEN_YEARS = round(10 * DAYS_PER_YEAR)
 BP_DRUGS = ("zoledronic_acid", "alendronate", "risedronate", "ibandronate")
 
 
-def _no_drug_inputs(n: int = 1) -> ModelInputs:
-    zero = np.zeros(n)
-    return ModelInputs(ai_suppression=zero, ovarian_suppression=zero, tamoxifen=zero)
-
-
 # --------------------------------------------------------------------------------------------
 # Untreated steady state (model.md 14.5: "the untreated steady state stays at 1 (cells) and
 # drifts only by delta0")
@@ -38,7 +33,7 @@ def _no_drug_inputs(n: int = 1) -> ModelInputs:
 
 
 @pytest.mark.parametrize("status", ["postmenopausal", "premenopausal"])
-def test_untreated_cell_states_stay_at_one(make_patient, status):
+def test_untreated_cell_states_stay_at_one(make_patient, untreated_inputs, status):
     """p, c, q, b stay at their normalised baseline 1 for 10 years without treatment."""
     patient = make_patient(menopausal_status=status, age_years=64 if status[0] == "p" else 40)
     # all four cell states, integrated with the model's own step function
@@ -46,7 +41,7 @@ def test_untreated_cell_states_stay_at_one(make_patient, status):
         patient.values, patient.n, patient.fmp_day, (), patient.age_years
     )
     state = ModelState.baseline(const)
-    inputs = _no_drug_inputs()
+    inputs = untreated_inputs
     worst = 0.0
     for day in range(TEN_YEARS):
         state = exponential_euler_step(const, state, inputs, float(day), 1.0)
@@ -124,7 +119,7 @@ def test_untreated_bmd_follows_the_age_related_drift(typical_patient, params):
     assert np.all(np.diff(result.bmd_ratio[:, :, 0], axis=0) <= 0.0)
 
 
-def test_baseline_state_is_a_steady_state(typical_patient, params):
+def test_baseline_state_is_a_steady_state(typical_patient, params, untreated_inputs):
     """With no deficit every derivative vanishes at the baseline state (model.md table 4)."""
     values = dict(typical_patient.values)
     values["delta0_t"] = np.zeros(1)
@@ -139,7 +134,7 @@ def test_baseline_state_is_a_steady_state(typical_patient, params):
         # Y0 = rho/(kappa + rho), O0 = 1 - Y0 (model.md table 4; rates per year cancel)
         assert state.young[j, 0] == pytest.approx(v[name] / (kappa + v[name]), rel=1e-12)
         assert state.young[j, 0] + state.old[j, 0] == pytest.approx(1.0, abs=1e-15)
-    rates = derivatives(const, state, _no_drug_inputs(), 0.0).to_vector()
+    rates = derivatives(const, state, untreated_inputs, 0.0).to_vector()
     assert np.max(np.abs(rates)) < 1e-15
 
 

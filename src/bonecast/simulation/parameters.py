@@ -16,7 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import yaml
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from bonecast.simulation.drugs import AROMATASE_INHIBITORS, BISPHOSPHONATES
@@ -189,6 +191,13 @@ class ParameterSet(BaseModel):
         if "oral_absorption_cv" not in self.within_subject:
             raise ValueError("within_subject: needs 'oral_absorption_cv'")
         return self
+
+    def reference_bmd_columns(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Young-adult mean and SD (g/cm2) of every site as (3, 1) columns in :data:`SITES`
+        order, to broadcast against (3, N) per-patient arrays."""
+        ref = self.reference_bmd
+        mean = np.array([[ref[s].mean_g_cm2] for s in SITES])
+        return mean, np.array([[ref[s].sd_g_cm2] for s in SITES])
 
     def values(self) -> dict[str, float]:
         """Plain name -> value mapping (units as in :data:`PARAMETER_UNITS`)."""

@@ -249,9 +249,7 @@ def sample_population(
         else:
             t_scores.append(np.full(n, dist.typical()))
     t_score = np.stack(t_scores)
-    ref = parameter_set.reference_bmd
-    mean = np.array([[ref[s].mean_g_cm2] for s in SITES])
-    sd = np.array([[ref[s].sd_g_cm2] for s in SITES])
+    mean, sd = parameter_set.reference_bmd_columns()
     if spec.menopausal_status == "postmenopausal":
         fmp = np.full(n, -np.inf)
     elif spec.final_menstrual_period_month is None:

@@ -79,9 +79,7 @@ def _constants(population: VirtualPopulation, treatments: Sequence[Treatment]) -
     bp_drugs = tuple(
         dict.fromkeys(t.drug for t in treatments if t.drug_class is DrugClass.BISPHOSPHONATE)
     )
-    ref = population.parameter_set.reference_bmd
-    mean = np.array([ref[s].mean_g_cm2 for s in SITES])[:, None]
-    sd = np.array([ref[s].sd_g_cm2 for s in SITES])[:, None]
+    mean, sd = population.parameter_set.reference_bmd_columns()
     volume = population.baseline_bmd_g_cm2 / (mean - sd)  # relative to a woman at T = -1
     relative_volume = volume[[SITES.index("lumbar_spine"), SITES.index("total_hip")]]
     return ModelConstants.from_values(
@@ -143,7 +141,7 @@ class _Recorder:
         )
 
     def result(self) -> SimulationResult:
-        ref = self.population.parameter_set.reference_bmd
+        reference_mean, reference_sd = self.population.parameter_set.reference_bmd_columns()
 
         def stack(key: str) -> Array:
             return np.stack([row[key] for row in self.rows])
@@ -159,8 +157,8 @@ class _Recorder:
             bp_bone_mg={d: total[:, k] for k, d in enumerate(drugs)},
             denosumab_mg_l=stack("den"),
             baseline_bmd_g_cm2=self.population.baseline_bmd_g_cm2,
-            reference_mean_g_cm2=np.array([[ref[s].mean_g_cm2] for s in SITES]),
-            reference_sd_g_cm2=np.array([[ref[s].sd_g_cm2] for s in SITES]),
+            reference_mean_g_cm2=reference_mean,
+            reference_sd_g_cm2=reference_sd,
         )
 
 
