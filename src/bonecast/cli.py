@@ -6,6 +6,7 @@ accepted; nothing is written), 1 for anything else.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -65,7 +66,12 @@ from bonecast.simulation.calibration.predictions import load_trial_specs
 from bonecast.simulation.calibration.targets import TargetSet, load_targets
 from bonecast.simulation.calibration.validation import patient_days, validate
 from bonecast.simulation.executors import Executor, dask_executor
-from bonecast.simulation.parameters import ParameterSet, start_parameter_set
+from bonecast.simulation.parameters import (
+    PARAMETER_SUMMARY_COLUMNS,
+    ParameterSet,
+    parameter_summary,
+    start_parameter_set,
+)
 from bonecast.simulation.population import sample_population
 from bonecast.simulation.sbml import SbmlExportError, to_sbml
 from bonecast.simulation.sensitivity import (
@@ -376,14 +382,34 @@ def drugs() -> None:
     console.print(table)
 
 
+class ParameterFormat(StrEnum):
+    """Output of ``bonecast parameters``."""
+
+    TABLE = "table"
+    CSV = "csv"
+
+
 @app.command("parameters")
 def parameters_show(
     file: Annotated[
         Path | None, typer.Option("--file", help="Parameter set (YAML); default: bonecast's.")
     ] = None,
+    output: Annotated[
+        ParameterFormat,
+        typer.Option(
+            "--format",
+            help="table for people; csv (to stdout) adds prior ranges and 95 % posterior "
+            "intervals.",
+        ),
+    ] = ParameterFormat.TABLE,
 ) -> None:
     """Show a parameter set: every value with its unit and source."""
     params = _parameters(file)
+    if output is ParameterFormat.CSV:
+        writer = csv.DictWriter(sys.stdout, fieldnames=PARAMETER_SUMMARY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(parameter_summary(params))
+        return
     table = Table(title=f"{params.name} v{params.version} ({params.digest()})")
     table.add_column("name", no_wrap=True)
     for column in ("symbol", "value", "unit", "fit", "source"):  # fit: by bonecast calibrate

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from bonecast.cli import app
 from bonecast.simulation import RESULT_COLUMNS
+from bonecast.simulation.parameters import default_parameter_set
 
 runner = CliRunner()
 
@@ -202,6 +204,25 @@ def test_drugs_and_parameters_listings() -> None:
     params = runner.invoke(app, ["parameters"])
     assert params.exit_code == 0
     assert "alpha_L" in params.output and "model.md" in params.output
+
+
+def test_parameters_csv_gives_prior_ranges_and_posterior_intervals() -> None:
+    result = runner.invoke(app, ["parameters", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in csv.DictReader(io.StringIO(result.output))}
+    assert rows.keys() == set(default_parameter_set().parameters)
+    calibrated = [row for row in rows.values() if row["calibrated"] == "yes"]
+    assert len(calibrated) >= 20
+    for row in calibrated:
+        if row["name"] == "bp.alendronate.ec50_mg":  # calibrate-marked but never fitted
+            continue
+        low, high = float(row["posterior_p2_5"]), float(row["posterior_p97_5"])
+        # the Laplace sample is centred on the MAP: the shipped value lies inside its interval
+        assert low < float(row["value"]) < high, row["name"]
+    beta = rows["age_deficit_per_year"]
+    assert (beta["prior_low"], beta["prior_high"], beta["unit"]) == ("0.015", "0.12", "1/year")
+    fixed = rows["m_p"]
+    assert fixed["calibrated"] == "no" and fixed["posterior_p2_5"] == fixed["prior_low"] == ""
 
 
 def test_compiled_engine_gives_the_same_csv(tmp_path: Path) -> None:

@@ -253,6 +253,50 @@ def posterior_draws(parameter_set: ParameterSet) -> list[dict[str, float]]:
     return [{key: float(value) for key, value in row.items()} for row in rows]
 
 
+PARAMETER_SUMMARY_COLUMNS = (
+    "name",
+    "symbol",
+    "value",
+    "unit",
+    "calibrated",
+    "prior_low",
+    "prior_high",
+    "posterior_p2_5",
+    "posterior_p97_5",
+    "source",
+)
+"""Columns of :func:`parameter_summary` (``bonecast parameters --format csv``)."""
+
+
+def parameter_summary(parameter_set: ParameterSet) -> list[dict[str, str]]:
+    """One row per parameter: value, unit, prior range and 95 % posterior interval, source.
+
+    The prior range is the 95 % range given in the file (empty when the parameter has none);
+    the posterior interval is the 2.5th-97.5th percentile of the shipped posterior sample
+    (empty for a fixed parameter or a set without a sample).
+    """
+    draws = posterior_draws(parameter_set)
+    rows = []
+    for name, entry in parameter_set.parameters.items():
+        sample = [draw[name] for draw in draws if name in draw]
+        interval = np.percentile(sample, [2.5, 97.5]) if sample else None
+        rows.append(
+            {
+                "name": name,
+                "symbol": entry.symbol,
+                "value": f"{entry.value:.6g}",
+                "unit": entry.unit,
+                "calibrated": "yes" if entry.calibrate else "no",
+                "prior_low": "" if entry.prior is None else f"{entry.prior[0]:g}",
+                "prior_high": "" if entry.prior is None else f"{entry.prior[1]:g}",
+                "posterior_p2_5": "" if interval is None else f"{interval[0]:.6g}",
+                "posterior_p97_5": "" if interval is None else f"{interval[1]:.6g}",
+                "source": entry.source,
+            }
+        )
+    return rows
+
+
 def _packaged(name: str) -> ParameterSet:
     text = (
         resources.files("bonecast.simulation")
