@@ -3,43 +3,46 @@
 A proportional-hazards model with three fracture types k (hip, clinical vertebral, other clinical;
 coefficients and sources in ``data/fracture_model.yaml``). Hip and vertebral fractures:
 
-    h_k(t) = I_k * 2^((age(t) - 65) / D_k) * GR_k^(-(T_k(0) - Tbar(age(0))))
-             * exp(b_k * (dTH(t) - dTHbar(t))) * RR_AI,k^(AI(t))
+    h_k(t) = I_k * 2^((age(t) - 65) / D_k) * GR_k^(-(z_k(0) + min(z_k(t) - z_k(0), 0)))
+             * exp(b_k * max(dTH(t) - dTHbar(t), 0)) * RR_AI,k^(AI(t))
 
 other fractures:
 
-    h_k(t) = I_k * 2^((age(t) - 65) / D_k) * GR_k^(-(T_k(t) - Tbar(age(t)))) * RR_AI,k^(AI(t))
+    h_k(t) = I_k * 2^((age(t) - 65) / D_k) * GR_k^(-z_k(t)) * RR_AI,k^(AI(t))
 
 with I_k the incidence of the average 65-year-old woman, D_k the age-doubling time, GR_k the
-cross-sectional gradient of risk per SD of BMD at the type's DXA site (Marshall 1996), T_k the
-patient's simulated T-score at that site (at baseline, month 0, or at t), Tbar(age) the average
-T-score of women of her age, and RR_AI,k the relative risk while an aromatase inhibitor is taken.
+cross-sectional gradient of risk per SD of BMD at the type's DXA site (Marshall 1996), z_k(t) =
+T_k(t) - Tbar(age(t)) the patient's simulated T-score at that site relative to the average woman
+of her age, and RR_AI,k the relative risk while an aromatase inhibitor is taken.
 
-For hip and vertebral fractures the patient's BMD at baseline acts through the cross-sectional
-gradient, and her BMD change since baseline through the treatment-related gradient of Bouxsein
-et al. 2019 (J Bone Miner Res 34:632, meta-regression of 38 placebo-controlled trials of 19
-agents): log RR is linear in the difference in total-hip BMD change between the arms, b_k per
-percentage point, the line through the paper's predicted points (2 % and 6 % more total-hip BMD:
-vertebral RR 0.72 and 0.34, hip RR 0.84 and 0.60). dTH(t) is her % change of total-hip BMD since
-baseline and dTHbar(t) that of the average woman over the same time (the placebo arm's change in
-those trials), so a woman who loses at the population's rate keeps her baseline standing and her
-risk rises with age only. The cross-sectional gradient alone understates the fracture benefit
-of a treatment-related BMD gain (with it, adjuvant zoledronic acid lowered 5-year clinical
-fractures by 20 % against 36 % in the trials; now by 33 %). The regression's intercept (about
-+0.05 for vertebral, -0.01 for hip fractures: the effect at no BMD difference) is left out, so
-an agent acts through BMD only. Other (nonvertebral, non-hip) fractures keep the cross-sectional
-gradient on the simulated T-score: Bouxsein et al. found no association between BMD improvement
-and nonvertebral fracture reduction.
+For hip and vertebral fractures a BMD *gain* over the average woman's course acts through the
+treatment-related gradient of Bouxsein et al. 2019 (J Bone Miner Res 34:632, meta-regression of
+38 placebo-controlled trials of 19 agents): log RR is linear in the difference in total-hip BMD
+change between the arms, b_k per percentage point, the line through the paper's predicted points
+(2 % and 6 % more total-hip BMD: vertebral RR 0.72 and 0.34, hip RR 0.84 and 0.60). dTH(t) is
+her % change of total-hip BMD since baseline and dTHbar(t) that of the average woman over the
+same time (the placebo arm's change in those trials). The regression was fitted to BMD
+improvements on treatment, so a *loss* beyond the average woman's (an aromatase inhibitor's)
+keeps the cross-sectional gradient, as before: her standing z_k falls and GR_k applies. The
+cross-sectional gradient alone understates the benefit of a treatment-related gain: with it,
+adjuvant zoledronic acid lowered 5-year clinical fractures by 20 % against 36 % in the trials;
+now by 25 %, while the anastrozole/tamoxifen ratios stay near ATAC's (applying Bouxsein's
+gradient to losses too gave 33 %, but a ratio of 1.73 during and 1.55 after treatment against
+ATAC's 1.49 and about 1.0). The regression's intercept (about +0.05 for vertebral, -0.01 for
+hip fractures: the effect at no BMD difference) is left out, so an agent acts through BMD only.
+Other (nonvertebral, non-hip) fractures follow the simulated standing through the
+cross-sectional gradient only: Bouxsein et al. found no association between BMD improvement and
+nonvertebral fracture reduction.
 
 Clinical fracture is the first fracture of any type (hazards add). Cumulative incidence over
 [a, b]: 1 - exp(-integral of h), averaged over the virtual patients.
 
-Limitations, said wherever the numbers are shown: the treatment-related gradient comes from
-trials of agents that raise BMD; applying it to aromatase-inhibitor-induced loss (and to the
-recovery after an AI stops) is an assumption, as is applying a trial-level regression of arm
-means to each patient's change. The AI relative risks are totals from AI-user studies and
-partly overlap the BMD terms (so the AI effect may be overstated); the model has no falls, prior
-fractures or other risk factors, and bisphosphonates and denosumab act only through BMD.
+Limitations, said wherever the numbers are shown: applying a trial-level regression of arm means
+to each patient's change is an assumption, and so is the split between gains and losses. The AI
+relative risks are totals from AI-user studies and partly overlap the BMD terms (so the AI effect
+may be overstated); BMD lost on an AI keeps its risk after the AI stops (ATAC's fracture rates
+converged after stopping); the model has no falls, prior fractures or other risk factors, and
+bisphosphonates and denosumab act only through BMD.
 """
 
 from __future__ import annotations
@@ -118,9 +121,9 @@ class ChangeGradient(BaseModel):
 class FractureType(BaseModel):
     """Coefficients of one fracture type, each with its source.
 
-    With ``bmd_change``, the cross-sectional gradient acts on the baseline T-score and the change
-    since baseline acts through ``bmd_change``; without it, the cross-sectional gradient acts on
-    the simulated T-score.
+    With ``bmd_change``, a BMD gain over the average woman's course acts through ``bmd_change``
+    and a loss through the cross-sectional gradient; without it, the cross-sectional gradient
+    acts on the simulated T-score (module docstring).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -199,9 +202,11 @@ class FractureModel(BaseModel):
             if k.bmd_change is None:
                 bmd_term = k.gradient_per_sd ** (-(t_scores[site] - average_t))
             else:
-                change = bmd_pct_change[SITES.index(k.bmd_change.site)] - average_change_pct
-                bmd_term = k.gradient_per_sd ** (-(baseline_t_scores[site] - average_t0)) * np.exp(
-                    k.bmd_change.slope_per_pct * change
+                gain = bmd_pct_change[SITES.index(k.bmd_change.site)] - average_change_pct
+                baseline_standing = baseline_t_scores[site] - average_t0
+                lost_standing = np.minimum(t_scores[site] - average_t - baseline_standing, 0.0)
+                bmd_term = k.gradient_per_sd ** (-(baseline_standing + lost_standing)) * np.exp(
+                    k.bmd_change.slope_per_pct * np.maximum(gain, 0.0)
                 )
             out[name] = k.incidence_per_year * age_term * bmd_term * ai_term
         return out
