@@ -348,6 +348,7 @@ def _observed(
             months,
             population.age_years,
             np.moveaxis(sim.t_scores(), 1, 0),
+            np.moveaxis(sim.bmd_ratio, 1, 0),
             on_aromatase_inhibitor(treatments, months),
         )
         return incidence.cumulative_hazard[quantity]
