@@ -64,7 +64,11 @@ from bonecast.simulation import (
 from bonecast.simulation.calibration.fit import EXTERNAL_CHECKS, calibrate, write_calibration
 from bonecast.simulation.calibration.predictions import load_trial_specs
 from bonecast.simulation.calibration.targets import TargetSet, load_targets
-from bonecast.simulation.calibration.validation import patient_days, validate
+from bonecast.simulation.calibration.validation import (
+    patient_days,
+    validate,
+    validation_trials,
+)
 from bonecast.simulation.executors import Executor, dask_executor
 from bonecast.simulation.parameters import (
     PARAMETER_SUMMARY_COLUMNS,
@@ -336,7 +340,7 @@ def validate_command(
     folder = _trials_folder(trials)
     params = _parameters(parameters)
     targets = _targets(None)
-    specs = load_trial_specs(folder, sorted(targets.by_trial()))
+    specs = load_trial_specs(folder, validation_trials(targets))
     with progress_bar(errors) as progress:
         task = progress.add_task("validating", total=patient_days(specs, n_per_arm))
         report = validate(
@@ -358,6 +362,12 @@ def validate_command(
         diff = miss.difference_pp
         shown = "wrong sign" if diff is None else f"{diff:+.2f} pp"
         console.print(f"  miss {miss.target.target_id}: {shown}")
+    for fracture in report.fractures:
+        verdict = "reproduced" if fracture.passes else "NOT reproduced"
+        console.print(
+            f"fractures: {fracture.outcome}: model {fracture.model:.2f}, literature "
+            f"{fracture.literature:.2f} ({fracture.rule}: {verdict})"
+        )
     console.print(f"Report: [bold]{page}[/]")
 
 

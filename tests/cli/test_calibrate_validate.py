@@ -27,9 +27,15 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     assert len(rows) == 92
     assert {"target_id", "target_pct", "model_pct", "difference_pp", "pass"} <= set(rows[0])
     assert all(r["reason_if_missed"] for r in rows if r["pass"] == "no")
-    assert len(list(out.glob("validation_*.png"))) == 15
+    assert len(list(out.glob("validation_*.png"))) == 16  # 15 trials and the fracture figure
+    with (out / "validation_fractures.csv").open(newline="") as handle:
+        fractures = list(csv.DictReader(handle))
+    assert [f["literature"] for f in fractures] == ["1.49", "0.99", "0.64"]
+    assert all(f["source"] and f["reproduced"] in ("yes", "no") for f in fractures)
+    assert "fractures: anastrozole / tamoxifen" in result.output
     page = (out / "validation.html").read_text(encoding="utf-8")
     assert "validation_atac.png" in page and "not a medical device" in page
+    assert "<h2>Fracture outcomes</h2>" in page and "validation_fractures.png" in page
     # the calibration's provenance is a readable list and a table of its stages
     assert "targets sha256:" in page and "<td>A natural progression</td>" in page
     assert "{'" not in page  # no raw Python dict

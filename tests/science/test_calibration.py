@@ -45,6 +45,18 @@ def test_fit_quality_does_not_regress(report):
     assert head["high_weight_pass"] >= 34
 
 
+def test_fracture_outcomes_follow_the_literature(report):
+    """Issue 3 item 5, on the shipped fracture trial (1,000 women per arm): anastrozole has more
+    fractures than tamoxifen during treatment, within ATAC's 95 % CI (1.25-1.77), and the excess
+    falls after stopping; zoledronic acid lowers 5-year clinical fractures (literature 0.64)."""
+    during, after, zoledronic = report.fractures
+    assert 1.25 <= during.model <= 1.77 and during.passes
+    assert 1.0 <= after.model < during.model - 0.1 and after.passes
+    assert 0.64 <= zoledronic.model <= 0.80 and zoledronic.passes
+    assert zoledronic.literature == pytest.approx(3.8 / 5.9)
+    assert "log scale" in zoledronic.note
+
+
 def test_every_miss_has_a_recorded_reason(report):
     missing = [
         c.target.target_id for c in report.misses() if c.target.target_id not in report.miss_reasons

@@ -13,7 +13,11 @@ import matplotlib.pyplot as plt
 
 from bonecast import DISCLAIMER
 from bonecast.reports.plots import TITLES
-from bonecast.simulation.calibration.validation import TargetCheck, ValidationReport
+from bonecast.simulation.calibration.validation import (
+    FRACTURE_ARMS,
+    TargetCheck,
+    ValidationReport,
+)
 
 TABLE_COLUMNS = (
     "target_id",
@@ -139,6 +143,57 @@ def plot_trial_targets(report: ValidationReport, trial: str, path: Path) -> None
     plt.close(fig)
 
 
+FRACTURE_COLUMNS = ("outcome", "literature", "model", "rule", "reproduced", "source", "note")
+"""Columns of ``validation_fractures.csv``."""
+
+
+def write_fracture_table(report: ValidationReport, path: Path) -> None:
+    """One row per fracture check: literature vs model and whether the rule holds."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(FRACTURE_COLUMNS)
+        for f in report.fractures:
+            writer.writerow(
+                [
+                    f.outcome,
+                    f"{f.literature:.2f}",
+                    f"{f.model:.2f}",
+                    f.rule,
+                    "yes" if f.passes else "no",
+                    f.source,
+                    f.note,
+                ]
+            )
+
+
+def plot_fractures(report: ValidationReport, path: Path) -> None:
+    """Cumulative incidence (%) of each fracture quantity by arm over the fracture trial."""
+    result = report.fracture_result
+    quantities = result.spec.outputs.quantities
+    fig, axes = plt.subplots(
+        1, len(quantities), figsize=(5.0 * len(quantities), 4.2), squeeze=False
+    )
+    for ax, quantity in zip(axes.flat, quantities, strict=True):
+        for arm in FRACTURE_ARMS:
+            points = sorted(
+                (r.month, r.mean_pct_change)
+                for r in result.rows
+                if r.arm == arm and r.quantity == quantity and r.month_from == 0
+            )
+            months, incidence = zip(*[(0.0, 0.0), *points], strict=True)
+            ax.plot(months, incidence, lw=1.8, label=arm)
+        ax.axvline(60, color="0.5", lw=0.7, ls="--")
+        ax.set_title(TITLES.get(quantity, quantity))
+        ax.set_xlabel("month (treatment stops at 60)")
+        ax.set_ylabel("cumulative incidence, %")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"{result.spec.name}: simulated fracture incidence (mean over patients)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _summary(report: ValidationReport, check: TargetCheck) -> dict[str, object]:
     row, link = check.target.row, check.target.link
     ok = _passes(check)
@@ -175,6 +230,7 @@ def write_html(report: ValidationReport, path: Path, figures: dict[str, str], ta
         misses=[r for r in rows if not r["ok"]],
         rows=rows,
         figures=[{"title": report.results[t].spec.name, "file": f} for t, f in figures.items()],
+        fractures=report.fractures,
         disclaimer=DISCLAIMER,
     )
     path.write_text(page, encoding="utf-8")
@@ -190,6 +246,8 @@ def write_validation_report(report: ValidationReport, folder: str | Path) -> Pat
         name = f"validation_{trial}.png"
         plot_trial_targets(report, trial, folder / name)
         figures[trial] = name
+    write_fracture_table(report, folder / "validation_fractures.csv")
+    plot_fractures(report, folder / "validation_fractures.png")
     page = folder / "validation.html"
     write_html(report, page, figures, "validation_targets.csv")
     return page

@@ -5,10 +5,15 @@ and the *all-target rule* when it is within max(CI half-width, 1.5 pp) (issue 3 
 marker rows (changes of tens of percent) use five times those floors, and direction-only rows
 pass when the simulated change has the reported sign. The model value is the statistic the
 target reports (mean or median) over the trial's virtual population.
+
+Fracture outcomes (issue 3 item 5) are checked on their own trial (``fracture_outcomes.yaml``
+in the same folder) against the direction and size the literature gives: see
+:func:`fracture_checks`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -47,14 +52,93 @@ class TargetCheck:
         return abs(self.difference_pp) <= self.target.tolerance_pp(high_weight_rule)
 
 
+FRACTURE_TRIAL = "fracture_outcomes"
+"""Spec of the fracture checks, in the calibration trials folder."""
+FRACTURE_ARMS = ("anastrozole", "tamoxifen", "anastrozole + zoledronic acid")
+"""The arms :func:`fracture_checks` compares (names in the spec)."""
+
+
+@dataclass(frozen=True)
+class FractureCheck:
+    """One fracture outcome of the model against the literature (issue 3 item 5)."""
+
+    outcome: str
+    literature: float
+    source: str
+    model: float
+    rule: str  # what the model must reproduce, in words
+    passes: bool
+    note: str = ""
+
+
+def fracture_checks(result: TrialResult) -> list[FractureCheck]:
+    """ATAC's anastrozole vs tamoxifen fracture rates during and after treatment, and adjuvant
+    zoledronic acid's 5-year reduction, from the clinical-fracture rows of ``result``.
+
+    Hazard ratios are ratios of the arms' cumulative hazards, -ln(1 - incidence), over the
+    interval; the zoledronic-acid ratio is that of the 5-year cumulative incidences.
+    """
+    incidence = {
+        (r.arm, r.month_from, r.month): r.mean_pct_change
+        for r in result.rows
+        if r.quantity == "clinical_fracture"
+    }
+    anastrozole, tamoxifen, zoledronic = FRACTURE_ARMS
+
+    def hazard_ratio(month_from: float, month_to: float) -> float:
+        def hazard(arm: str) -> float:
+            return -math.log1p(-incidence[(arm, month_from, month_to)] / 100.0)
+
+        return hazard(anastrozole) / hazard(tamoxifen)
+
+    during, after = hazard_ratio(0.0, 60.0), hazard_ratio(60.0, 84.0)
+    za = incidence[(zoledronic, 0.0, 60.0)] / incidence[(anastrozole, 0.0, 60.0)]
+    za_literature = 3.8 / 5.9
+    return [
+        FractureCheck(
+            "anastrozole / tamoxifen, clinical fractures, years 0-5 (hazard ratio)",
+            1.49,
+            "ATAC: 1.49 (95 % CI 1.25-1.77) over 5 years of treatment (Eastell 2006 J Bone "
+            "Miner Res 21:1215)",
+            during,
+            "higher on anastrozole, within the 95 % CI",
+            1.25 <= during <= 1.77,
+        ),
+        FractureCheck(
+            "anastrozole / tamoxifen, clinical fractures, years 5-7 after stopping (hazard ratio)",
+            0.99,
+            "AI vs tamoxifen 1.33 during treatment, 0.99 after (Tseng 2018 Ther Adv "
+            "Musculoskelet Dis 10:71, clinical.md 4.3)",
+            after,
+            "falls after stopping (below the ratio during treatment)",
+            after < during,
+            "the model keeps the hip BMD lost on anastrozole after it stops (the hip does not "
+            "recover, IBIS-II I11), so the ratio falls but stays above 1",
+        ),
+        FractureCheck(
+            "anastrozole + zoledronic acid / anastrozole, 5-year clinical-fracture incidence",
+            za_literature,
+            "adjuvant zoledronic acid: 5-year fracture incidence about 5.9 % -> 3.8 % (issue 3)",
+            za,
+            "lower with zoledronic acid",
+            za < 1.0,
+            f"{math.log(za) / math.log(za_literature):.0%} of the literature's reduction on the "
+            "log scale: zoledronic acid acts only through BMD in the model",
+        ),
+    ]
+
+
 @dataclass(frozen=True)
 class ValidationReport:
-    """All target checks, the trial results behind them and the reasons recorded for misses."""
+    """All target checks, the trial results behind them, the reasons recorded for misses and
+    the fracture checks (with the trial they ran on)."""
 
     checks: list[TargetCheck]
     results: dict[str, TrialResult]
     parameter_set: ParameterSet
     miss_reasons: dict[str, str]
+    fractures: list[FractureCheck]
+    fracture_result: TrialResult
 
     @property
     def high_weight(self) -> list[TargetCheck]:
@@ -99,14 +183,28 @@ def validate(
     external: tuple[str, ...] = (),
     progress: Callable[[int], None] | None = None,
 ) -> ValidationReport:
-    """Run the calibration trials with ``parameter_set`` and check every target."""
-    specs = load_trial_specs(trials_folder, sorted(targets.by_trial()))
+    """Run the calibration trials with ``parameter_set`` and check every target and the
+    fracture outcomes."""
+    specs = load_trial_specs(trials_folder, validation_trials(targets))
     results = run_trials(specs, parameter_set, n_per_arm, progress)
+    fracture_result = results.pop(FRACTURE_TRIAL)
     model = population_predictions(targets.targets, results)
     checks = [
         TargetCheck(t, model[t.target_id], t.target_id not in external) for t in targets.targets
     ]
-    return ValidationReport(checks, results, parameter_set, miss_reasons())
+    return ValidationReport(
+        checks,
+        results,
+        parameter_set,
+        miss_reasons(),
+        fracture_checks(fracture_result),
+        fracture_result,
+    )
+
+
+def validation_trials(targets: TargetSet) -> list[str]:
+    """Names of the specs a validation runs: every target's trial and the fracture checks'."""
+    return [*sorted(targets.by_trial()), FRACTURE_TRIAL]
 
 
 def patient_days(specs: Mapping[str, TrialSpec], n_per_arm: int | None = None) -> int:
