@@ -157,6 +157,23 @@ class Setup:
         """Patients ``start .. stop-1`` of the population (the same rows at every N)."""
         return sample_population(self.spec, self.parameter_set, self.seed, start, stop)
 
+    def simulate(
+        self,
+        population: VirtualPopulation,
+        progress: Callable[[int], None] | None,
+        engine: Literal["numba", "numpy"] = "numpy",
+    ) -> SimulationResult:
+        """``simulate`` of :data:`TREATMENTS` on ``population`` over the shared horizon."""
+        return simulate(
+            population,
+            TREATMENTS,
+            self.horizon,
+            seed=self.seed,
+            record_days=self.days,
+            progress=progress,
+            engine=engine,
+        )
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -347,14 +364,10 @@ def run_engine(
         for start in range(0, n, chunk):
             population = setup.patients(start, min(n, start + chunk))
             began = time.perf_counter()
-            result = simulate(
+            result = setup.simulate(
                 population,
-                TREATMENTS,
-                setup.horizon,
-                seed=setup.seed,
-                record_days=setup.days,
-                progress=None if runs else _advance(progress, task, population.n),
-                engine=ENGINES[method],
+                None if runs else _advance(progress, task, population.n),
+                ENGINES[method],
             )
             seconds += time.perf_counter() - began
         runs.append(seconds)
@@ -385,14 +398,7 @@ def traced_peak_bytes(setup: Setup, population: VirtualPopulation, progress: Pro
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
-        simulate(
-            population,
-            TREATMENTS,
-            setup.horizon,
-            seed=setup.seed,
-            record_days=setup.days,
-            progress=_advance(progress, task),
-        )
+        setup.simulate(population, _advance(progress, task))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

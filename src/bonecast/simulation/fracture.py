@@ -273,8 +273,7 @@ def fracture_incidence(
     middle = 0.5 * (months[1:] + months[:-1])
     years = (middle * DAYS_PER_MONTH / 365.25)[:, None]
     t_middle = 0.5 * (t_scores[:, 1:] + t_scores[:, :-1])
-    ratio = bmd_ratio / bmd_ratio[:, :1]
-    change_middle = 100.0 * (0.5 * (ratio[:, 1:] + ratio[:, :-1]) - 1.0)
+    change_middle = 100.0 * (0.5 * (bmd_ratio[:, 1:] + bmd_ratio[:, :-1]) - 1.0)
     hazards = model.hazards_per_year(
         age0_years[None, :], years, t_scores[:, 0], t_middle, change_middle, on_ai[1:, None]
     )
