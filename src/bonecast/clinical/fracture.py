@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bonecast.clinical._data import SourcedNumber, Verification, read_data
 from bonecast.clinical.patient import DAYS_PER_YEAR, Ethnicity, FraxResult, Patient
-from bonecast.clinical.scores import round_half_away
+from bonecast.clinical.scores import as_written, round_half_away
 from bonecast.simulation import DrugClass
 
 Outcome = Literal["major_osteoporotic", "hip"]
@@ -321,7 +321,7 @@ def frax_glucocorticoid_pct(
 
 def frax_discordance_factor(t_femoral_neck: float, t_lumbar_spine: float) -> float:
     """Leslie 2011 multiplier of the FRAX MOF probability: 1 + 0.1 x round(T_FN - T_LS)."""
-    offset = round_half_away(t_femoral_neck - t_lumbar_spine)
+    offset = round_half_away(as_written(t_femoral_neck) - as_written(t_lumbar_spine))
     return 1.0 + fracture_data().discordance_adjustment.fraction_per_unit * offset
 
 

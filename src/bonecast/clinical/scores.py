@@ -15,8 +15,12 @@ Reference data (with sources and UNVERIFIED flags) are in ``data/scores.yaml``.
   neighbour by more than 1.0, is left out; at least two vertebrae must remain. When vertebrae are
   left out, the spine T-score and BMD are the means over the remaining vertebrae (our
   approximation of the scanner's re-analysis, flagged in the notes).
-* Scores are rounded half away from zero to one decimal for classification when
-  ``classify_on_rounded`` is set (the default, as reports are read).
+* Scores are computed and rounded in decimal arithmetic on the numbers as written (the BMD as
+  entered, the reference mean and SD as published): a femoral neck of 0.672 g/cm2 on a Hologic
+  scanner is (0.672 - 0.858) / 0.120 = -1.55 exactly, shown and classified as -1.6. Rounding is
+  half away from zero to one decimal, and the rounded score is used for classification when
+  ``classify_on_rounded`` is set (the default, as reports are read), so the number shown and the
+  number the rules use are the same.
 """
 
 from __future__ import annotations
@@ -132,15 +136,29 @@ def score_data() -> ScoreData:
     return ScoreData.model_validate(read_data("scores.yaml"))
 
 
-def round_half_away(value: float, digits: int = 0) -> float:
+def as_written(value: float | Decimal) -> Decimal:
+    """The decimal number a float was written as (``0.672``, not its binary neighbour)."""
+    return value if isinstance(value, Decimal) else Decimal(repr(value))
+
+
+def round_half_away(value: float | Decimal, digits: int = 0) -> float:
     """Round half away from zero (not Python's banker's rounding), on the decimal value shown."""
     quantum = Decimal(1).scaleb(-digits)
-    return float(Decimal(repr(value)).quantize(quantum, rounding=ROUND_HALF_UP))
+    return float(as_written(value).quantize(quantum, rounding=ROUND_HALF_UP))
+
+
+def exact_t_score(bmd_g_cm2: float, reference: YoungAdultReference) -> Decimal:
+    """``(BMD - young-adult mean) / young-adult SD`` in decimal arithmetic (clinical.md 2.1).
+
+    Exact whenever the quotient terminates (every rounding tie does), else to 28 digits.
+    """
+    mean, sd = as_written(reference.mean_g_cm2), as_written(reference.sd_g_cm2)
+    return (as_written(bmd_g_cm2) - mean) / sd
 
 
 def t_score(bmd_g_cm2: float, reference: YoungAdultReference) -> float:
-    """``(BMD - young-adult mean) / young-adult SD`` (clinical.md 2.1)."""
-    return (bmd_g_cm2 - reference.mean_g_cm2) / reference.sd_g_cm2
+    """``(BMD - young-adult mean) / young-adult SD`` (clinical.md 2.1), unrounded."""
+    return float(exact_t_score(bmd_g_cm2, reference))
 
 
 def standardised_bmd_mg_cm2(site: str, scanner: Scanner, bmd_g_cm2: float) -> float:
@@ -160,9 +178,9 @@ def convert_bmd_g_cm2(site: str, scanner: Scanner, bmd_g_cm2: float, to: Scanner
     )
 
 
-def classification_value(score: float) -> float:
-    """The score used for classification: one decimal when ``classify_on_rounded`` is set."""
-    return round_half_away(score, 1) if score_data().classify_on_rounded.value else score
+def classification_value(score: float | Decimal) -> float:
+    """The score shown and used for classification: one decimal when ``classify_on_rounded``."""
+    return round_half_away(score, 1) if score_data().classify_on_rounded.value else float(score)
 
 
 def who_category(lowest_t_score: float, fragility_fracture: bool) -> WhoCategory:
@@ -245,7 +263,7 @@ class SiteScore(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-def _computed_t(site: str, scanner: Scanner, bmd: float) -> tuple[float | None, str | None, str]:
+def _computed_t(site: str, scanner: Scanner, bmd: float) -> tuple[Decimal | None, str | None, str]:
     """A T-score computed from BMD, the reference population used, and a note."""
     reference = score_data().references[site].get(scanner)
     if reference is None:
@@ -262,13 +280,18 @@ def _computed_t(site: str, scanner: Scanner, bmd: float) -> tuple[float | None, 
     note = f"{site}: T-score computed against {reference.population} ({reference.verification})"
     if site == "lumbar_spine":
         note += "; prefer the T-score printed on the report (spine references are the maker's)"
-    return t_score(bmd, reference), reference.population, note
+    return exact_t_score(bmd, reference), reference.population, note
+
+
+def _decimal_mean(values: list[float]) -> Decimal:
+    """The mean of scores as written, in decimal arithmetic."""
+    return sum((as_written(v) for v in values), Decimal(0)) / len(values)
 
 
 def score_site(site: str, measurement: Measurement, scanner: Scanner) -> SiteScore:
     """Scores of one measured site (vertebral exclusion applied to the lumbar spine)."""
     bmd = measurement.bmd_g_cm2
-    t_value = measurement.t_score
+    t_value = None if measurement.t_score is None else as_written(measurement.t_score)
     z_value = measurement.z_score
     source: str | None = "reported" if t_value is not None else None
     notes: list[str] = []
@@ -284,7 +307,7 @@ def score_site(site: str, measurement: Measurement, scanner: Scanner) -> SiteSco
             source = None
             notes.append("lumbar spine not reportable: fewer than two valid vertebrae (ISCD)")
         elif excluded or t_value is None:
-            t_value = fmean(by_name[name].t_score for name in used)
+            t_value = _decimal_mean([by_name[name].t_score for name in used])
             bmds = [by_name[name].bmd_g_cm2 for name in used]
             bmd = fmean(b for b in bmds if b is not None) if None not in bmds else None
             z_value = None
@@ -300,7 +323,7 @@ def score_site(site: str, measurement: Measurement, scanner: Scanner) -> SiteSco
         site=site,
         bmd_g_cm2=bmd,
         t_score=None if t_value is None else classification_value(t_value),
-        t_score_unrounded=t_value,
+        t_score_unrounded=None if t_value is None else float(t_value),
         t_score_source=source,
         z_score=None if z_value is None else classification_value(z_value),
         sbmd_mg_cm2=None if bmd is None else standardised_bmd_mg_cm2(site, scanner, bmd),
