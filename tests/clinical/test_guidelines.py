@@ -509,3 +509,50 @@ def _broken(path: list[Any], value: Any) -> dict[str, Any]:
 def test_broken_rule_sets_are_refused(path: list[Any], value: Any, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         RuleSet.model_validate(_broken(path, value))
+
+
+# --- vignettes for the three points checked against the published texts (issue 15 item 7) ---
+
+
+def test_vignette_2017_zoledronic_acid_is_4_mg_every_6_months(run: Assess) -> None:
+    """Hadji 2017 Table 3: zoledronic acid 4 mg i.v. every 6 months, not yearly."""
+    result = run("aibl-2017", scans=with_t_scores(-2.3))
+    (zol,) = [a for a in result.recommendation.agents if a.drug == "zoledronic_acid"]
+    assert (zol.dose_mg, zol.route.value, zol.interval_days) == (4, "iv", 182)
+    setting = load_rule_set("aibl-2017").settings["zoledronic_acid_interval_days"]
+    assert "Table 3" in setting.source and setting.checked
+
+
+@pytest.mark.parametrize(
+    ("rule_set", "bmi_counted"),
+    [
+        ("aibl-2025", {19.5: True, 23.0: True, 24.5: False}),
+        ("aibl-2017", {19.5: True, 23.0: False}),
+    ],
+)
+def test_vignette_low_bmi_threshold_per_rule_set(
+    run: Assess, rule_set: str, bmi_counted: dict[float, bool]
+) -> None:
+    """T -1.7 and low BMI the only further risk factor: therapy exactly when BMI counts."""
+    height_m = 1.65
+    for bmi, counted in bmi_counted.items():
+        result = run(rule_set, scans=with_t_scores(-1.7), weight_kg=round(bmi * height_m**2, 1))
+        assert ("low_bmi" in result.risk_factors_present) is counted, bmi
+        assert result.recommendation.start_bone_protective_therapy is counted, bmi
+    checked = load_rule_set("aibl-2025").settings["bmi_rf_threshold"].checked
+    assert checked is not None and "could not be retrieved" in checked
+
+
+def test_vignette_2017_prior_vertebral_fracture_is_no_separate_risk_factor(run: Assess) -> None:
+    """Hadji 2017 lists a fragility fracture after 50, not a vertebral fracture as such."""
+    vertebral = run(
+        "aibl-2017", scans=with_t_scores(-1.7), risk_factors={"prior_vertebral_fracture": True}
+    )
+    assert vertebral.risk_factors_present == ["low_t_score"]
+    # ...but a vertebral fracture is treated through the general-osteoporosis overlay.
+    assert vertebral.recommendation.rule_id == "osteoporosis-fracture"
+    after_50 = run(
+        "aibl-2017", scans=with_t_scores(-1.7), risk_factors={"fragility_fracture_after_50": True}
+    )
+    assert after_50.risk_factors_present == ["low_t_score", "fragility_fracture_after_50"]
+    assert after_50.recommendation.rule_id == "aibl-t-plus-risk-factor"

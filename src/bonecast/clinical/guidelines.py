@@ -191,11 +191,16 @@ def _placeholders(template: str) -> list[str]:
 
 
 class Setting(Sourced):
-    """A named threshold or parameter of a rule set."""
+    """A named threshold or parameter of a rule set.
+
+    ``checked`` records a check against the published text: what was read (page, table or
+    figure), when, and what it said, or that the text could not be retrieved.
+    """
 
     value: float | bool
     unit: str
     description: str
+    checked: str | None = None
 
 
 class RiskFactorRule(Sourced):
