@@ -8,6 +8,7 @@ from api_samples import PATIENT, Headers
 from fastapi.testclient import TestClient
 
 from bonecast.registry import terminology as codes
+from bonecast.services import patient_from_fhir
 
 SERVICE = "/cds-services/aibl-bone-health"
 
@@ -78,18 +79,17 @@ def test_discovery_lists_the_patient_view_service(client: TestClient) -> None:
 def test_patient_view_recommends_therapy_with_a_warning(
     client: TestClient, clinician: Headers
 ) -> None:
-    patient_id = client.post("/api/v1/patients", json=PATIENT, headers=clinician).json()["id"]
+    client.post("/api/v1/patients", json=PATIENT, headers=clinician)
     response = client.post(SERVICE, json=_call([ANASTROZOLE]))
     assert response.status_code == 200, response.text
     recommendation, next_scan = response.json()["cards"]
     assert recommendation["indicator"] == "warning"
     assert recommendation["summary"].startswith("Bone-directed therapy indicated")
-    assert len(recommendation["summary"]) <= 140
+    assert len(recommendation["summary"]) < 140
     assert recommendation["source"]["label"].startswith("AIBL")
     assert "menopausal status not recorded" in recommendation["detail"]
-    [link] = recommendation["links"]
-    assert link["type"] == "absolute"
-    assert link["url"] == f"http://testserver/patients/{patient_id}"
+    # registered MRN, but no verified JWT: nothing from the registry
+    assert recommendation["links"] == []
     assert next_scan["summary"].startswith("Next DXA due ")
 
 
@@ -106,9 +106,45 @@ def test_denosumab_stop_without_follow_on_is_critical(client: TestClient) -> Non
     assert recommendation["links"] == []  # not registered: no page to open
 
 
-def test_patient_view_without_patient_prefetch_is_412(client: TestClient) -> None:
+def test_patient_view_without_prefetch_or_fhir_server_says_what_is_missing(
+    client: TestClient,
+) -> None:
     call = _call([]) | {"prefetch": {}}
-    assert client.post(SERVICE, json=call).status_code == 412
+    response = client.post(SERVICE, json=call)
+    assert response.status_code == 200, response.text
+    [card] = response.json()["cards"]
+    assert card["summary"].startswith("No bone-health advice: missing the patient record")
+    assert "no fhirServer to fetch it from" in card["detail"]
+
+
+def test_operation_outcome_prefetch_gives_a_missing_data_card(client: TestClient) -> None:
+    call = _call([ANASTROZOLE])
+    call["prefetch"]["dxa"] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout", "diagnostics": "DXA search timed out"}],
+    }
+    [card] = client.post(SERVICE, json=call).json()["cards"]
+    assert card["indicator"] == "warning" and len(card["summary"]) < 140
+    assert "DXA results" in card["summary"] and "Bone-directed" not in card["summary"]
+    assert "DXA search timed out" in card["detail"]
+
+
+def test_medication_dosage_is_kept_as_the_registry_import_keeps_it() -> None:
+    zol = _medication(
+        "77655",
+        "2025-04-01",
+        dosage=[
+            {
+                "route": {"coding": [{"system": codes.ROUTE_SYSTEM, "code": "iv"}]},
+                "doseAndRate": [{"doseQuantity": {"value": 4, "unit": "mg", "code": "mg"}}],
+                "timing": {"repeat": {"period": 6, "periodUnit": "mo"}},
+            }
+        ],
+    )
+    call = _call([ANASTROZOLE, zol])
+    patient, _notes = patient_from_fhir(call["prefetch"]["patient"], [zol])
+    (treatment,) = patient.treatments
+    assert (treatment.dose_mg, treatment.route, treatment.interval_days) == (4, "iv", 182.625)
 
 
 def test_unknown_service_is_404(client: TestClient) -> None:

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from bonecast import DISCLAIMER, __version__
 from bonecast.api import cds_hooks, rest
 from bonecast.api.auth import RegistryDep, TokenCache
+from bonecast.api.cds_settings import CdsCorsMiddleware, CdsSettings
 from bonecast.api.server_timing import ServerTimingMiddleware
 from bonecast.clinical import PatientError
 from bonecast.registry import (
@@ -79,8 +80,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PatientError, not_assessable)
 
 
-def create_app(database_url: str, *, forecast_years: int = 5) -> FastAPI:
+def create_app(
+    database_url: str, *, forecast_years: int = 5, cds: CdsSettings | None = None
+) -> FastAPI:
     """The bonecast web application on the registry at ``database_url``.
+
+    ``cds``: the CDS Hooks settings (default: from the ``BONECAST_CDS_*`` environment).
 
     ``forecast_years`` is the horizon of the forecast on the web pages and reports (0: none);
     with one, the compiled forecast engine is loaded in the background at start-up and a write
@@ -106,7 +111,9 @@ def create_app(database_url: str, *, forecast_years: int = 5) -> FastAPI:
     app.state.registry = registry
     app.state.token_cache = TokenCache()
     app.state.forecast_years = forecast_years
+    app.state.cds_settings = cds or CdsSettings.from_env()
     app.add_middleware(ServerTimingMiddleware)
+    app.add_middleware(CdsCorsMiddleware, settings=app.state.cds_settings)
     _add_error_handlers(app)
 
     @app.get("/health", tags=["health"], response_model=Health)

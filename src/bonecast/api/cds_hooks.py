@@ -1,13 +1,20 @@
 """CDS Hooks 1.0 (clinical.md 6.6): discovery and the ``patient-view`` service.
 
 ``GET /cds-services`` lists the service; ``POST /cds-services/{id}`` reads the prefetch (FHIR
-R4 Patient, DXA Observations, MedicationStatements; :mod:`bonecast.services.fhir_input`), runs
-the assessment and answers with cards: the recommendation (``critical`` when the
-denosumab-stop warning fires, ``warning`` when bone-directed therapy is indicated or a DXA is
-needed, ``info`` otherwise) and the next DXA. The recommendation card links to the patient's
-page when the registry knows her MRN. bonecast does not query the EHR's FHIR server: without
-the Patient in the prefetch the service answers 412. Like the EHR's CDS Hooks clients, the
-endpoints need no bearer token (put them behind the EHR's network controls).
+R4 Patient, DXA Observations, MedicationStatements with their dosage;
+:mod:`bonecast.services.fhir_input`), runs the assessment and answers with cards: the
+recommendation (``critical`` when the denosumab-stop warning fires, ``warning`` when
+bone-directed therapy is indicated or a DXA is needed, ``info`` otherwise) and the next DXA.
+
+* A prefetch entry that is missing or an ``OperationOutcome`` is fetched from ``fhirServer``
+  (:mod:`bonecast.api.cds_prefetch`); if it still cannot be had, the only card says which data
+  are missing: no recommendation is computed without them.
+* Card summaries are under 140 characters (the specification's limit), shortened at a word
+  boundary; the full text is in ``detail``.
+* CORS on every route, JWT verification optional (:mod:`bonecast.api.cds_settings`,
+  :mod:`bonecast.api.cds_auth`). The recommendation card links to the patient's registry page
+  only for a call whose JWT was verified for a trusted issuer; any other call gets advice from
+  its prefetch alone and nothing from the registry.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bonecast import DISCLAIMER
 from bonecast.api.auth import RegistryDep
+from bonecast.api.cds_auth import verified_ehr
+from bonecast.api.cds_prefetch import MISSING_LABELS, complete_prefetch
+from bonecast.api.cds_settings import CdsSettings
 from bonecast.clinical import Assessment, assess
 from bonecast.registry import Registry
 from bonecast.registry import terminology as codes
@@ -29,7 +39,8 @@ from bonecast.services.fhir_input import resources
 router = APIRouter(prefix="/cds-services", tags=["CDS Hooks"])
 
 SERVICE_ID = "aibl-bone-health"
-SUMMARY_MAX = 140
+SUMMARY_MAX = 139
+"""Longest card summary: the specification asks for fewer than 140 characters."""
 _PATIENT = "{{context.patientId}}"
 PREFETCH = {
     "patient": f"Patient/{_PATIENT}",
@@ -118,8 +129,22 @@ SERVICE = Service(
 )
 
 
-def _summary(text: str) -> str:
-    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
+def shorten(text: str, limit: int = SUMMARY_MAX) -> str:
+    """``text`` if it fits in ``limit`` characters, else cut at a word boundary with '…'."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if not text[limit - 1].isspace() and " " in cut:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:-") + "…"
+
+
+def _card(summary: str, detail: str, **fields: Any) -> Card:
+    """A card whose summary fits; a shortened summary is given in full at the top of the detail."""
+    short = shorten(summary)
+    if short != summary and summary not in detail:
+        detail = f"**{summary}**\n\n{detail}"
+    return Card(summary=short, detail=detail, **fields)
 
 
 def _indicator(result: Assessment) -> Indicator:
@@ -158,20 +183,38 @@ def _cards(result: Assessment, notes: list[str], link: Link | None) -> list[Card
     source = Source(label=result.guideline.title)
     due = recommendation.next_dxa
     return [
-        Card(
-            summary=_summary(f"{_DECISIONS[recommendation.decision]}: {recommendation.rule}"),
-            detail=_detail(result, notes),
+        _card(
+            f"{_DECISIONS[recommendation.decision]}: {recommendation.rule}",
+            _detail(result, notes),
             indicator=_indicator(result),
             source=source,
             links=[link] if link else [],
         ),
-        Card(
-            summary=_summary(f"Next DXA due {due.due}" + (" (overdue)" if due.overdue else "")),
-            detail=due.reason,
+        _card(
+            f"Next DXA due {due.due}" + (" (overdue)" if due.overdue else ""),
+            due.reason,
             indicator="warning" if due.overdue else "info",
             source=source,
         ),
     ]
+
+
+def missing_data_card(missing: dict[str, str]) -> Card:
+    """The only card when data the assessment needs could not be had: no advice without it."""
+    names = [MISSING_LABELS.get(key, key) for key in missing]
+    detail = [
+        "bonecast gives no bone-health advice without these data:",
+        "",
+        *(f"- {MISSING_LABELS.get(key, key)}: {why}" for key, why in missing.items()),
+        "",
+        f"*{DISCLAIMER}*",
+    ]
+    return _card(
+        f"No bone-health advice: missing {', '.join(names)}",
+        "\n".join(detail),
+        indicator="warning",
+        source=Source(label="bonecast"),
+    )
 
 
 @router.get("")
@@ -195,6 +238,11 @@ def _patient_link(registry: Registry, patient: dict[str, Any], base: str) -> Lin
     return Link(label="Open the patient in bonecast", url=f"{base}/patients/{record.id}")
 
 
+def _settings(request: Request) -> CdsSettings:
+    settings: CdsSettings = request.app.state.cds_settings
+    return settings
+
+
 @router.post("/{service_id}", response_model_exclude_none=True)
 def patient_view(
     registry: RegistryDep, request: Request, service_id: str, call: CdsRequest
@@ -206,14 +254,17 @@ def patient_view(
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, f"{service_id} answers {SERVICE.hook}, not {call.hook}"
         )
-    prefetch = call.prefetch or {}
+    ehr = verified_ehr(request, _settings(request))
+    prefetch, missing = complete_prefetch(PREFETCH, call.model_dump())
+    if missing:
+        return CdsResponse(cards=[missing_data_card(missing)])
     patients = resources(prefetch.get("patient"))
     others = [r for key in PREFETCH if key != "patient" for r in resources(prefetch.get(key))]
     try:
         patient, notes = patient_from_fhir(patients[0] if patients else None, others)
     except PrefetchError as error:
-        raise HTTPException(status.HTTP_412_PRECONDITION_FAILED, str(error)) from None
-    base = str(request.base_url).rstrip("/")
-    return CdsResponse(
-        cards=_cards(assess(patient), notes, _patient_link(registry, patients[0], base))
-    )
+        return CdsResponse(cards=[missing_data_card({"patient": str(error)})])
+    link = None
+    if ehr is not None:  # registry data only for a verified EHR of a trusted issuer
+        link = _patient_link(registry, patients[0], str(request.base_url).rstrip("/"))
+    return CdsResponse(cards=_cards(assess(patient), notes, link))

@@ -40,6 +40,7 @@ from pydantic import ValidationError
 from bonecast.clinical.patient import lab_tests
 from bonecast.registry import terminology as codes
 from bonecast.registry.errors import ConflictError, FieldProblem, RegistryError, field_problems
+from bonecast.registry.fhir_decoding import medication_dosage, medication_drug
 from bonecast.registry.importing import ImportReport, PlannedWrite, Refs, run_import
 from bonecast.registry.repository import Registry, RegistrySession
 from bonecast.registry.schemas import (
@@ -53,13 +54,10 @@ from bonecast.registry.schemas import (
     TreatmentIn,
     TreatmentRecord,
 )
-from bonecast.simulation import DRUGS
 
 FORMAT = "fhir-r4-bundle"
 _NAMESPACE = uuid.UUID("0b7f3d2e-5a1c-4e8b-9f6d-3c2a1b0e9d8c")
 _VERTEBRA_FIELDS = ("bmd_g_cm2", "t_score", "excluded")
-_PERIOD_DAYS = {"d": 1.0, "wk": 7.0, "mo": 30.4375, "a": 365.25}
-"""Days per UCUM time unit of ``Timing.repeat.periodUnit`` (month and year: Julian averages)."""
 _LAB_FIELDS = {
     "sample_date": "effectiveDateTime",
     "marker": "code",
@@ -684,29 +682,11 @@ class _Importer:
         resource = entry.resource
         plan = PlannedWrite(entry.label, "treatment", problems=self._subject_problems(entry))
         self.planned.append(plan)
-        dosage = (resource.get("dosage") or [{}])[0]
-        route = dosage.get("route") or {}
-        route_codes = {c.get("code") for c in route.get("coding", [])} | {route.get("text")}
-        dose, dose_unit = _quantity_value((dosage.get("doseAndRate") or [{}])[0], "doseQuantity")
-        if dose is not None and dose_unit != "mg":
-            plan.problems.append(_problem("dosage.doseQuantity", "unit must be mg"))
-        repeat = (dosage.get("timing") or {}).get("repeat") or {}
-        interval = None
-        if repeat.get("period") is not None:
-            factor = _PERIOD_DAYS.get(repeat.get("periodUnit", "d"))
-            if factor is None:
-                plan.problems.append(
-                    _problem(
-                        "dosage.timing", f"periodUnit must be one of {', '.join(_PERIOD_DAYS)}"
-                    )
-                )
-            else:
-                interval = repeat["period"] * factor / repeat.get("frequency", 1)
+        dosage, problems = medication_dosage(resource)
+        plan.problems += [_problem(field, message) for field, message in problems]
         data = {
-            "drug": _drug(entry),
-            "dose_mg": dose,
-            "route": next((c for c in ("oral", "iv", "sc") if c in route_codes), None),
-            "interval_days": interval,
+            "drug": medication_drug(resource),
+            **dosage,
             "start_date": entry.effective_date(),
             "stop_date": (resource.get("effectivePeriod") or {}).get("end"),
             "planned_stop_date": entry.extension("planned-stop-date"),
@@ -724,21 +704,6 @@ class _Importer:
             plan.write = lambda session, refs: (
                 session.add_treatment(_patient_id(refs), treatment).id
             )
-
-
-def _drug(entry: _Entry) -> str | None:
-    """The catalogue drug a medication names: bonecast code, RxNorm, SNOMED CT or its name."""
-    by_rxnorm = {rxcui: drug for drug, rxcui in codes.RXNORM_INGREDIENTS.items()}
-    concept = entry.resource.get("medicationCodeableConcept") or {}
-    for system, code in entry.codings("medicationCodeableConcept"):
-        if system == codes.DRUG_SYSTEM:
-            return code
-        if system == codes.RXNORM and code in by_rxnorm:
-            return by_rxnorm[code]
-        if system == codes.SNOMED and code in codes.SNOMED_SUBSTANCES:
-            return codes.SNOMED_SUBSTANCES[code]
-    text = str(concept.get("text") or "").strip().lower().replace(" ", "_")
-    return text if text in DRUGS else (text or None)
 
 
 def _patient_id(refs: Refs) -> int:

@@ -25,14 +25,10 @@ from typing import Any
 from bonecast.clinical import Patient, parse_patient
 from bonecast.clinical.patient import DAYS_PER_YEAR
 from bonecast.registry import terminology as codes
+from bonecast.registry.fhir_decoding import codings, medication_dosage, medication_drug
 from bonecast.simulation import DRUGS, DrugClass
 
 Resource = Mapping[str, Any]
-_DRUG_BY_CODE: dict[tuple[str, str], str] = {
-    **{(codes.RXNORM, rxcui): drug for drug, rxcui in codes.RXNORM_INGREDIENTS.items()},
-    **{(codes.SNOMED, sctid): drug for sctid, drug in codes.SNOMED_SUBSTANCES.items()},
-    **{(codes.DRUG_SYSTEM, drug): drug for drug in DRUGS},
-}
 _BODY = {codes.BODY_WEIGHT_LOINC: "weight_kg", codes.BODY_HEIGHT_LOINC: "height_cm"}
 
 
@@ -51,11 +47,6 @@ def resources(value: Any) -> list[dict[str, Any]]:
             if isinstance(entry, Mapping) and isinstance(entry.get("resource"), Mapping)
         ]
     return [dict(value)]
-
-
-def _codings(resource: Resource, key: str) -> list[tuple[str, str]]:
-    concept = resource.get(key) or {}
-    return [(str(c.get("system", "")), str(c.get("code", ""))) for c in concept.get("coding", [])]
 
 
 def _extension(resource: Resource, name: str) -> Any:
@@ -84,7 +75,7 @@ class _Reader:
         self.treatments: list[dict[str, Any]] = []
 
     def observation(self, resource: Resource) -> None:
-        for system, code in _codings(resource, "code"):
+        for system, code in codings(resource, "code"):
             if system != codes.LOINC:
                 continue
             value = (resource.get("valueQuantity") or {}).get("value")
@@ -120,15 +111,7 @@ class _Reader:
         return "hologic"
 
     def medication(self, resource: Resource) -> None:
-        concept = resource.get("medicationCodeableConcept") or {}
-        drug = next(
-            (
-                _DRUG_BY_CODE[c]
-                for c in _codings(resource, "medicationCodeableConcept")
-                if c in _DRUG_BY_CODE
-            ),
-            str(concept.get("text") or "").strip().lower().replace(" ", "_"),
-        )
+        drug = medication_drug(resource)
         period = resource.get("effectivePeriod") or {}
         start = _day(period.get("start") or resource.get("effectiveDateTime"))
         start = start or _day(resource.get("authoredOn"))
@@ -137,12 +120,17 @@ class _Reader:
                 f"{_label(resource)}: not a catalogue drug with a start date; left out"
             )
             return
+        dosage, problems = medication_dosage(resource)
+        self.notes += [
+            f"{_label(resource)}: {field}: {message}; left out" for field, message in problems
+        ]
         treatment = {
             "drug": drug,
             "start_date": start,
             "stop_date": _day(period.get("end")),
             "planned_stop_date": _day(_extension(resource, "planned-stop-date")),
             "last_dose_date": _day(_extension(resource, "last-dose-date")),
+            **dosage,
         }
         self.treatments.append({k: v for k, v in treatment.items() if v is not None})
 
