@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bonecast import DISCLAIMER
 from bonecast.clinical import (
     DEFAULT_RULE_SET,
+    Patient,
     PatientError,
     PrecisionError,
     assess,
@@ -443,6 +444,21 @@ class OutputFormat(StrEnum):
     JSON = "json"
 
 
+def _fhir_patient(path: Path) -> tuple[Patient, list[str]]:
+    """The clinical input of a FHIR Bundle file, with the decoder's notes."""
+    from bonecast.services import PrefetchError
+    from bonecast.services.fhir_input import patient_from_bundle
+
+    try:
+        bundle = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise _fail(f"{path}: not a readable JSON file ({error})") from None
+    try:
+        return patient_from_bundle(bundle)
+    except PrefetchError as error:
+        raise _fail(f"{path}: {error}") from None
+
+
 @app.command("assess")
 def assess_patient(
     patient: Annotated[Path, typer.Argument(help="Patient file (JSON; see the README).")],
@@ -466,16 +482,30 @@ def assess_patient(
             help="Personal BMD forecast horizon: 5-10 years under three plans (0: none).",
         ),
     ] = 5,
+    fhir: Annotated[
+        bool,
+        typer.Option(
+            "--fhir",
+            help="The patient file is a FHIR R4 Bundle (Patient, DXA Observations, "
+            "MedicationStatements), e.g. from bonecast export.",
+        ),
+    ] = False,
 ) -> None:
     """Assess one patient: scores, real change, fracture risk and the guideline recommendation."""
     if guideline not in rule_set_names():
         accepted = ", ".join(rule_set_names())
         raise _fail(f"--guideline: unknown rule set {guideline!r}; accepted: {accepted}")
+    notes: list[str] = []
     try:
-        record = load_patient(patient)
+        if fhir:
+            record, notes = _fhir_patient(patient)
+        else:
+            record = load_patient(patient)
         study = None if precision is None else load_precision_study(precision)
     except (PatientError, PrecisionError) as error:
         raise _fail(str(error)) from None
+    for note in notes:
+        errors.print(f"FHIR input: {note}", highlight=False)
     if forecast_years and not 5 <= forecast_years <= 10:
         raise _fail(f"--forecast-years: {forecast_years} is outside 5-10 (or 0 for none)")
     result = assess(record, guideline, lsc_table(study), forecast_years=forecast_years)

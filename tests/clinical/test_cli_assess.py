@@ -326,3 +326,51 @@ def test_unknown_format_is_a_usage_error(tmp_path: Path) -> None:
         app, ["assess", str(_write(tmp_path, patient_dict())), "--format", "xml"]
     )
     assert result.exit_code == 2 and result.stdout == ""
+
+
+def test_assess_a_fhir_bundle(tmp_path: Path) -> None:
+    """`bonecast assess --fhir` uses the registry's FHIR decoder; FN 0.672 gives -1.6."""
+    from bonecast.registry import terminology as codes
+
+    def observation(code: tuple[str, str], value: float, unit: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": code[0], "code": code[1]}]},
+            "effectiveDateTime": "2025-05-20",
+            "device": {"reference": "Device/dxa"},
+            "valueQuantity": {"value": value, "unit": unit, "system": codes.UCUM, "code": unit},
+            **extra,
+        }
+
+    neck_site = {"coding": [{"system": codes.SNOMED, "code": codes.FEMORAL_NECK_SNOMED}]}
+    resources = [
+        {"resourceType": "Patient", "id": "p", "gender": "female", "birthDate": "1963-01-01"},
+        {"resourceType": "Device", "id": "dxa", "manufacturer": "Hologic"},
+        observation((codes.LOINC, "38267-1"), 0.0, "{T-score}"),
+        observation(
+            (codes.DXA_SYSTEM, "femoral_neck_bmd_g_cm2"), 0.672, "g/cm2", bodySite=neck_site
+        ),
+        {
+            "resourceType": "MedicationStatement",
+            "status": "active",
+            "medicationCodeableConcept": {"coding": [{"system": codes.RXNORM, "code": "84857"}]},
+            "effectivePeriod": {"start": "2025-06-01"},
+        },
+    ]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": r} for r in resources],
+    }
+    path = _write(tmp_path, bundle)
+    result = _json([str(path), "--fhir", "--forecast-years", "0"])
+    assert result["t_scores"]["femoral_neck"] == -1.6
+    assert result["lowest_t_score"] == -1.6
+    text = runner.invoke(app, ["assess", str(path), "--fhir", "--forecast-years", "0"])
+    assert text.exit_code == 0 and "Lowest T-score: -1.6" in text.stdout
+    assert "menopausal status not recorded" in text.stderr
+    not_one = runner.invoke(
+        app, ["assess", str(_write(tmp_path, {"resourceType": "Bundle"})), "--fhir"]
+    )
+    assert not_one.exit_code == 2 and "one Patient" in not_one.stderr

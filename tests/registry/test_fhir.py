@@ -90,8 +90,6 @@ def test_export_is_a_valid_bundle_with_loinc_and_rxnorm_codes(
         "85394-5",
         "38261-4",
         "38264-8",
-        "24701-5",
-        "38263-0",
         "83311-1",
         "41171-0",
         "98979-8",
@@ -100,6 +98,17 @@ def test_export_is_a_valid_bundle_with_loinc_and_rxnorm_codes(
     ):
         assert (codes.LOINC, loinc) in observed
     assert (codes.LOINC, "17861-6") not in observed  # a mass term; this calcium is in mmol/L
+    # the femoral neck is never under the generic "DXA Femur" terms, and says where it is
+    assert not observed & {(codes.LOINC, c) for c in codes.LEGACY_FEMUR_LOINC.values()}
+    sites = {
+        (coding["system"], coding["code"]): o["bodySite"]["text"]
+        for o in resources(bundle, "Observation")
+        for coding in o.get("bodySite", {}).get("coding", [])
+    }
+    assert sites == {
+        (codes.SNOMED, codes.FEMORAL_NECK_SNOMED): "femoral neck",
+        (codes.SNOMED, codes.TOTAL_HIP_SNOMED): "total hip",
+    }
     drugs = set().union(
         *(codings(m, "medicationCodeableConcept") for m in resources(bundle, "MedicationStatement"))
     )

@@ -171,7 +171,7 @@ def _detail(result: Assessment, notes: list[str]) -> str:
         f"v{result.guideline.version} ({recommendation.source}).",
         "",
         *(f"- {advice.severity}: {advice.text}" for advice in recommendation.advice),
-        *(f"- note: {note}" for note in notes),
+        *(f"- note: {note}" for note in [*result.warnings, *notes]),
         "",
         f"*{DISCLAIMER}*",
     ]

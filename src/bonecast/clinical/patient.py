@@ -61,7 +61,11 @@ class _Strict(BaseModel):
 
 
 class Measurement(_Strict):
-    """One DXA site: BMD (g/cm2), and the T- and Z-scores printed on the report, if any."""
+    """One DXA site: BMD (g/cm2), and the T- and Z-scores printed on the report, if any.
+
+    The one site schema of bonecast (the registry's scan sites are this model too). A site with
+    only a Z-score is kept and shown, but takes no part in T-score decisions (a note says so).
+    """
 
     bmd_g_cm2: Bmd | None = None
     t_score: Score | None = None
@@ -69,8 +73,9 @@ class Measurement(_Strict):
 
     @model_validator(mode="after")
     def _something_measured(self) -> Measurement:
-        if self.bmd_g_cm2 is None and self.t_score is None and not self._has_vertebrae():
-            raise ValueError("give bmd_g_cm2, t_score or both")
+        given = (self.bmd_g_cm2, self.t_score, self.z_score)
+        if all(value is None for value in given) and not self._has_vertebrae():
+            raise ValueError("give bmd_g_cm2, t_score or z_score")
         return self
 
     def _has_vertebrae(self) -> bool:

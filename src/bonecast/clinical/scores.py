@@ -319,6 +319,10 @@ def score_site(site: str, measurement: Measurement, scanner: Scanner) -> SiteSco
     if t_value is None and bmd is not None:
         t_value, source, note = _computed_t(site, scanner, bmd)
         notes.append(note)
+    if t_value is None and bmd is None and z_value is not None:
+        notes.append(
+            f"{site}: Z-score only (no BMD or T-score); shown, not used for T-score decisions"
+        )
     return SiteScore(
         site=site,
         bmd_g_cm2=bmd,

@@ -40,7 +40,7 @@ from pydantic import ValidationError
 from bonecast.clinical.patient import lab_tests
 from bonecast.registry import terminology as codes
 from bonecast.registry.errors import ConflictError, FieldProblem, RegistryError, field_problems
-from bonecast.registry.fhir_decoding import medication_dosage, medication_drug
+from bonecast.registry.fhir_decoding import dxa_site_measure, medication_dosage, medication_drug
 from bonecast.registry.importing import ImportReport, PlannedWrite, Refs, run_import
 from bonecast.registry.repository import Registry, RegistrySession
 from bonecast.registry.schemas import (
@@ -191,16 +191,20 @@ class _Exporter:
                 if value is None:
                     continue
                 ucum = codes.MEASURE_UNITS[measure]
+                loinc = codes.DXA_LOINC.get((site, measure))
+                body_site: dict[str, Any] = {"text": site.replace("_", " ")}
+                if site in codes.BODY_SITE_SNOMED:
+                    body_site["coding"] = [_coding(codes.SNOMED, codes.BODY_SITE_SNOMED[site])]
                 members.append(
                     self.observation(
                         f"scan/{scan.id}/{site}/{measure}",
                         subject,
                         [
-                            _coding(codes.LOINC, codes.DXA_LOINC[site, measure]),
+                            *([_coding(codes.LOINC, loinc)] if loinc else []),
                             _coding(codes.DXA_SYSTEM, f"{site}_{measure}"),
                         ],
                         f"{site.replace('_', ' ')} {_MEASURE_TEXT[measure]}",
-                        bodySite={"text": site.replace("_", " ")},
+                        bodySite=body_site,
                         valueQuantity=_quantity(value, ucum.strip("{}"), ucum),
                         **common,
                     )
@@ -597,10 +601,8 @@ class _Importer:
         self, entry: _Entry, sites: dict[str, dict[str, Any]], extras: dict[str, Any]
     ) -> list[FieldProblem]:
         problems = []
-        for system, code in entry.codings():
-            key = codes.DXA_BY_LOINC.get(code) if system == codes.LOINC else None
-            if key is None:
-                continue
+        key = dxa_site_measure(entry.resource)
+        if key is not None:
             site, measure = key
             value, unit = _quantity_value(entry.resource)
             unit_problem = _dxa_unit_problem(measure, unit)
@@ -612,7 +614,6 @@ class _Importer:
                 problems.append(_problem("code", f"a second {site} {measure} on this date"))
             else:
                 sites[site][measure] = value
-            break
         for component in entry.resource.get("component", []):
             for coding in component.get("code", {}).get("coding", []):
                 if coding.get("system") != codes.DXA_SYSTEM:

@@ -1,9 +1,10 @@
-"""Decoding of FHIR R4 medication resources, shared by every FHIR reader in bonecast.
+"""Decoding of FHIR R4 DXA Observations and medication resources, shared by every FHIR reader.
 
 The registry's Bundle import (:mod:`bonecast.registry.fhir`), the CDS Hooks prefetch and
-``bonecast assess --fhir`` (:mod:`bonecast.services.fhir_input`) read a MedicationStatement (or
-MedicationRequest) with these functions, so the drug, dose, route and interval mean the same
-everywhere. Codes are those of :mod:`bonecast.registry.terminology`.
+``bonecast assess --fhir`` (:mod:`bonecast.services.fhir_input`) read the DXA site and measure
+of an Observation and the drug, dose, route and interval of a MedicationStatement (or
+MedicationRequest) with these functions, so they mean the same everywhere. Codes are those of
+:mod:`bonecast.registry.terminology`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bonecast.registry import terminology as codes
-from bonecast.simulation import DRUGS
+from bonecast.simulation import DRUGS, SITES
 
 PERIOD_DAYS = {"d": 1.0, "wk": 7.0, "mo": 30.4375, "a": 365.25}
 """Days per UCUM time unit of ``Timing.repeat.periodUnit`` (month and year: Julian averages)."""
@@ -25,6 +26,34 @@ def codings(resource: Resource, key: str) -> list[tuple[str, str]]:
     """(system, code) pairs of a CodeableConcept element of a resource."""
     concept = resource.get(key) or {}
     return [(str(c.get("system", "")), str(c.get("code", ""))) for c in concept.get("coding", [])]
+
+
+_DXA_CODES = {f"{site}_{measure}": (site, measure) for site in SITES for measure in codes.MEASURES}
+"""bonecast's own DXA codes (``femoral_neck_t_score``) and the (site, measure) they name."""
+
+
+def dxa_site_measure(resource: Resource) -> tuple[str, str] | None:
+    """The (site, measure) of a DXA Observation, or ``None`` when it is not one.
+
+    bonecast's own code wins; else the LOINC term. A "Femur" LOINC term (bonecast's exports
+    before 2026-12, and many EHRs) is the femoral neck unless the SNOMED CT body site says
+    total hip; a femoral-neck body site makes any hip or femur term the femoral neck.
+    """
+    found = codings(resource, "code")
+    own = next((_DXA_CODES[c] for s, c in found if s == codes.DXA_SYSTEM and c in _DXA_CODES), None)
+    if own is not None:
+        return own
+    by_loinc = codes.DXA_BY_LOINC
+    loinc = [by_loinc[c] for s, c in found if s == codes.LOINC and c in by_loinc]
+    key = loinc[0] if loinc else None
+    if key is None or key[0] == "lumbar_spine":
+        return key
+    body = {c for s, c in codings(resource, "bodySite") if s == codes.SNOMED}
+    if codes.FEMORAL_NECK_SNOMED in body:
+        return "femoral_neck", key[1]
+    if codes.TOTAL_HIP_SNOMED in body:
+        return "total_hip", key[1]
+    return key
 
 
 def medication_drug(resource: Resource) -> str | None:

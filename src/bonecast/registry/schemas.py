@@ -38,7 +38,15 @@ from pydantic import (
     model_validator,
 )
 
-from bonecast.clinical.patient import Bmd, Ethnicity, RiskFactors, Scanner, Score, lab_tests
+from bonecast.clinical.patient import (
+    Bmd,
+    Ethnicity,
+    Measurement,
+    RiskFactors,
+    Scanner,
+    Score,
+    lab_tests,
+)
 from bonecast.registry.errors import InvalidInputError
 from bonecast.registry.models import AuditAction, Role
 from bonecast.simulation import DRUGS, SITES, Route
@@ -117,18 +125,11 @@ class PatientIn(_Input):
         return value
 
 
-class SiteValues(_Input):
-    """One DXA site: BMD (g/cm2) and the T- and Z-scores printed on the report."""
+class SiteValues(Measurement):
+    """One DXA site as the registry stores it: the clinical site schema, read from forms and
+    files (numbers given as text are accepted)."""
 
-    bmd_g_cm2: Bmd | None = None
-    t_score: Score | None = None
-    z_score: Score | None = None
-
-    @model_validator(mode="after")
-    def _something(self) -> SiteValues:
-        if self.bmd_g_cm2 is None and self.t_score is None and self.z_score is None:
-            raise ValueError("give bmd_g_cm2, t_score or z_score")
-        return self
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
 class VertebraValues(_Input):

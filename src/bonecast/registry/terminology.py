@@ -45,12 +45,39 @@ DXA_LOINC: dict[tuple[str, str], str] = {
     ("total_hip", "bmd_g_cm2"): "38261-4",
     ("total_hip", "t_score"): "38264-8",
     ("total_hip", "z_score"): "80933-5",
+}
+"""LOINC of each (site, measure) written on export (clinical.md 6.1 [V]; LOINC pages: 24966-4
+"DXA Lumbar spine [Mass/Area] Bone density", 38267-1 "DXA Lumbar spine [T-score] Bone density",
+38264-8 "DXA Hip [T-score] Bone density", system Lower extremity>Hip).
+
+The femoral neck has no LOINC term of its own that could be found: LOINC's DXA terms name the
+"Femur" (24701-5 "Femur DXA Bone density", 38263-0 "DXA Femur [T-score] Bone density", system
+Lower extremity>Femur; 80934-3 its Z-score), which an EHR cannot tell from the total hip. So the
+femoral neck is exported with bonecast's own DXA code and the SNOMED CT body site
+:data:`FEMORAL_NECK_SNOMED`, never under the generic Femur codes (checked 2026-12-07 on
+findacode.com's LOINC pages for 38263-0 and 38267-1 and HL7's Observation-example-bmd; a
+femoral-neck LOINC term, if LOINC adds one, belongs here)."""
+
+LEGACY_FEMUR_LOINC: dict[tuple[str, str], str] = {
     ("femoral_neck", "bmd_g_cm2"): "24701-5",
     ("femoral_neck", "t_score"): "38263-0",
     ("femoral_neck", "z_score"): "80934-3",
 }
-"""LOINC of each (site, measure) written on export (clinical.md 6.1 [V]). LOINC has no total hip
-vs femoral neck axis; bonecast's convention is total hip -> "Hip", femoral neck -> "Femur"."""
+"""The generic "DXA Femur" LOINC terms, which bonecast exported for the femoral neck before
+2026-12: read on import as the femoral neck (unless the body site says total hip), no longer
+written."""
+
+FEMORAL_NECK_SNOMED = "29627003"
+"""SNOMED CT 29627003 |Structure of neck of femur (body structure)|: ``Observation.bodySite``
+of femoral-neck results."""
+TOTAL_HIP_SNOMED = "24136001"
+"""SNOMED CT 24136001 |Hip joint structure (body structure)|: ``Observation.bodySite`` of
+total-hip results."""
+BODY_SITE_SNOMED: dict[str, str] = {
+    "femoral_neck": FEMORAL_NECK_SNOMED,
+    "total_hip": TOTAL_HIP_SNOMED,
+}
+"""SNOMED CT body site written per DXA site (the spine's LOINC terms name it already)."""
 
 DXA_LOINC_SIDED: dict[str, tuple[str, str]] = {
     "46278-8": ("total_hip", "bmd_g_cm2"),
@@ -70,8 +97,10 @@ DXA_LOINC_SIDED: dict[str, tuple[str, str]] = {
 
 DXA_BY_LOINC: dict[str, tuple[str, str]] = {
     **{code: key for key, code in DXA_LOINC.items()},
+    **{code: key for key, code in LEGACY_FEMUR_LOINC.items()},
     **DXA_LOINC_SIDED,
 }
+"""Every LOINC read on import: the current, the legacy Femur and the left/right terms."""
 
 DXA_PANEL_LOINC = "83311-1"
 """DXA Bone density quantitative measurement panel (clinical.md 6.1 [V]): one per exported scan,

@@ -25,7 +25,12 @@ from typing import Any
 from bonecast.clinical import Patient, parse_patient
 from bonecast.clinical.patient import DAYS_PER_YEAR
 from bonecast.registry import terminology as codes
-from bonecast.registry.fhir_decoding import codings, medication_dosage, medication_drug
+from bonecast.registry.fhir_decoding import (
+    codings,
+    dxa_site_measure,
+    medication_dosage,
+    medication_drug,
+)
 from bonecast.simulation import DRUGS, DrugClass
 
 Resource = Mapping[str, Any]
@@ -33,7 +38,7 @@ _BODY = {codes.BODY_WEIGHT_LOINC: "weight_kg", codes.BODY_HEIGHT_LOINC: "height_
 
 
 class PrefetchError(ValueError):
-    """Data the assessment needs is missing from the prefetch (CDS Hooks answers 412)."""
+    """Data the assessment needs are missing (CDS Hooks answers with a missing-data card)."""
 
 
 def resources(value: Any) -> list[dict[str, Any]]:
@@ -75,17 +80,15 @@ class _Reader:
         self.treatments: list[dict[str, Any]] = []
 
     def observation(self, resource: Resource) -> None:
-        for system, code in codings(resource, "code"):
-            if system != codes.LOINC:
-                continue
-            value = (resource.get("valueQuantity") or {}).get("value")
-            if code in _BODY and value is not None:
-                self.body[_BODY[code]] = value
-            elif code in codes.DXA_BY_LOINC:
-                self._dxa(resource, *codes.DXA_BY_LOINC[code], value)
-            else:
-                continue
+        value = (resource.get("valueQuantity") or {}).get("value")
+        key = dxa_site_measure(resource)
+        if key is not None:
+            self._dxa(resource, *key, value)
             return
+        for system, code in codings(resource, "code"):
+            if system == codes.LOINC and code in _BODY and value is not None:
+                self.body[_BODY[code]] = value
+                return
 
     def _dxa(self, resource: Resource, site: str, measure: str, value: Any) -> None:
         day = _day(resource.get("effectiveDateTime"))
@@ -179,3 +182,15 @@ def patient_from_fhir(
         **reader.body,
     }
     return parse_patient(data, _label(patient)), reader.notes
+
+
+def patient_from_bundle(
+    bundle: Mapping[str, Any], as_of: date | None = None
+) -> tuple[Patient, list[str]]:
+    """The clinical input of a FHIR Bundle holding one Patient and her resources (for example
+    a bonecast export), with notes; :class:`PrefetchError` without exactly one Patient."""
+    found = resources(bundle)
+    patients = [r for r in found if r.get("resourceType") == "Patient"]
+    if len(patients) != 1:
+        raise PrefetchError(f"the Bundle must hold one Patient, not {len(patients)}")
+    return patient_from_fhir(patients[0], [r for r in found if r is not patients[0]], as_of)
