@@ -226,7 +226,7 @@ BAD_INPUT = {
     ),
     "site without a value": (
         _edit([*SCAN, "total_hip"], {}),
-        "scans[0].total_hip: give bmd_g_cm2, t_score or both",
+        "scans[0].total_hip: give bmd_g_cm2, t_score or z_score",
     ),
     "scan without a site": (
         patient_dict(scans=[{"date": "2025-12-01", "scanner": "hologic"}]),
