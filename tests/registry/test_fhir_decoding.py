@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bonecast.registry import terminology as codes
-from bonecast.registry.fhir_decoding import dxa_site_measure, medication_dosage
+from bonecast.registry.fhir_decoding import dxa_site_measure, dxa_unit_problem, medication_dosage
 
 
 def _observation(*coding: tuple[str, str], body_site: str | None = None) -> dict[str, Any]:
@@ -80,3 +80,26 @@ def test_dosage_in_days_and_mg_with_problems_named() -> None:
     values, problems = medication_dosage(bad)
     assert values == {"dose_mg": None, "route": None, "interval_days": None}
     assert [field for field, _ in problems] == ["dosage.doseQuantity", "dosage.timing"]
+
+
+def test_units_are_checked_alike_by_the_registry_and_the_prefetch_reader() -> None:
+    from bonecast.services import patient_from_fhir
+
+    def bmd(unit: str) -> dict[str, Any]:
+        resource = _observation((codes.LOINC, "24966-4"))
+        return resource | {
+            "id": unit,
+            "effectiveDateTime": "2025-03-02",
+            "valueQuantity": {"value": 950, "code": unit},
+        }
+
+    assert dxa_unit_problem("bmd_g_cm2", "mg/cm2") == (
+        "unit 'mg/cm2' does not fit the code; expected g/cm2"
+    )
+    assert dxa_unit_problem("t_score", None) is None
+    woman = {"resourceType": "Patient", "gender": "female", "birthDate": "1958-05-01"}
+    patient, notes = patient_from_fhir(woman, [bmd("mg/cm2")])
+    assert patient.scans == []
+    assert (
+        "Observation/mg/cm2: unit 'mg/cm2' does not fit the code; expected g/cm2; left out" in notes
+    )

@@ -40,7 +40,12 @@ from pydantic import ValidationError
 from bonecast.clinical.patient import lab_tests
 from bonecast.registry import terminology as codes
 from bonecast.registry.errors import ConflictError, FieldProblem, RegistryError, field_problems
-from bonecast.registry.fhir_decoding import dxa_site_measure, medication_dosage, medication_drug
+from bonecast.registry.fhir_decoding import (
+    dxa_site_measure,
+    dxa_unit_problem,
+    medication_dosage,
+    medication_drug,
+)
 from bonecast.registry.importing import ImportReport, PlannedWrite, Refs, run_import
 from bonecast.registry.repository import Registry, RegistrySession
 from bonecast.registry.schemas import (
@@ -419,15 +424,6 @@ def _quantity_value(
     return quantity.get("value"), quantity.get("code") or quantity.get("unit")
 
 
-def _dxa_unit_problem(measure: str, unit: str | None) -> str | None:
-    expected = codes.MEASURE_UNITS[measure]
-    if unit is None:
-        return None if measure != "bmd_g_cm2" else "a unit (g/cm2) is required"
-    if unit.lower() in (expected.lower(), expected.strip("{}").lower()) or unit == "g/cm²":
-        return None
-    return f"unit {unit!r} does not fit the code; expected {expected}"
-
-
 class _Importer:
     """Plans the writes of one Bundle (see :mod:`bonecast.registry.importing`)."""
 
@@ -605,7 +601,7 @@ class _Importer:
         if key is not None:
             site, measure = key
             value, unit = _quantity_value(entry.resource)
-            unit_problem = _dxa_unit_problem(measure, unit)
+            unit_problem = dxa_unit_problem(measure, unit)
             if unit_problem:
                 problems.append(_problem("valueQuantity", unit_problem))
             elif value is None:

@@ -56,6 +56,19 @@ def dxa_site_measure(resource: Resource) -> tuple[str, str] | None:
     return key
 
 
+def dxa_unit_problem(measure: str, unit: str | None) -> str | None:
+    """Why a DXA value's unit (UCUM code, else unit text) does not fit its measure, or ``None``.
+
+    A BMD needs g/cm2; a score's unit may be left out.
+    """
+    expected = codes.MEASURE_UNITS[measure]
+    if unit is None:
+        return None if measure != "bmd_g_cm2" else "a unit (g/cm2) is required"
+    if unit.lower() in (expected.lower(), expected.strip("{}").lower()) or unit == "g/cm²":
+        return None
+    return f"unit {unit!r} does not fit the code; expected {expected}"
+
+
 def medication_drug(resource: Resource) -> str | None:
     """The catalogue drug a medication names: bonecast code, RxNorm, SNOMED CT or its name.
 

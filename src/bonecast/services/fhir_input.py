@@ -28,6 +28,7 @@ from bonecast.registry import terminology as codes
 from bonecast.registry.fhir_decoding import (
     codings,
     dxa_site_measure,
+    dxa_unit_problem,
     medication_dosage,
     medication_drug,
 )
@@ -94,6 +95,11 @@ class _Reader:
         day = _day(resource.get("effectiveDateTime"))
         if day is None or value is None:
             self.notes.append(f"{_label(resource)}: no date or value; left out")
+            return
+        quantity = resource.get("valueQuantity") or {}
+        problem = dxa_unit_problem(measure, quantity.get("code") or quantity.get("unit"))
+        if problem:
+            self.notes.append(f"{_label(resource)}: {problem}; left out")
             return
         scan = self.scans[day]
         if measure in scan.setdefault(site, {}):
