@@ -146,6 +146,27 @@ def test_unfetchable_data_give_a_missing_data_card_not_advice(
     assert "search failed" in card["detail"] and "answered 500" in card["detail"]
 
 
+def test_fhir_server_allow_list_guards_unverified_calls(
+    tmp_path: Path, ehr: tuple[StubEhr, str]
+) -> None:
+    """With BONECAST_CDS_FHIR_SERVERS set, an unverified call cannot make bonecast fetch from
+    another server (no request leaves); a verified EHR's server is used."""
+    stub, ehr_url = ehr
+    app = _bonecast(tmp_path, ehr_url, fhir_servers=("https://fhir.hospital.example/",))
+    with serving(app) as url:
+        audience = f"{url}{SERVICE}"
+        call = _call(KNOWN_MRN, dxa=OUTCOME) | {"fhirServer": f"{ehr_url}/fhir"}
+        stub.authorizations.clear()
+        [card] = httpx.post(audience, json=call).json()["cards"]
+        assert card["summary"] == "No bone-health advice: missing the DXA results"
+        assert "not one this service may fetch from" in card["detail"]
+        assert stub.authorizations == []
+        valid = {"Authorization": f"Bearer {stub.token(audience)}"}
+        cards = httpx.post(audience, json=call, headers=valid).json()["cards"]
+        assert cards[0]["summary"].startswith("Bone-directed therapy indicated")
+        assert len(stub.authorizations) == 1
+
+
 def test_registry_link_only_for_a_verified_trusted_ehr(
     bonecast: tuple[str, Registry], ehr: tuple[StubEhr, str]
 ) -> None:
@@ -200,14 +221,19 @@ def test_settings_from_the_environment() -> None:
             "BONECAST_CDS_ALLOWED_ORIGINS": "https://a.example, https://b.example",
             "BONECAST_CDS_TRUSTED_ISSUERS": '{"https://ehr.example.org": "https://ehr.example.org/jwks"}',
             "BONECAST_CDS_REQUIRE_JWT": "true",
+            "BONECAST_CDS_FHIR_SERVERS": "https://fhir.a.example/, https://fhir.b.example/",
         }
     )
+    assert settings.fhir_servers == ("https://fhir.a.example/", "https://fhir.b.example/")
+    assert settings.may_fetch("https://fhir.b.example/r4", verified=False)
+    assert not settings.may_fetch("http://169.254.169.254/", verified=False)
+    assert settings.may_fetch("http://169.254.169.254/", verified=True)
     assert settings.allowed_origins == ("https://a.example", "https://b.example")
     assert settings.trusted_issuers == {"https://ehr.example.org": "https://ehr.example.org/jwks"}
     assert settings.require_jwt
     default = CdsSettings.from_env({})
     assert default.allowed_origins == ("*",) and not default.trusted_issuers
-    assert not default.require_jwt
+    assert not default.require_jwt and default.fhir_servers == ("*",)
     with pytest.raises(ValueError, match="BONECAST_CDS_TRUSTED_ISSUERS"):
         CdsSettings.from_env({"BONECAST_CDS_TRUSTED_ISSUERS": "not json"})
 

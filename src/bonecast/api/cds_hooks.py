@@ -254,8 +254,11 @@ def patient_view(
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, f"{service_id} answers {SERVICE.hook}, not {call.hook}"
         )
-    ehr = verified_ehr(request, _settings(request))
-    prefetch, missing = complete_prefetch(PREFETCH, call.model_dump())
+    settings = _settings(request)
+    ehr = verified_ehr(request, settings)
+    prefetch, missing = complete_prefetch(
+        PREFETCH, call.model_dump(), lambda server: settings.may_fetch(server, ehr is not None)
+    )
     if missing:
         return CdsResponse(cards=[missing_data_card(missing)])
     patients = resources(prefetch.get("patient"))

@@ -8,7 +8,7 @@ be had is returned as missing, with the reason, so that no advice is computed wi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -61,13 +61,18 @@ def _fetch(
 
 
 def complete_prefetch(
-    templates: Mapping[str, str], call: Mapping[str, Any]
+    templates: Mapping[str, str], call: Mapping[str, Any], may_fetch: Callable[[str], bool]
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """(prefetch, missing): the call's prefetch with unusable entries fetched from its FHIR
-    server, and the keys still missing with the reason."""
+    server (when ``may_fetch(server)``), and the keys still missing with the reason."""
     prefetch = dict(call.get("prefetch") or {})
     patient_id = str((call.get("context") or {}).get("patientId") or "")
     server = call.get("fhirServer")
+    if isinstance(server, str) and server and not may_fetch(server):
+        server = None
+        refused = "; its fhirServer is not one this service may fetch from"
+    else:
+        refused = "; no fhirServer to fetch it from"
     authorization = call.get("fhirAuthorization") or {}
     headers = {"Accept": "application/fhir+json"}
     if isinstance(authorization, Mapping) and authorization.get("access_token"):
@@ -85,6 +90,6 @@ def complete_prefetch(
                 else:
                     todo[key] = f"{todo[key]}; fetching it: {why}"
     elif todo:
-        todo = {key: f"{why}; no fhirServer to fetch it from" for key, why in todo.items()}
+        todo = {key: f"{why}{refused}" for key, why in todo.items()}
     missing.update(todo)
     return prefetch, missing

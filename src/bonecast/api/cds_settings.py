@@ -10,6 +10,10 @@ Read from the environment when the application is created (``create_app(cds=...)
   default: verification is off.
 * ``BONECAST_CDS_REQUIRE_JWT``: ``1``/``true`` refuses calls without a verified JWT (401).
   Off by default.
+* ``BONECAST_CDS_FHIR_SERVERS``: comma-separated URL prefixes of the FHIR servers an unverified
+  call may make bonecast fetch missing prefetch data from (default ``*``: any, as the public
+  sandbox needs). Set it in production: otherwise anyone who can reach the service can make it
+  send GET requests to any address it can reach. A verified call's ``fhirServer`` is always used.
 
 Whatever the settings, a call without a verified JWT from a trusted issuer gets advice computed
 from its prefetch only, and nothing from the registry (no link, no record, no difference between
@@ -42,6 +46,9 @@ class CdsSettings(BaseModel):
         default_factory=dict, description="issuer -> JWKS URL of its signing keys"
     )
     require_jwt: bool = False
+    fhir_servers: tuple[str, ...] = Field(
+        default=("*",), description="URL prefixes an unverified call's fhirServer must match"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CdsSettings:
@@ -62,8 +69,17 @@ class CdsSettings(BaseModel):
                 "trusted_issuers": trusted,
                 "require_jwt": env.get("BONECAST_CDS_REQUIRE_JWT", "").lower()
                 in ("1", "true", "yes"),
+                "fhir_servers": tuple(
+                    p.strip()
+                    for p in env.get("BONECAST_CDS_FHIR_SERVERS", "*").split(",")
+                    if p.strip()
+                ),
             }
         )
+
+    def may_fetch(self, server: str, verified: bool) -> bool:
+        """Whether bonecast may fetch prefetch data from ``server`` for this call."""
+        return verified or any(p == "*" or server.startswith(p) for p in self.fhir_servers)
 
     def allows(self, origin: str) -> bool:
         """Whether a browser at ``origin`` may call the service."""
