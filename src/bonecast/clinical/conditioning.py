@@ -1,0 +1,212 @@
+"""Conditioning the virtual twins of a forecast on every measurement of the patient (issue 15).
+
+Each twin ``i`` (a draw of between-patient variability and of the calibrated parameters) gives,
+from the start of the simulation, the *relative* course ``m_i(t)`` of everything she has
+measured: BMD at each DXA site (relative to its value at the start) and osteoclast and osteoblast
+activity (relative to baseline; the model's CTX and P1NP proxies, :mod:`bonecast.simulation.model`).
+Her measurement ``j`` is modelled as
+
+    log y_j = b_g + log m_i(t_j) + e_j,    e_j ~ N(0, s_j^2),
+
+with one unknown *level* ``b_g`` per calibration group ``g`` (a DXA site on one scanner, a marker
+on one assay) and the measurement error ``s_j`` of that measurement (DXA: the precision error,
+LSC / 2.77, from the facility's precision study when there is one; markers: their LSC / 2.77;
+Gluer et al., Osteoporos Int 1995;5:262-70).
+
+Why this choice. The level carries what the model does not know about her absolute BMD (or her
+marker concentration on that assay); the twins carry her rates. With a flat prior the level of
+each twin has a Gaussian posterior in closed form (the Kalman update of a constant state, i.e. a
+precision-weighted mean of her log-measurements minus the twin's log-course), with variance
+``1 / sum_j s_j^-2``: every scan narrows it, and the twin's course passes through her
+measurements within measurement error. Integrating the level out leaves a twin likelihood that
+depends only on how well the twin reproduces her *changes* (the weighted residuals around the
+fitted level), so no twin is spent on matching her absolute BMD and the importance weights stay
+well spread; a scan on another maker or serial only informs the changes it shares a group with,
+as clinical comparisons between scanners are not valid (ISCD). With a single measurement per
+group all twins are equally likely and the forecast is her latest scan carried forward by the
+twins. When the weights matter (two or more measurements in a group) the forecast draws its
+twins from a larger pool, simulated over her history only, by systematic resampling (sampling
+importance resampling): this keeps the effective number of twins behind the band near the
+forecast's size at a cost of the history of the pool.
+
+Bands are for a *scan*: the 5-95 % range of what a DXA on that date would read (her unknown
+level, her unknown rates and the scan's own precision error), so a measurement can be compared
+with the band directly and the band just after her latest scan is about the precision error wide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+from scipy.special import ndtr
+
+from bonecast.clinical.markers import marker_data
+from bonecast.clinical.patient import Lab, Scan
+from bonecast.clinical.precision import Lsc, precision_data
+from bonecast.clinical.scores import SiteScore
+from bonecast.simulation import SITES
+from bonecast.simulation.model import Array, IdArray
+
+MARKER_STATES: dict[str, str] = {
+    "ctx": "osteoclasts",
+    "ntx": "osteoclasts",
+    "p1np": "osteoblasts",
+    "balp": "osteoblasts",
+}
+"""Model state each bone turnover marker follows (bonecast.simulation.model: active osteoclasts
+are the resorption-marker proxy, active osteoblasts the formation-marker proxy)."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One measurement the twins are conditioned on."""
+
+    date: date
+    quantity: str  # a DXA site of SITES, or a model state of MARKER_STATES
+    name: str  # the site, or the lab test
+    value: float  # g/cm2, or the marker in its canonical unit
+    sd_log: float  # measurement error on the log scale (a relative SD)
+    group: Hashable  # calibration group: one unknown level per group
+
+
+def _scanner_keys(scans: Sequence[Scan]) -> dict[date, tuple[str, str | None]]:
+    """(maker, serial) of each scan; a scan without a serial takes the latest serial of its
+    maker (scans are compared when either serial is missing, as in clinical.precision)."""
+    latest_serial: dict[str, str] = {}
+    for scan in scans:
+        if scan.scanner_id:
+            latest_serial[scan.scanner] = scan.scanner_id
+    return {
+        scan.date: (scan.scanner, scan.scanner_id or latest_serial.get(scan.scanner))
+        for scan in scans
+    }
+
+
+def bmd_observations(
+    scans: Sequence[Scan],
+    scores: Sequence[Mapping[str, SiteScore]],
+    lsc: Mapping[str, Lsc],
+    start: date,
+) -> list[Observation]:
+    """Every BMD of every scan on or after ``start``; the group is (site, maker, serial,
+    vertebrae used when some were excluded)."""
+    factor = precision_data().lsc_factor.value
+    keys = _scanner_keys(scans)
+    found = []
+    for scan, by_site in zip(scans, scores, strict=True):
+        if scan.date < start:
+            continue
+        for site, score in by_site.items():
+            bmd = score.bmd_g_cm2
+            if site not in SITES or bmd is None:
+                continue
+            precision = lsc[site]
+            sd_log = (
+                precision.lsc_g_cm2 / factor / bmd
+                if precision.lsc_g_cm2 is not None
+                else precision.lsc_pct / factor / 100.0
+            )
+            vertebrae = tuple(score.vertebrae_used or ()) if score.vertebrae_excluded else ()
+            group = (site, *keys[scan.date], vertebrae)
+            found.append(Observation(scan.date, site, site, bmd, sd_log, group))
+    return found
+
+
+def marker_observations(labs: Sequence[Lab], start: date) -> list[Observation]:
+    """Every turnover-marker value on or after ``start``; the group is (marker, assay)."""
+    lsc = marker_data().lsc_pct
+    factor = precision_data().lsc_factor.value
+    return [
+        Observation(
+            lab.date,
+            MARKER_STATES[lab.test],
+            lab.test,
+            lab.canonical_value,
+            lsc[lab.test].value / factor / 100.0,
+            (lab.test, lab.assay),
+        )
+        for lab in sorted(labs, key=lambda lab: lab.date)
+        if lab.test in MARKER_STATES and lab.date >= start
+    ]
+
+
+def informative(observations: Sequence[Observation]) -> list[Observation]:
+    """The observations in groups of two or more (only those tell twins apart)."""
+    counts: dict[Hashable, int] = {}
+    for obs in observations:
+        counts[obs.group] = counts.get(obs.group, 0) + 1
+    return [obs for obs in observations if counts[obs.group] >= 2]
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The Gaussian posterior of each twin's level per group, and each twin's log-likelihood."""
+
+    mean: dict[Hashable, Array]  # (N,) posterior mean of log level per twin
+    variance: dict[Hashable, float]  # posterior variance (the same for every twin)
+    log_likelihood: Array  # (N,) up to a constant shared by all twins
+
+
+def fit_levels(observations: Sequence[Observation], modelled: Array) -> Levels:
+    """Kalman (precision-weighted) update of the level of every group for every twin.
+
+    ``modelled[j, i]`` is twin ``i``'s relative course at observation ``j`` (positive).
+    """
+    n = modelled.shape[1]
+    residual = np.log([obs.value for obs in observations])[:, None] - np.log(modelled)
+    precision = np.array([obs.sd_log**-2 for obs in observations])
+    log_likelihood = np.zeros(n)
+    mean: dict[Hashable, Array] = {}
+    variance: dict[Hashable, float] = {}
+    for group in dict.fromkeys(obs.group for obs in observations):
+        rows = [j for j, obs in enumerate(observations) if obs.group == group]
+        w = precision[rows]
+        level = w @ residual[rows] / w.sum()
+        mean[group] = level
+        variance[group] = float(1.0 / w.sum())
+        log_likelihood -= 0.5 * (w @ (residual[rows] - level) ** 2)
+    return Levels(mean, variance, log_likelihood)
+
+
+def normalised_weights(log_likelihood: Array) -> tuple[Array, float]:
+    """Importance weights summing to 1 and their effective sample size (Kish)."""
+    weights = np.exp(log_likelihood - log_likelihood.max())
+    weights /= weights.sum()
+    return weights, float(1.0 / np.sum(weights**2))
+
+
+def systematic_resample(weights: Array, n: int, seed: int) -> IdArray:
+    """``n`` indices drawn in proportion to ``weights`` (systematic resampling, sorted)."""
+    u = (np.random.default_rng(seed).random() + np.arange(n)) / n
+    cumulative = np.cumsum(weights)
+    cumulative[-1] = 1.0
+    return np.asarray(np.searchsorted(cumulative, u), dtype=np.int64)
+
+
+def mixture_quantiles(
+    mu: Array, sd: Array, qs: Sequence[float], weights: Array | None = None
+) -> Array:
+    """Quantiles ``qs`` of mixtures of log-normals, (len(qs), K).
+
+    Mixture ``k`` has components ``exp(N(mu[k, i], sd[k]^2))`` with ``weights[i]`` (summing to
+    1; equal by default); solved by bisection on the log
+    scale, from a bracket of 3 SD beyond the extreme components (it holds the quantiles 0.0014 to
+    0.9986) to a 2^-24 fraction of it (below 1e-7 relative for bands of realistic width).
+    """
+    scale = np.asarray(sd, dtype=float)[:, None]
+    low = np.min(mu, axis=1) - 3.0 * scale[:, 0]
+    high = np.max(mu, axis=1) + 3.0 * scale[:, 0]
+    share = np.full(mu.shape[1], 1.0 / mu.shape[1]) if weights is None else weights
+    out = []
+    for q in qs:
+        lo, hi = low.copy(), high.copy()
+        for _ in range(24):
+            mid = 0.5 * (lo + hi)
+            below = ndtr((mid[:, None] - mu) / scale) @ share < q
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+        out.append(np.exp(0.5 * (lo + hi)))
+    return np.stack(out)
