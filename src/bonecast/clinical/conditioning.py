@@ -36,6 +36,8 @@ with the band directly and the band just after her latest scan is about the prec
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -44,7 +46,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from bonecast.clinical.markers import marker_data
-from bonecast.clinical.patient import Lab, Scan
+from bonecast.clinical.patient import DAYS_PER_YEAR, Lab, Scan
 from bonecast.clinical.precision import Lsc, precision_data
 from bonecast.clinical.scores import SiteScore
 from bonecast.simulation import SITES
@@ -60,6 +62,21 @@ MARKER_STATES: dict[str, str] = {
 are the resorption-marker proxy, active osteoblasts the formation-marker proxy)."""
 
 
+INDIVIDUAL_DRIFT_PCT: dict[str, float] = {
+    "lumbar_spine": 1.5,
+    "total_hip": 1.5,
+    "femoral_neck": 1.5,
+}
+"""SD of her own deviation from the twins' course after one year (% of BMD; a random walk, so
+sqrt(years) x this after several). Derived, UNVERIFIED: the between-woman SD of the 2-year
+lumbar-spine change on anastrozole is about 3-4 % (ARIBON placebo arm, Lester et al., Clin
+Cancer Res 2008;14:6336-42: range -16.0 to +4.3 %; IBIS-II bone substudy year 5 to 7
+confidence interval, Sestak et al., Br J Cancer 2021;124:1373-8); from its lower end (3 %),
+less the measurement error of two trial scans (1.0 % each) and the spread of the calibrated twins' own 2-year change
+(1.6 % for a woman of 62 on anastrozole), a random walk of 1.5 % per sqrt(year) remains. The
+hips are assumed to follow the spine (no published spread found)."""
+
+
 @dataclass(frozen=True)
 class Observation:
     """One measurement the twins are conditioned on."""
@@ -70,6 +87,7 @@ class Observation:
     value: float  # g/cm2, or the marker in its canonical unit
     sd_log: float  # measurement error on the log scale (a relative SD)
     group: Hashable  # calibration group: one unknown level per group
+    drift_per_day: float = 0.0  # random-walk variance of her deviation from the twin, per day
 
 
 def _scanner_keys(scans: Sequence[Scan]) -> dict[date, tuple[str, str | None]]:
@@ -111,7 +129,8 @@ def bmd_observations(
             )
             vertebrae = tuple(score.vertebrae_used or ()) if score.vertebrae_excluded else ()
             group = (site, *keys[scan.date], vertebrae)
-            found.append(Observation(scan.date, site, site, bmd, sd_log, group))
+            drift = (INDIVIDUAL_DRIFT_PCT[site] / 100.0) ** 2 / DAYS_PER_YEAR
+            found.append(Observation(scan.date, site, site, bmd, sd_log, group, drift))
     return found
 
 
@@ -143,32 +162,65 @@ def informative(observations: Sequence[Observation]) -> list[Observation]:
 
 @dataclass(frozen=True)
 class Levels:
-    """The Gaussian posterior of each twin's level per group, and each twin's log-likelihood."""
+    """Each twin's offset per group after her measurements (Kalman filter and smoother).
 
-    mean: dict[Hashable, Array]  # (N,) posterior mean of log level per twin
-    variance: dict[Hashable, float]  # posterior variance (the same for every twin)
+    Offsets are on the log scale; their variances are the same for every twin (the gains do not
+    depend on the data), their means differ.
+    """
+
+    latest: dict[Hashable, tuple[date, Array, float]]  # group: (last date, mean (N,), variance)
+    drift: dict[Hashable, float]  # group: random-walk variance per day
+    at: dict[Observation, tuple[Array, float]]  # smoothed (mean (N,), variance) at each one
     log_likelihood: Array  # (N,) up to a constant shared by all twins
+
+    def predict(self, group: Hashable, day: date) -> tuple[Array, float]:
+        """The offset of ``group`` on ``day`` (on or after its last measurement)."""
+        last, mean, variance = self.latest[group]
+        return mean, variance + self.drift[group] * (day - last).days
 
 
 def fit_levels(observations: Sequence[Observation], modelled: Array) -> Levels:
-    """Kalman (precision-weighted) update of the level of every group for every twin.
+    """Kalman filter and smoother of every group's offset, for every twin at once.
 
-    ``modelled[j, i]`` is twin ``i``'s relative course at observation ``j`` (positive).
+    ``modelled[j, i]`` is twin ``i``'s relative course at observation ``j`` (positive). The
+    offset starts diffuse (flat prior) at a group's first measurement and moves as a random walk
+    of ``drift_per_day`` between measurements; the log-likelihood is the sum of the innovations'
+    log-densities after the first (prediction-error decomposition).
     """
-    n = modelled.shape[1]
     residual = np.log([obs.value for obs in observations])[:, None] - np.log(modelled)
-    precision = np.array([obs.sd_log**-2 for obs in observations])
-    log_likelihood = np.zeros(n)
-    mean: dict[Hashable, Array] = {}
-    variance: dict[Hashable, float] = {}
+    log_likelihood = np.zeros(modelled.shape[1])
+    latest: dict[Hashable, tuple[date, Array, float]] = {}
+    drift: dict[Hashable, float] = {}
+    at: dict[Observation, tuple[Array, float]] = {}
     for group in dict.fromkeys(obs.group for obs in observations):
-        rows = [j for j, obs in enumerate(observations) if obs.group == group]
-        w = precision[rows]
-        level = w @ residual[rows] / w.sum()
-        mean[group] = level
-        variance[group] = float(1.0 / w.sum())
-        log_likelihood -= 0.5 * (w @ (residual[rows] - level) ** 2)
-    return Levels(mean, variance, log_likelihood)
+        rows = sorted(
+            (j for j, obs in enumerate(observations) if obs.group == group),
+            key=lambda j: observations[j].date,
+        )
+        q = observations[rows[0]].drift_per_day
+        means = [residual[rows[0]]]
+        variances = [observations[rows[0]].sd_log ** 2]
+        predicted = [math.inf]
+        for before, j in itertools.pairwise(rows):
+            obs = observations[j]
+            ahead = variances[-1] + q * (obs.date - observations[before].date).days
+            innovation = residual[j] - means[-1]
+            total = ahead + obs.sd_log**2
+            log_likelihood -= 0.5 * innovation**2 / total
+            gain = ahead / total
+            means.append(means[-1] + gain * innovation)
+            variances.append((1.0 - gain) * ahead)
+            predicted.append(ahead)
+        latest[group] = (observations[rows[-1]].date, means[-1], variances[-1])
+        drift[group] = q
+        smooth_mean, smooth_var = means[-1], variances[-1]
+        at[observations[rows[-1]]] = (smooth_mean, smooth_var)
+        for k in range(len(rows) - 2, -1, -1):  # Rauch-Tung-Striebel, backwards
+            c = variances[k] / predicted[k + 1]
+            smooth_mean = means[k] + c * (smooth_mean - means[k])
+            smooth_var = variances[k] + c * c * (smooth_var - predicted[k + 1])
+            at[observations[rows[k]]] = (smooth_mean, smooth_var)
+    return Levels(latest, drift, at, log_likelihood)
 
 
 def normalised_weights(log_likelihood: Array) -> tuple[Array, float]:

@@ -299,8 +299,10 @@ class Courses:
     def at(self, quantity: str, row: int) -> Array:
         """The course of a site (of SITES) or a model state at record row ``row``, (N,)."""
         if quantity in SITES:
-            return self.bmd_ratio[row, SITES.index(quantity)]
-        return self.osteoclasts[row] if quantity == "osteoclasts" else self.osteoblasts[row]
+            course: Array = self.bmd_ratio[row, SITES.index(quantity)]
+        else:
+            course = self.osteoclasts[row] if quantity == "osteoclasts" else self.osteoblasts[row]
+        return course
 
 
 def _simulate_runs(
@@ -452,10 +454,10 @@ def forecast(
         levels = fit_levels(used, modelled(course, used))
         for site in sites:
             obs = latest[site]
-            spread = math.sqrt(levels.variance[obs.group] + obs.sd_log**2)
             for day in outputs:
-                mu.append(levels.mean[obs.group] + np.log(course.at(site, row[day])))
-                sd.append(spread)
+                offset, variance = levels.predict(obs.group, t0 + timedelta(days=day))
+                mu.append(offset + np.log(course.at(site, row[day])))
+                sd.append(math.sqrt(variance + obs.sd_log**2))
     low, median, high = mixture_quantiles(np.stack(mu), np.array(sd), BAND)
     ref = params.reference_bmd
     points = []
@@ -484,20 +486,23 @@ def forecast(
         levels = fit_levels(used, modelled(prior_courses, used))
         weights, _ = normalised_weights(levels.log_likelihood)
         horizon = row[outputs[-1]]
+        end = t0 + timedelta(days=outputs[-1])
         for site in sites:
             obs = latest[site]
             first = min((o for o in used if o.group == obs.group), key=lambda o: o.date)
             future = np.log(prior_courses.at(site, horizon))
+            offset, variance = levels.predict(obs.group, end)
             alone = math.log(first.value) - np.log(prior_courses.at(site, row[days[first]]))
             conditioned = mixture_quantiles(
-                (levels.mean[obs.group] + future)[None, :],
-                np.array([math.sqrt(levels.variance[obs.group] + obs.sd_log**2)]),
+                (offset + future)[None, :],
+                np.array([math.sqrt(variance + obs.sd_log**2)]),
                 (BAND[0], BAND[2]),
                 weights,
             )
+            spread = first.sd_log**2 + first.drift_per_day * (end - first.date).days
             reference = mixture_quantiles(
                 (alone + future)[None, :],
-                np.array([math.hypot(first.sd_log, obs.sd_log)]),
+                np.array([math.sqrt(spread + obs.sd_log**2)]),
                 (BAND[0], BAND[2]),
             )
             width = float(conditioned[1, 0] - conditioned[0, 0])
@@ -540,8 +545,8 @@ def _fit_to_scans(used: list[Observation], modelled: Array) -> list[ScanFit]:
     """Her scans against the forecast on their dates (first plan: the plans share her past)."""
     levels = fit_levels(used, modelled)
     bmds = [j for j, obs in enumerate(used) if obs.quantity in SITES]
-    mu = np.stack([levels.mean[used[j].group] + np.log(modelled[j]) for j in bmds])
-    sd = np.array([math.sqrt(levels.variance[used[j].group] + used[j].sd_log ** 2) for j in bmds])
+    mu = np.stack([levels.at[used[j]][0] + np.log(modelled[j]) for j in bmds])
+    sd = np.array([math.sqrt(levels.at[used[j]][1] + used[j].sd_log ** 2) for j in bmds])
     low, median, high = mixture_quantiles(mu, sd, BAND)
     return sorted(
         (
