@@ -72,9 +72,9 @@ sqrt(years) x this after several). Derived, UNVERIFIED: the between-woman SD of 
 lumbar-spine change on anastrozole is about 3-4 % (ARIBON placebo arm, Lester et al., Clin
 Cancer Res 2008;14:6336-42: range -16.0 to +4.3 %; IBIS-II bone substudy year 5 to 7
 confidence interval, Sestak et al., Br J Cancer 2021;124:1373-8); from its lower end (3 %),
-less the measurement error of two trial scans (1.0 % each) and the spread of the calibrated twins' own 2-year change
-(1.6 % for a woman of 62 on anastrozole), a random walk of 1.5 % per sqrt(year) remains. The
-hips are assumed to follow the spine (no published spread found)."""
+less the measurement error of two trial scans (1.0 % each) and the spread of the calibrated
+twins' own 2-year change (1.6 % for a woman of 62 on anastrozole), a random walk of 1.5 % per
+sqrt(year) remains. The hips are assumed to follow the spine (no published spread found)."""
 
 
 @dataclass(frozen=True)
