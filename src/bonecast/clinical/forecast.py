@@ -510,10 +510,10 @@ def forecast(
                 100.0 * (1.0 - width / float(reference[1, 0] - reference[0, 0])), 1
             )
     notes += [
-        "bands: 5-95 % of what a scan would read (her rates from virtual twins with "
-        "between-patient variability and posterior parameter uncertainty, weighted by how well "
-        "they reproduce her measured changes; her level fitted to every scan; the scan's "
-        "precision error)",
+        "bands: 5-95 % of what a scan would read: her rates from virtual twins "
+        "(between-patient variability and posterior parameter uncertainty) weighted by how well "
+        "they reproduce her measured changes, her level and her own drift from the twins "
+        "fitted to every scan (Kalman filter), and the scan's precision error",
         "T-scores move from her latest reported T-score by the change in BMD over the reference SD",
         "denosumab and zoledronic acid are weakly constrained in the AI setting "
         "(model.md 10.2): their plans are extrapolations",
