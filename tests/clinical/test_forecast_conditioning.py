@@ -230,3 +230,27 @@ def test_mixture_quantiles_of_one_component_are_the_lognormal_quantiles(
 ) -> None:
     (value,) = mixture_quantiles(np.array([[mu, mu]]), np.array([sd]), (q,))[:, 0]
     assert value == pytest.approx(lognorm.ppf(q, sd, scale=math.exp(mu)), rel=1e-6)
+
+
+def test_a_scan_the_model_cannot_follow_is_flagged() -> None:
+    """A 9 % total-hip gain in a year on anastrozole alone is beyond the twins and her drift: the
+    forecast misses the scans by more than their precision error and says so."""
+    data = _woman(
+        [
+            {"date": "2024-01-15", "scanner": "hologic", "total_hip": {"bmd_g_cm2": 0.820}},
+            {"date": "2025-01-15", "scanner": "hologic", "total_hip": {"bmd_g_cm2": 0.895}},
+        ],
+        as_of="2025-02-01",
+    )
+    result = forecast(parse_patient(data), [])
+    assert result is not None
+    missed = [
+        f
+        for f in result.fit_to_scans
+        if abs(f.bmd_g_cm2 - f.measured_bmd_g_cm2) > f.precision_sd_g_cm2
+    ]
+    assert missed
+    for fit in missed:
+        assert any(
+            f"total_hip {fit.date}" in note and "precision error" in note for note in result.notes
+        )

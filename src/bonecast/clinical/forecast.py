@@ -519,10 +519,11 @@ def forecast(
         "(model.md 10.2): their plans are extrapolations",
     ]
     notes += [
-        f"{fit.site} {fit.date}: measured {fit.measured_bmd_g_cm2:.3f} g/cm2, the twins give "
-        f"{fit.bmd_g_cm2:.3f}: her change there is outside what the model reproduces"
+        f"{fit.site} {fit.date}: measured {fit.measured_bmd_g_cm2:.3f} g/cm2, the forecast "
+        f"gives {fit.bmd_g_cm2:.3f}, more than the scan's precision error away: her change "
+        "there is outside what the model reproduces, so the forecast is less certain"
         for fit in fits
-        if abs(fit.bmd_g_cm2 - fit.measured_bmd_g_cm2) > 2.0 * fit.precision_sd_g_cm2
+        if abs(fit.bmd_g_cm2 - fit.measured_bmd_g_cm2) > fit.precision_sd_g_cm2
     ]
     if effective < 20:
         notes.append(f"only {effective:.0f} twins agree with the scans: the band is uncertain")
