@@ -6,32 +6,36 @@ measured: BMD at each DXA site (relative to its value at the start) and osteocla
 activity (relative to baseline; the model's CTX and P1NP proxies, :mod:`bonecast.simulation.model`).
 Her measurement ``j`` is modelled as
 
-    log y_j = b_g + log m_i(t_j) + e_j,    e_j ~ N(0, s_j^2),
+    log y_j = x_g(t_j) + log m_i(t_j) + e_j,    e_j ~ N(0, s_j^2),
 
-with one unknown *level* ``b_g`` per calibration group ``g`` (a DXA site on one scanner, a marker
-on one assay) and the measurement error ``s_j`` of that measurement (DXA: the precision error,
-LSC / 2.77, from the facility's precision study when there is one; markers: their LSC / 2.77;
-Gluer et al., Osteoporos Int 1995;5:262-70).
+with one unknown *offset* ``x_g`` per calibration group ``g`` (a DXA site on one scanner, a
+marker on one assay) and the measurement error ``s_j`` of that measurement (DXA: the precision
+error, LSC / 2.77, from the facility's precision study when there is one; markers: their LSC /
+2.77; Gluer et al., Osteoporos Int 1995;5:262-70). The offset starts flat (unknown) at her first
+measurement of the group and, at the DXA sites, moves as a random walk: her own drift from the
+twin's course (:data:`INDIVIDUAL_DRIFT_PCT`); marker offsets are constant.
 
-Why this choice. The level carries what the model does not know about her absolute BMD (or her
-marker concentration on that assay); the twins carry her rates. With a flat prior the level of
-each twin has a Gaussian posterior in closed form (the Kalman update of a constant state, i.e. a
-precision-weighted mean of her log-measurements minus the twin's log-course), with variance
-``1 / sum_j s_j^-2``: every scan narrows it, and the twin's course passes through her
-measurements within measurement error. Integrating the level out leaves a twin likelihood that
-depends only on how well the twin reproduces her *changes* (the weighted residuals around the
-fitted level), so no twin is spent on matching her absolute BMD and the importance weights stay
-well spread; a scan on another maker or serial only informs the changes it shares a group with,
-as clinical comparisons between scanners are not valid (ISCD). With a single measurement per
-group all twins are equally likely and the forecast is her latest scan carried forward by the
-twins. When the weights matter (two or more measurements in a group) the forecast draws its
-twins from a larger pool, simulated over her history only, by systematic resampling (sampling
-importance resampling): this keeps the effective number of twins behind the band near the
-forecast's size at a cost of the history of the pool.
+Why this choice. The offset carries what the model does not know about her absolute BMD (or her
+marker concentration on that assay) and about her individual drift; the twins carry the rates
+the model explains. For a given twin the offset is a linear Gaussian state, so a Kalman filter
+gives its posterior from every measurement in closed form, for all twins at once (the gains do
+not depend on the data): every scan narrows it, and the twin's course passes through her
+measurements within measurement error. Integrating the offset out leaves a twin likelihood (the
+prediction-error decomposition) that depends only on how well the twin reproduces her *changes*,
+so no twin is spent on matching her absolute BMD and the importance weights stay well spread; a
+scan on another maker or serial only informs the changes it shares a group with, as clinical
+comparisons between scanners are not valid (ISCD). With a single measurement per group all twins
+are equally likely and the forecast is her latest scan carried forward by the twins. When the
+weights matter (two or more measurements in a group) the forecast draws its twins from a larger
+pool, simulated over her history only, by systematic resampling (sampling importance
+resampling): this keeps the effective number of twins behind the band near the forecast's size
+at the cost of simulating the pool's history. Importance weights alone over a fixed set of twins
+collapse with several scans; anchoring each twin on one scan ignores the others.
 
 Bands are for a *scan*: the 5-95 % range of what a DXA on that date would read (her unknown
-level, her unknown rates and the scan's own precision error), so a measurement can be compared
-with the band directly and the band just after her latest scan is about the precision error wide.
+offset and drift, her unknown rates and the scan's own precision error), so a measurement can be
+compared with the band directly and the band just after her latest scan is about the precision
+error wide.
 """
 
 from __future__ import annotations

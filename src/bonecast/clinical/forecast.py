@@ -10,7 +10,8 @@ Conditioning on every measurement (issue 15; :mod:`bonecast.clinical.conditionin
 every scan at every site and every bone turnover marker (CTX, P1NP, NTX, BALP) is used, each with
 its measurement error (DXA: LSC / 2.77 from the facility's precision study, else the ISCD
 defaults; markers: LSC / 2.77). Each twin has one unknown level per site and scanner (and per
-marker and assay), updated in closed form from all her measurements (a Kalman update); the twins
+marker and assay) and, at the DXA sites, her own random-walk drift from the twin's course; both
+are updated in closed form from all her measurements (a Kalman filter and smoother); the twins
 are weighted by how well they reproduce her measured *changes* and, when these weigh, drawn by
 systematic resampling from a pool of ``POOL_FACTOR`` x ``twins`` simulated over her history. So
 her forecast passes through her scans within their precision error, starts at her latest scan,
@@ -105,7 +106,8 @@ STANDARD_AI_YEARS = 5.0
 
 
 class ForecastPoint(BaseModel):
-    """Expected BMD and T-score of one site at one time under one plan, with a 5-95 % band."""
+    """BMD and T-score of one site at one time under one plan: the median (expected value) and
+    the 5-95 % band of what a scan would read then."""
 
     model_config = ConfigDict(frozen=True)
 
