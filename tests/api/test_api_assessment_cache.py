@@ -96,12 +96,12 @@ def test_a_chart_write_is_never_answered_from_the_cache(
     patient_id = _patient_with_scan(client, clinician)
     url = f"{API}/patients/{patient_id}/assessment"
     before = client.get(url, headers=clinician).json()
-    assert before["forecast_details"]["scans_conditioned_on"] == 0
+    assert before["forecast_details"]["scans_conditioned_on"] == 1
     added = client.post(f"{API}/patients/{patient_id}/scans", json=LATER_SCAN, headers=clinician)
     assert added.status_code == 201
     after = client.get(url, headers=clinician).json()
     assert after["latest_scan_date"] == "2026-03-02"
-    assert after["forecast_details"]["scans_conditioned_on"] == 1
+    assert after["forecast_details"]["scans_conditioned_on"] == 2
     assert after["forecast"] != before["forecast"]
 
 

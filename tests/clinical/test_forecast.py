@@ -15,7 +15,7 @@ from bonecast.clinical import assess, parse_patient
 from bonecast.clinical.forecast import (
     DEFAULT_AGENT,
     _plan_treatments,
-    _simulate_plans,
+    _simulate_runs,
     _twins,
     forecast,
 )
@@ -63,25 +63,49 @@ def test_plans_differ_in_the_expected_direction(two_scans):
     assert spine["stop_ai_as_planned"][2].bmd_g_cm2 == spine["continue_ai"][2].bmd_g_cm2
 
 
-def test_a_second_scan_conditions_and_narrows_the_band(two_scans):
+def test_every_scan_and_marker_conditions_and_narrows_the_band(two_scans):
     _, result = two_scans
-    assert result.scans_conditioned_on == 1
+    assert result.scans_conditioned_on == 2
+    assert result.markers_conditioned_on == 2  # CTX on both scan dates, same assay
+    # her follow-up scan and markers narrow the 5-year band at every site, compared with her
+    # first scan alone on the same twins
     assert set(result.band_narrowing_pct) == {"lumbar_spine", "total_hip", "femoral_neck"}
-    # the hips' second scans are typical of the twins: conditioning narrows their bands; the
-    # spine's 6.8 % loss in a year sits in the twins' tail, so the band follows the fast losers
-    # (it may widen) while its centre moves down (below)
-    assert result.band_narrowing_pct["total_hip"] > 0
-    assert result.band_narrowing_pct["femoral_neck"] > 0
-    assert 20 <= result.effective_twins < result.twins
+    assert all(value > 0 for value in result.band_narrowing_pct.values())
+    assert 20 <= result.effective_twins <= result.twins
     single = copy.deepcopy(_patient("two_scans_significant_loss"))
     single["scans"] = single["scans"][:1]
+    single["labs"] = single["labs"][:1]
     alone = forecast(parse_patient(single), [])
     assert alone is not None
-    assert alone.scans_conditioned_on == 0 and alone.band_narrowing_pct == {}
-    # the observed 6.8 % spine loss in a year pulls the conditioned forecast below the prior one
+    assert alone.scans_conditioned_on == 1 and alone.markers_conditioned_on == 0
+    assert alone.band_narrowing_pct == dict.fromkeys(result.band_narrowing_pct, 0.0)
+    # the observed 6.8 % spine loss in a year pulls the forecast below the one from her first scan
     now = {p.site: p for p in result.points if p.plan == "continue_ai" and p.month == 0}
     prior = {p.site: p for p in alone.points if p.plan == "continue_ai" and p.month == 0}
-    assert now["lumbar_spine"].bmd_g_cm2 < prior["lumbar_spine"].bmd_g_cm2
+    assert now["lumbar_spine"].bmd_g_cm2 < prior["lumbar_spine"].bmd_g_cm2 - 0.02
+
+
+def test_the_forecast_passes_through_her_scans_within_their_precision(two_scans):
+    """At each past scan the median is within one precision SD of the measurement, which lies
+    inside the band."""
+    _, result = two_scans
+    assert len(result.fit_to_scans) == 6  # 2 scans x 3 sites
+    for fit in result.fit_to_scans:
+        assert abs(fit.bmd_g_cm2 - fit.measured_bmd_g_cm2) <= fit.precision_sd_g_cm2
+        assert fit.bmd_low_g_cm2 <= fit.measured_bmd_g_cm2 <= fit.bmd_high_g_cm2
+
+
+def test_the_band_starts_about_one_measurement_error_wide_and_widens(two_scans):
+    _, result = two_scans
+    latest = {fit.site: fit for fit in result.fit_to_scans if fit.date.year == 2025}
+    for plan in ("continue_ai", "stop_ai_as_planned"):
+        for site, fit in latest.items():
+            widths = [p.bmd_high_g_cm2 - p.bmd_low_g_cm2 for p in _points(result, plan, site)]
+            # a scan's own 5-95 % range is 2 x 1.645 precision SDs; her unknown level and rates
+            # add to it, but three weeks after her latest scan not more than half as much again
+            scan_alone = 2 * 1.645 * fit.precision_sd_g_cm2
+            assert scan_alone < widths[0] < 1.5 * scan_alone
+            assert widths == sorted(widths)
 
 
 def test_forecast_agrees_with_the_trial_simulator_for_the_same_plan():
@@ -142,7 +166,7 @@ def test_assess_cli_reports_the_forecast_in_json_and_text():
     assert plans == {"continue_ai", "ai_plus_agent", "stop_ai_as_planned"}
     point = data["forecast"][0]
     assert {"month", "site", "bmd_g_cm2", "t_score", "t_score_low", "t_score_high"} <= set(point)
-    assert data["forecast_details"]["scans_conditioned_on"] == 1
+    assert data["forecast_details"]["scans_conditioned_on"] == 2
     text = runner.invoke(app, ["assess", path])
     assert "BMD forecast" in text.output and "continue_ai" in text.output
     none = runner.invoke(app, ["assess", path, "--format", "json", "--forecast-years", "0"])
@@ -152,7 +176,8 @@ def test_assess_cli_reports_the_forecast_in_json_and_text():
 
 
 def test_bands_include_parameter_uncertainty(two_scans):
-    """Twins carry posterior parameter draws: without them the band is narrower."""
+    """Twins carry posterior parameter draws: without them the band is narrower (by a few per
+    cent at year 5: her own drift and the scan's precision error are in the band too)."""
     patient, result = two_scans
     params = default_parameter_set()
     provenance = {k: v for k, v in params.provenance.items() if k != "posterior_file"}
@@ -164,7 +189,7 @@ def test_bands_include_parameter_uncertainty(two_scans):
     def width(f):
         return np.mean([p.bmd_high_g_cm2 - p.bmd_low_g_cm2 for p in f.points if p.month == 60])
 
-    assert width(result) > 1.1 * width(map_only)
+    assert width(result) > 1.02 * width(map_only)
 
 
 def test_compiled_forecast_matches_the_numpy_reference(two_scans):
@@ -193,9 +218,10 @@ def test_plans_simulated_in_one_batch_equal_plans_simulated_alone():
     twins = _twins(
         patient, default_parameter_set(), patient.age_on(start), {"total_hip": -1.8}, 24, seed=3
     )
-    runs = [(name, treatments) for name, _, treatments in plans]
+    runs = [(twins, treatments) for _, _, treatments in plans]
     horizon, days = (horizon_end - start).days, [0, 400, 1200, (horizon_end - start).days]
-    batch = _simulate_plans(twins, runs, horizon, days, seed=3, engine="numpy")
-    for run in runs:
-        alone = _simulate_plans(twins, [run], horizon, days, seed=3, engine="numpy")
-        np.testing.assert_allclose(batch[run[0]], alone[run[0]], rtol=0, atol=1e-12)
+    batch = _simulate_runs(runs, horizon, days, seed=3, engine="numpy")
+    for run, together in zip(runs, batch, strict=True):
+        (alone,) = _simulate_runs([run], horizon, days, seed=3, engine="numpy")
+        np.testing.assert_allclose(together.bmd_ratio, alone.bmd_ratio, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(together.osteoclasts, alone.osteoclasts, rtol=0, atol=1e-12)

@@ -62,6 +62,14 @@ def test_chunk_gives_the_same_rows(params):
     _rows_equal(whole, sample_population(VARIED, params, 5, 30, 60), 30, 60)
 
 
+def test_taken_patients_are_the_same_patients(params):
+    """Taking patients (with repeats, as resampling does) keeps each one whole, id included."""
+    whole = sample_population(VARIED, params, 5)
+    taken = whole.take(np.array([7, 7, 3]))
+    for row, index in enumerate((7, 7, 3)):
+        _rows_equal(taken, sample_population(VARIED, params, 5, index, index + 1), row, row + 1)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**63 - 1),

@@ -334,7 +334,9 @@ def assess(
         warnings.append("LSC: ISCD defaults used where the facility has no precision study")
     if patient.bmi_kg_m2 is None:
         warnings.append("weight or height missing: the low-BMI risk factor was not assessed")
-    projection = forecast(patient, result.agents, forecast_years) if forecast_years else None
+    projection = (
+        forecast(patient, result.agents, forecast_years, precision=lsc) if forecast_years else None
+    )
     return Assessment(
         bonecast_version=__version__,
         as_of=as_of,

@@ -3,9 +3,24 @@
 For one patient, a cohort of virtual twins is simulated from the start of her first endocrine or
 bone treatment (or her first scan, if earlier): her age and menopausal status, the model's
 between-patient variability (what is not known about her own bone biology) and, for each twin, a
-posterior draw of the calibrated parameters (what is not known about the model). Each twin is
-anchored on the patient's first measured BMD at each site (her simulated baseline is the value
-that reproduces that scan), so every twin passes through the measured value.
+posterior draw of the calibrated parameters (what is not known about the model). The twins'
+turnover follows her first measured T-score at each site.
+
+Conditioning on every measurement (issue 15; :mod:`bonecast.clinical.conditioning`): every BMD of
+every scan at every site and every bone turnover marker (CTX, P1NP, NTX, BALP) is used, each with
+its measurement error (DXA: LSC / 2.77 from the facility's precision study, else the ISCD
+defaults; markers: LSC / 2.77). Each twin has one unknown level per site and scanner (and per
+marker and assay) and, at the DXA sites, her own random-walk drift from the twin's course; both
+are updated in closed form from all her measurements (a Kalman filter and smoother); the twins
+are weighted by how well they reproduce her measured *changes* and, when these weigh, drawn by
+systematic resampling from a pool of ``POOL_FACTOR`` x ``twins`` simulated over her history. So
+her forecast passes through her scans within their precision error, starts at her latest scan,
+and narrows with every scan. The points are the median and the 5-95 % band of what a scan would
+read on that date (the scan's own precision error included, so a later scan can be compared with
+the band directly). ``band_narrowing_pct`` compares the band at the horizon with the forecast
+from her first comparable scan at that site alone, on the same twins (what her follow-up scans
+and markers added; 0 with one scan); ``fit_to_scans`` shows her scans against the
+forecast on their dates; ``effective_twins`` is the effective sample size behind the band.
 
 Plans (issue 4; choices documented here):
 
@@ -19,28 +34,37 @@ Plans (issue 4; choices documented here):
 Treatments the patient already has (other than the inhibitor) continue as recorded in every plan.
 A patient not on an inhibitor gets ``no_new_treatment`` and ``agent``.
 
-Conditioning: with two or more scans, each twin is weighted by the likelihood of the later scans
-given its anchored trajectory (normal measurement error of model.md section 9, on the difference
-of two scans), an importance-sampling Bayesian update. The report states how much the 5-95 %
-band at the horizon narrows compared with the unconditioned cohort, and the effective number of
-twins behind the weighted band.
-
 Numerics: the plans of all twins are simulated in one vectorised run (each twin repeated once per
 plan, with the same dose draws) with daily steps, on the compiled engine by default; only the
-yearly output days and the scan days are recorded. About 0.1-0.5 s per patient on 2 cores,
-depending on how long her treatment history is and whether denosumab is involved.
+yearly output days and the scan days are recorded; with a weighting pool the pool runs over her
+history only. About 0.1-0.5 s per patient on 2 cores, depending on how long her treatment
+history is and whether denosumab is involved.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from bonecast.clinical.conditioning import (
+    Observation,
+    bmd_observations,
+    fit_levels,
+    informative,
+    marker_observations,
+    mixture_quantiles,
+    normalised_weights,
+    systematic_resample,
+)
 from bonecast.clinical.guidelines import Agent
 from bonecast.clinical.patient import Patient
+from bonecast.clinical.precision import Lsc, lsc_table
 from bonecast.clinical.scores import score_scan
 from bonecast.simulation import (
     DAYS_PER_MONTH,
@@ -62,6 +86,11 @@ from bonecast.simulation.solver import Engine
 
 DEFAULT_TWINS = 400
 """Virtual twins per forecast (5-95 % bands from 400 draws are stable to about 0.2 pp)."""
+POOL_FACTOR = 4
+"""Twins in the pool the forecast's twins are resampled from, per forecast twin, when her
+measured changes weight the twins (the pool is simulated over her history only)."""
+BAND = (0.05, 0.5, 0.95)
+"""Lower band edge, centre (median) and upper band edge of every forecast (quantiles)."""
 DEFAULT_AGENT = Agent(
     drug="zoledronic_acid",
     dose_mg=4.0,
@@ -77,7 +106,8 @@ STANDARD_AI_YEARS = 5.0
 
 
 class ForecastPoint(BaseModel):
-    """Expected BMD and T-score of one site at one time under one plan, with a 5-95 % band."""
+    """BMD and T-score of one site at one time under one plan: the median (expected value) and
+    the 5-95 % band of what a scan would read then."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -91,6 +121,21 @@ class ForecastPoint(BaseModel):
     t_score: float
     t_score_low: float
     t_score_high: float
+
+
+class ScanFit(BaseModel):
+    """One of her scans against the forecast on its date: the median and 5-95 % band of what a
+    scan would read there, and the scan's precision error (1 SD)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    date: date
+    site: str
+    measured_bmd_g_cm2: float
+    bmd_g_cm2: float
+    bmd_low_g_cm2: float
+    bmd_high_g_cm2: float
+    precision_sd_g_cm2: float
 
 
 class ForecastPlan(BaseModel):
@@ -112,8 +157,10 @@ class Forecast(BaseModel):
     horizon_years: int
     twins: int
     scans_conditioned_on: int
+    markers_conditioned_on: int = 0
     effective_twins: float
     band_narrowing_pct: dict[str, float]
+    fit_to_scans: list[ScanFit] = Field(default_factory=list)
     parameter_set: str
     notes: list[str]
 
@@ -242,34 +289,54 @@ def _twins(
     return twins
 
 
-def _simulate_plans(
-    twins: VirtualPopulation,
-    plans: list[tuple[str, list[Treatment]]],
+@dataclass(frozen=True)
+class Courses:
+    """Relative courses of N twins at the record days: BMD per site (record day, site, twin) and
+    osteoclast / osteoblast activity (record day, twin)."""
+
+    bmd_ratio: Array
+    osteoclasts: Array
+    osteoblasts: Array
+
+    def at(self, quantity: str, row: int) -> Array:
+        """The course of a site (of SITES) or a model state at record row ``row``, (N,)."""
+        if quantity in SITES:
+            course: Array = self.bmd_ratio[row, SITES.index(quantity)]
+        else:
+            course = self.osteoclasts[row] if quantity == "osteoclasts" else self.osteoblasts[row]
+        return course
+
+
+def _simulate_runs(
+    runs: list[tuple[VirtualPopulation, list[Treatment]]],
     horizon_days: int,
     record_days: list[int],
     seed: int,
     engine: Engine,
-) -> dict[str, Array]:
-    """BMD ratios (record day, site, twin) per plan, every plan in one vectorised run.
+) -> list[Courses]:
+    """The courses of each run (a population under a plan), every run in one vectorised batch.
 
-    The twins are repeated once per plan with their ids (so they draw the same doses in every
-    plan) and simulated together; per-patient arithmetic does not depend on the batch.
+    Twins keep their ids (so a twin draws the same doses in every run) and per-patient
+    arithmetic does not depend on the batch.
     """
-    batch = VirtualPopulation.concatenate([twins] * len(plans))
-    arm_of_twin = np.repeat(np.arange(len(plans), dtype=np.int64), twins.n)
+    batch = VirtualPopulation.concatenate([population for population, _ in runs])
+    arm_of_twin = np.concatenate(
+        [np.full(population.n, k, dtype=np.int64) for k, (population, _) in enumerate(runs)]
+    )
     result = simulate_arms(
         batch,
-        [treatments for _, treatments in plans],
+        [treatments for _, treatments in runs],
         arm_of_twin,
         horizon_days,
         seed=seed,
         record_days=record_days,
         engine=engine,
     )
-    return {
-        name: result.bmd_ratio[:, :, k * twins.n : (k + 1) * twins.n]
-        for k, (name, _) in enumerate(plans)
-    }
+    bounds = np.cumsum([0, *(population.n for population, _ in runs)])
+    return [
+        Courses(result.bmd_ratio[:, :, a:b], result.osteoclasts[:, a:b], result.osteoblasts[:, a:b])
+        for a, b in itertools.pairwise(bounds.tolist())
+    ]
 
 
 def prepare_engine(parameter_set: ParameterSet | None = None) -> None:
@@ -286,11 +353,13 @@ def _t_score(bmd_g_cm2: float, anchor_bmd: float, anchor_t: float, sd_g_cm2: flo
     return anchor_t + (bmd_g_cm2 - anchor_bmd) / sd_g_cm2
 
 
-def _weighted_quantiles(values: Array, weights: Array, qs: tuple[float, ...]) -> list[float]:
-    order = np.argsort(values)
-    cumulative = np.cumsum(weights[order])
-    cumulative /= cumulative[-1]
-    return [float(np.interp(q, cumulative, values[order])) for q in qs]
+def _latest_per_site(observations: list[Observation]) -> dict[str, Observation]:
+    """The latest BMD observation of each site."""
+    latest: dict[str, Observation] = {}
+    for obs in sorted(observations, key=lambda o: o.date):
+        if obs.quantity in SITES:
+            latest[obs.quantity] = obs
+    return latest
 
 
 def forecast(
@@ -301,24 +370,31 @@ def forecast(
     seed: int = 0,
     parameter_set: ParameterSet | None = None,
     engine: Engine = "auto",
+    precision: Mapping[str, Lsc] | None = None,
 ) -> Forecast | None:
     """The forecast of ``patient`` (``None`` without a scan with BMD, or for men).
 
-    ``engine`` is the simulator's (:data:`bonecast.simulation.solver.Engine`): the compiled
-    kernel by default, within 0.01 pp of the NumPy reference and several times faster.
+    ``precision`` is the LSC per site (:func:`~bonecast.clinical.precision.lsc_table`, the
+    facility's study or the ISCD defaults): it sets each scan's measurement error. ``engine`` is
+    the simulator's (:data:`bonecast.simulation.solver.Engine`): the compiled kernel by default,
+    within 0.01 pp of the NumPy reference and several times faster.
     """
     params = parameter_set or default_parameter_set()
+    lsc = precision or lsc_table()
     scans = patient.sorted_scans()
-    measured = [(scan, score_scan(scan)) for scan in scans]
-    anchors = {}
-    for scan, scores in measured:
+    measured = [score_scan(scan) for scan in scans]
+    first_t: dict[str, float] = {}  # the twins' turnover follows her first T-score per site
+    anchors: dict[str, tuple[float, float]] = {}  # latest (BMD, T-score) per site
+    for scores in measured:
         for site, score in scores.items():
-            if site not in anchors and score.bmd_g_cm2 is not None and score.t_score is not None:
-                anchors[site] = (
-                    scan.date,
-                    score.bmd_g_cm2,
-                    score.t_score_unrounded or score.t_score,
-                )
+            if score.bmd_g_cm2 is None:
+                continue
+            t_score = score.t_score_unrounded or score.t_score
+            if t_score is None:
+                anchors.pop(site, None)
+                continue
+            first_t.setdefault(site, t_score)
+            anchors[site] = (score.bmd_g_cm2, t_score)
     if patient.sex != "female" or not anchors:
         return None
     starts = [t.start_date for t in patient.treatments]
@@ -326,15 +402,6 @@ def forecast(
     horizon_end = patient.as_of + timedelta(days=round(horizon_years * 365.25))
     agent = recommended_agents[0] if recommended_agents else DEFAULT_AGENT
     plans, notes = _plan_treatments(patient, t0, horizon_end, agent)
-    t_scores = {site: t for site, (_, _, t) in anchors.items() if site in SITES}
-    population = _twins(patient, params, patient.age_on(t0), t_scores, twins, seed)
-    horizon_days = (horizon_end - t0).days
-    now_day = (patient.as_of - t0).days
-    outputs = [now_day + round(m * DAYS_PER_MONTH) for m in range(0, 12 * horizon_years + 1, 12)]
-    scan_days = sorted({(scan.date - t0).days for scan, _ in measured})
-    record = sorted({*outputs, *scan_days})
-    row = {day: i for i, day in enumerate(record)}
-    ref = params.reference_bmd
     runnable = []
     for name, _, treatments in plans:
         try:
@@ -345,74 +412,157 @@ def forecast(
             notes.append(f"plan {name} not simulated: {error}")
     if not runnable:
         return None
-    ratios = _simulate_plans(population, runnable, horizon_days, record, seed, engine)
-    # anchor: each twin passes through the first measured BMD at each site
-    first = next(iter(ratios.values()))
-    baseline = {
-        site: bmd / first[row[(when - t0).days], SITES.index(site)]
-        for site, (when, bmd, _) in anchors.items()
-    }
-    log_weight = np.zeros(twins)
-    conditioned = 0
-    for scan, scores in measured:
-        used = False
-        for site, score in scores.items():
-            if site not in anchors or scan.date == anchors[site][0] or score.bmd_g_cm2 is None:
-                continue
-            predicted = baseline[site] * first[row[(scan.date - t0).days], SITES.index(site)]
-            sigma = math.sqrt(2.0) * params.residual_error_pp[site].value / 100.0 * score.bmd_g_cm2
-            log_weight += -0.5 * ((predicted - score.bmd_g_cm2) / sigma) ** 2
-            used = True
-        conditioned += used
-    weights = np.exp(log_weight - log_weight.max())
-    weights /= weights.sum()
-    effective = float(1.0 / np.sum(weights**2))
-    uniform = np.full(twins, 1.0 / twins)
-    points: list[ForecastPoint] = []
-    narrowing: dict[str, float] = {}
-    for name, ratio in ratios.items():
-        for site, (_, bmd0, t0_score) in anchors.items():
-            k = SITES.index(site)
-            sd = ref[site].sd_g_cm2
-            for month, day in zip(range(0, 12 * horizon_years + 1, 12), outputs, strict=True):
-                bmd = baseline[site] * ratio[row[day], k]
-                low, high = _weighted_quantiles(bmd, weights, (0.05, 0.95))
-                mean = float(np.sum(weights * bmd))
 
-                points.append(
-                    ForecastPoint(
-                        plan=name,
-                        month=month,
-                        date=patient.as_of + timedelta(days=day - now_day),
-                        site=site,
-                        bmd_g_cm2=round(mean, 4),
-                        bmd_low_g_cm2=round(low, 4),
-                        bmd_high_g_cm2=round(high, 4),
-                        t_score=round(_t_score(mean, bmd0, t0_score, sd), 2),
-                        t_score_low=round(_t_score(low, bmd0, t0_score, sd), 2),
-                        t_score_high=round(_t_score(high, bmd0, t0_score, sd), 2),
-                    )
-                )
-                if name == plans[0][0] and month == 12 * horizon_years and conditioned:
-                    plain = _weighted_quantiles(bmd, uniform, (0.05, 0.95))
-                    narrowing[site] = round(100.0 * (1.0 - (high - low) / (plain[1] - plain[0])), 1)
+    bmds = bmd_observations(scans, measured, lsc, t0)
+    latest = {s: obs for s, obs in _latest_per_site(bmds).items() if s in anchors}
+    shape = informative([*bmds, *marker_observations(patient.labs, t0)])
+    used = [*shape, *(obs for obs in latest.values() if obs not in shape)]
+    days = {obs: (obs.date - t0).days for obs in used}
+    horizon_days = (horizon_end - t0).days
+    now_day = (patient.as_of - t0).days
+    months = list(range(0, 12 * horizon_years + 1, 12))
+    outputs = [now_day + round(m * DAYS_PER_MONTH) for m in months]
+    record = sorted({*outputs, *days.values()})
+    row = {day: i for i, day in enumerate(record)}
+
+    def modelled(courses: Courses, observations: list[Observation]) -> Array:
+        return np.stack([courses.at(obs.quantity, row[days[obs]]) for obs in observations])
+
+    age = patient.age_on(t0)
+    t_scores = {site: t for site, t in first_t.items() if site in SITES}
+    effective = float(twins)
+    if shape:  # her changes tell twins apart: draw the twins from a weighted pool
+        pool = _twins(patient, params, age, t_scores, POOL_FACTOR * twins, seed)
+        history = max(days[obs] for obs in shape)
+        (pool_courses,) = _simulate_runs(
+            [(pool, runnable[0][1])], history, sorted({days[obs] for obs in shape}), seed, engine
+        )
+        weights, ess = normalised_weights(
+            fit_levels(shape, modelled(pool_courses, shape)).log_likelihood
+        )
+        effective = min(ess, float(twins))
+        chosen = pool.take(systematic_resample(weights, twins, seed))
+        prior = pool.take(np.arange(twins))
+        runs = [(chosen, treatments) for _, treatments in runnable] + [(prior, runnable[0][1])]
+    else:
+        chosen = _twins(patient, params, age, t_scores, twins, seed)
+        runs = [(chosen, treatments) for _, treatments in runnable]
+    courses = _simulate_runs(runs, horizon_days, record, seed, engine)
+
+    sites = [site for site in SITES if site in latest]
+    keys = [(name, site, month) for name, _ in runnable for site in sites for month in months]
+    mu, sd = [], []
+    for course in courses[: len(runnable)]:
+        levels = fit_levels(used, modelled(course, used))
+        for site in sites:
+            obs = latest[site]
+            for day in outputs:
+                offset, variance = levels.predict(obs.group, t0 + timedelta(days=day))
+                mu.append(offset + np.log(course.at(site, row[day])))
+                sd.append(math.sqrt(variance + obs.sd_log**2))
+    low, median, high = mixture_quantiles(np.stack(mu), np.array(sd), BAND)
+    ref = params.reference_bmd
+    points = []
+    for k, (name, site, month) in enumerate(keys):
+        bmd0, t0_score = anchors[site]
+        sd_ref = ref[site].sd_g_cm2
+        points.append(
+            ForecastPoint(
+                plan=name,
+                month=month,
+                date=patient.as_of + timedelta(days=outputs[months.index(month)] - now_day),
+                site=site,
+                bmd_g_cm2=round(float(median[k]), 4),
+                bmd_low_g_cm2=round(float(low[k]), 4),
+                bmd_high_g_cm2=round(float(high[k]), 4),
+                t_score=round(_t_score(float(median[k]), bmd0, t0_score, sd_ref), 2),
+                t_score_low=round(_t_score(float(low[k]), bmd0, t0_score, sd_ref), 2),
+                t_score_high=round(_t_score(float(high[k]), bmd0, t0_score, sd_ref), 2),
+            )
+        )
+
+    fits = _fit_to_scans(used, modelled(courses[0], used))
+    narrowing = dict.fromkeys(sites, 0.0)
+    if shape:  # all her measurements against her first comparable scan alone, on the same twins
+        prior_courses = courses[-1]
+        levels = fit_levels(used, modelled(prior_courses, used))
+        weights, _ = normalised_weights(levels.log_likelihood)
+        horizon = row[outputs[-1]]
+        end = t0 + timedelta(days=outputs[-1])
+        for site in sites:
+            obs = latest[site]
+            first = min((o for o in used if o.group == obs.group), key=lambda o: o.date)
+            future = np.log(prior_courses.at(site, horizon))
+            offset, variance = levels.predict(obs.group, end)
+            alone = math.log(first.value) - np.log(prior_courses.at(site, row[days[first]]))
+            conditioned = mixture_quantiles(
+                (offset + future)[None, :],
+                np.array([math.sqrt(variance + obs.sd_log**2)]),
+                (BAND[0], BAND[2]),
+                weights,
+            )
+            spread = first.sd_log**2 + first.drift_per_day * (end - first.date).days
+            reference = mixture_quantiles(
+                (alone + future)[None, :],
+                np.array([math.sqrt(spread + obs.sd_log**2)]),
+                (BAND[0], BAND[2]),
+            )
+            width = float(conditioned[1, 0] - conditioned[0, 0])
+            narrowing[site] = round(
+                100.0 * (1.0 - width / float(reference[1, 0] - reference[0, 0])), 1
+            )
     notes += [
-        "bands: 5-95 % of virtual twins (between-patient variability and posterior parameter "
-        "uncertainty), anchored on the first measured BMD at each site",
-        "T-scores move from the reported T-score by the change in BMD over the reference SD",
+        "bands: 5-95 % of what a scan would read: her rates from virtual twins "
+        "(between-patient variability and posterior parameter uncertainty) weighted by how well "
+        "they reproduce her measured changes, her level and her own drift from the twins "
+        "fitted to every scan (Kalman filter), and the scan's precision error",
+        "T-scores move from her latest reported T-score by the change in BMD over the reference SD",
         "denosumab and zoledronic acid are weakly constrained in the AI setting "
         "(model.md 10.2): their plans are extrapolations",
+    ]
+    notes += [
+        f"{fit.site} {fit.date}: measured {fit.measured_bmd_g_cm2:.3f} g/cm2, the forecast "
+        f"gives {fit.bmd_g_cm2:.3f}, more than the scan's precision error away: her change "
+        "there is outside what the model reproduces, so the forecast is less certain"
+        for fit in fits
+        if abs(fit.bmd_g_cm2 - fit.measured_bmd_g_cm2) > fit.precision_sd_g_cm2
     ]
     if effective < 20:
         notes.append(f"only {effective:.0f} twins agree with the scans: the band is uncertain")
     return Forecast(
-        plans=[ForecastPlan(name=n, description=d) for n, d, _ in plans if n in ratios],
+        plans=[ForecastPlan(name=n, description=d) for n, d, _ in plans if n in dict(runnable)],
         points=points,
         horizon_years=horizon_years,
         twins=twins,
-        scans_conditioned_on=conditioned,
+        scans_conditioned_on=len({obs.date for obs in used if obs.quantity in SITES}),
+        markers_conditioned_on=sum(obs.quantity not in SITES for obs in used),
         effective_twins=round(effective, 1),
         band_narrowing_pct=narrowing,
+        fit_to_scans=fits,
         parameter_set=f"{params.name} {params.version}",
         notes=notes,
+    )
+
+
+def _fit_to_scans(used: list[Observation], modelled: Array) -> list[ScanFit]:
+    """Her scans against the forecast on their dates (first plan: the plans share her past)."""
+    levels = fit_levels(used, modelled)
+    bmds = [j for j, obs in enumerate(used) if obs.quantity in SITES]
+    mu = np.stack([levels.at[used[j]][0] + np.log(modelled[j]) for j in bmds])
+    sd = np.array([math.sqrt(levels.at[used[j]][1] + used[j].sd_log ** 2) for j in bmds])
+    low, median, high = mixture_quantiles(mu, sd, BAND)
+    return sorted(
+        (
+            ScanFit(
+                date=used[j].date,
+                site=used[j].quantity,
+                measured_bmd_g_cm2=used[j].value,
+                bmd_g_cm2=round(float(median[k]), 4),
+                bmd_low_g_cm2=round(float(low[k]), 4),
+                bmd_high_g_cm2=round(float(high[k]), 4),
+                precision_sd_g_cm2=round(used[j].sd_log * used[j].value, 4),
+            )
+            for k, j in enumerate(bmds)
+        ),
+        key=lambda fit: (fit.date, SITES.index(fit.site)),
     )

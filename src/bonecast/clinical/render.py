@@ -218,11 +218,21 @@ def _forecast(a: Assessment) -> RenderableType:
     plans = "\n".join(f"- {p.name}: {p.description}" for p in details.plans)
     narrowing = ", ".join(f"{k} {v:g} %" for k, v in details.band_narrowing_pct.items())
     lines = [plans]
-    if details.scans_conditioned_on:
-        lines.append(
-            f"Conditioned on {details.scans_conditioned_on} later scan(s): band at the horizon "
-            f"narrower by {narrowing} ({details.effective_twins:g} of {details.twins} twins)."
-        )
+    markers = (
+        f" and {details.markers_conditioned_on} turnover marker value(s)"
+        if details.markers_conditioned_on
+        else ""
+    )
+    lines.append(
+        f"Conditioned on {details.scans_conditioned_on} scan(s){markers}: band at the horizon "
+        f"narrower than from her first scan alone by {narrowing} "
+        f"({details.effective_twins:g} of {details.twins} twins)."
+    )
+    lines += [
+        f"- {fit.site} {fit.date}: measured {fit.measured_bmd_g_cm2:.3f}, forecast "
+        f"{fit.bmd_g_cm2:.3f} ({fit.bmd_low_g_cm2:.3f}-{fit.bmd_high_g_cm2:.3f}) g/cm2"
+        for fit in details.fit_to_scans
+    ]
     lines += [f"- {note}" for note in details.notes]
     return Group(table, Text("\n".join(lines), style="dim"))
 

@@ -157,6 +157,20 @@ class VirtualPopulation:
                 tiled.values[name][k * self.n : (k + 1) * self.n] = value
         return tiled
 
+    def take(self, indices: IdArray) -> VirtualPopulation:
+        """Patients ``indices`` (repeats allowed), with their ids: a patient taken twice is the
+        same virtual patient twice (same parameters and dose draws)."""
+        return VirtualPopulation(
+            patient_ids=self.patient_ids[indices],
+            age_years=self.age_years[indices],
+            baseline_t_score=self.baseline_t_score[:, indices],
+            baseline_bmd_g_cm2=self.baseline_bmd_g_cm2[:, indices],
+            fmp_day=self.fmp_day[indices],
+            values={name: value[indices] for name, value in self.values.items()},
+            parameter_set=self.parameter_set,
+            variability=self.variability,
+        )
+
     @classmethod
     def concatenate(cls, parts: Sequence[VirtualPopulation]) -> VirtualPopulation:
         """Patients of several populations side by side (same parameter set and variability).
