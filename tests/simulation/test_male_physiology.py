@@ -176,3 +176,25 @@ def test_trial_reports_observables_with_published_spine_loss_in_older_men() -> N
                 rows[(arm, "ctx" if quantity == "osteoclasts" else "p1np")].mean_pct_change
             )
     assert np.isfinite(rows[("gel + anastrozole", "testosterone")].sd or 0.0)
+
+
+def test_a_womans_estradiol_row_is_the_inhibitors_suppression() -> None:
+    """For a typical postmenopausal woman, estradiol under anastrozole falls by the drug's
+    suppression s_AI (the parameter set's value, 85 %); testosterone is not hers to ask for."""
+    spec = parse_trial_spec(
+        {
+            "name": "woman",
+            "population": {
+                "n": 1,
+                "menopausal_status": "postmenopausal",
+                "age_years": 64,
+                "variability": False,
+            },
+            "arms": [{"name": "anastrozole", "treatments": [{**ANASTROZOLE, "start_month": 0}]}],
+            "outputs": {"quantities": ["estradiol", "rankl", "osteoclasts"], "months": [12]},
+        }
+    )
+    rows = {r.quantity: r for r in run_trial(spec).rows}
+    suppression = default_parameter_set().parameters["ai.anastrozole.suppression"].value
+    assert rows["estradiol"].mean_pct_change == pytest.approx(-100 * suppression, abs=1e-6)
+    assert rows["rankl"].mean_pct_change > 0 and rows["osteoclasts"].mean_pct_change > 0
