@@ -363,6 +363,9 @@ def validate_command(
         diff = miss.difference_pp
         shown = "wrong sign" if diff is None else f"{diff:+.2f} pp"
         console.print(f"  miss {miss.target.target_id}: {shown}")
+    if report.men is not None:
+        men = report.men.headline()
+        console.print(f"men: {men['pass']}/{men['total']} male targets within tolerance")
     for fracture in report.fractures:
         verdict = "reproduced" if fracture.passes else "NOT reproduced"
         console.print(

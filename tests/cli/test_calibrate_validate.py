@@ -27,7 +27,11 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     assert len(rows) == 92
     assert {"target_id", "target_pct", "model_pct", "difference_pp", "pass"} <= set(rows[0])
     assert all(r["reason_if_missed"] for r in rows if r["pass"] == "no")
-    assert len(list(out.glob("validation_*.png"))) == 16  # 15 trials and the fracture figure
+    assert len(list(out.glob("validation_*.png"))) == 18  # 15 trials, fractures, 2 male trials
+    with (out / "validation_men.csv").open(newline="") as handle:
+        men = list(csv.DictReader(handle))
+    assert [m["target_id"] for m in men] == ["M1", "M2", "M3", "M4"]
+    assert "men: " in result.output and "male targets within tolerance" in result.output
     with (out / "validation_fractures.csv").open(newline="") as handle:
         fractures = list(csv.DictReader(handle))
     assert [f["literature"] for f in fractures] == ["1.49", "0.99", "0.64"]
@@ -36,6 +40,7 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     page = (out / "validation.html").read_text(encoding="utf-8")
     assert "validation_atac.png" in page and "not a medical device" in page
     assert "<h2>Fracture outcomes</h2>" in page and "validation_fractures.png" in page
+    assert "<h2>Men</h2>" in page and "validation_men_burnett_bowie_men.png" in page
     # the calibration's provenance is a readable list and a table of its stages
     assert "targets sha256:" in page and "<td>A natural progression</td>" in page
     assert "{'" not in page  # no raw Python dict

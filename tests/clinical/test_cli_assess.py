@@ -123,6 +123,7 @@ EXPECTED_EXAMPLES = {
     "premenopausal_goserelin_exemestane.json": ("premenopausal-t-score", True),
     "two_scans_significant_loss.json": ("aibl-bmd-loss", True),
     "stopping_denosumab.json": ("denosumab-transition", True),
+    "man_anastrozole_testosterone.json": ("men-on-ai-monitor", False),
 }
 
 

@@ -149,10 +149,11 @@ def test_forecast_agrees_with_the_trial_simulator_for_the_same_plan():
     assert forecast_change == pytest.approx(trial_mean, abs=0.5)
 
 
-def test_no_forecast_for_men_or_without_bmd():
+def test_no_forecast_without_bmd():
     data = _patient("osteopenic_anastrozole_risk_factors")
-    data["sex"] = "male"
-    data.pop("menopausal_status", None)
+    for site in ("lumbar_spine", "total_hip", "femoral_neck"):
+        data["scans"][0].pop(site)
+    data["scans"][0]["lumbar_spine"] = {"t_score": -1.8}
     assert forecast(parse_patient(data), []) is None
 
 

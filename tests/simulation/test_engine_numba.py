@@ -222,3 +222,17 @@ def test_engine_selection() -> None:
     assert resolve_engine("numpy") == "numpy"
     with pytest.raises(ValueError, match="engine"):
         resolve_engine("jax")
+
+
+def test_compiled_matches_numpy_men() -> None:
+    """Men: aromatisation, HPG feedback and testosterone replacement in both engines."""
+    men = sample_population(
+        PopulationSpec(n=N, sex="male", age_years=Distribution(mean=68.0, sd=6.0)),
+        default_parameter_set(),
+        7,
+    )
+    gel = dict(drug="testosterone_gel", dose_mg=50.0, interval_days=1.0)
+    cypionate = dict(drug="testosterone_cypionate", dose_mg=200.0, interval_days=14.0)
+    plan = _plan(ANASTROZOLE, stop=24) + _plan(gel, start=6, stop=36) + _plan(cypionate, start=36)
+    reference, compiled = _both(men, plan, month_to_day(60), record_days=MONTHLY[:61])
+    np.testing.assert_allclose(compiled.estradiol_pg_ml, reference.estradiol_pg_ml, rtol=1e-12)

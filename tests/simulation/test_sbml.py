@@ -12,7 +12,13 @@ import yaml
 from typer.testing import CliRunner
 
 from bonecast.cli import app
-from bonecast.simulation import Treatment, VirtualPopulation
+from bonecast.simulation import (
+    PopulationSpec,
+    Treatment,
+    VirtualPopulation,
+    default_parameter_set,
+    sample_population,
+)
 from bonecast.simulation.parameters import SITES
 from bonecast.simulation.regimens import StartRule, month_to_day
 from bonecast.simulation.sbml import SITE_IDS, SbmlExportError, to_sbml
@@ -135,3 +141,23 @@ def test_cli_writes_sbml_that_libsbml_reads(tmp_path: Path) -> None:
     incomplete = runner.invoke(app, ["export", "sbml", *options[:2]])
     assert incomplete.exit_code == 2
     assert "missing --arm, --out" in incomplete.output
+
+
+def test_roadrunner_matches_bonecast_for_a_man() -> None:
+    """A man on testosterone gel then anastrozole: the exported hormone algebra agrees."""
+    man = sample_population(
+        PopulationSpec(n=1, sex="male", age_years=68.0, variability=False),
+        default_parameter_set(),
+        0,
+    )
+    plan = [
+        Treatment(drug="testosterone_gel", dose_mg=50, interval_days=1, start_month=0),
+        Treatment(**ANASTROZOLE, start_month=24, stop_month=60),
+    ]
+    sbml = to_sbml(man, plan, HORIZON)
+    assert _errors(libsbml.readSBMLFromString(sbml)) == []
+    exported = _roadrunner_pct(sbml, YEARLY_DAYS)
+    reference = simulate_reference(man, plan, HORIZON, record_days=YEARLY_DAYS)
+    for k, site in enumerate(SITES):
+        gap = np.abs(exported[:, k] - reference.bmd_pct_change(site)[:, 0])
+        assert gap.max() < TOLERANCE_PP, (site, gap)

@@ -306,10 +306,15 @@ def assess(
         vitamin_d_ng_ml=_latest_lab(patient, "vitamin_d_25oh"),
         egfr_ml_min=_latest_lab(patient, "egfr"),
         high_recurrence_risk=patient.high_recurrence_risk,
+        on_testosterone=any(
+            t.current_or_planned(as_of) for t in patient.treatments_of(DrugClass.ANDROGEN)
+        ),
     )
     result: GuidelineResult = evaluate(rule_set, facts, _current_agents(on_bta))
     expected_loss = settings[
-        "expected_loss_pct_per_year_ai_ofs"
+        "expected_loss_pct_per_year_ai_men"
+        if male
+        else "expected_loss_pct_per_year_ai_ofs"
         if premenopausal and ofs
         else "expected_loss_pct_per_year_ai"
     ]

@@ -34,6 +34,12 @@ Plans (issue 4; choices documented here):
 Treatments the patient already has (other than the inhibitor) continue as recorded in every plan.
 A patient not on an inhibitor gets ``no_new_treatment`` and ``agent``.
 
+Men (simulated with male physiology, :mod:`bonecast.simulation.male`) take an inhibitor
+off-label without an adjuvant course length, so their plans are: ``continue_ai`` (the inhibitor
+and any testosterone replacement continue), ``stop_ai`` (the inhibitor stops today, testosterone
+continues), ``ai_plus_agent`` (a bone agent added today) and, for a man on testosterone,
+``ai_without_testosterone`` (testosterone stops today, the inhibitor continues).
+
 Numerics: the plans of all twins are simulated in one vectorised run (each twin repeated once per
 plan, with the same dose draws) with daily steps, on the compiled engine by default; only the
 yearly output days and the scan days are recorded; with a weighting pool the pool runs over her
@@ -100,6 +106,20 @@ DEFAULT_AGENT = Agent(
     duration="for the duration of the aromatase inhibitor",
     source="AIBL 2017 first-line agent (clinical.md 1.4), used when no agent is recommended",
     verification="V",
+)
+DEFAULT_AGENT_MEN = Agent(
+    drug="zoledronic_acid",
+    dose_mg=5.0,
+    route=Route.IV,
+    interval_days=365.0,
+    schedule="5 mg IV yearly",
+    duration="per the osteoporosis-in-men pathway",
+    source=(
+        "zoledronic acid is among the drugs the Endocrine Society 2012 guideline for men "
+        "lists (Watts NB et al. J Clin Endocrinol Metab 2012;97:1802); used for a man when "
+        "no agent is recommended"
+    ),
+    verification="V-2nd",
 )
 STANDARD_AI_YEARS = 5.0
 """Adjuvant aromatase-inhibitor duration assumed when no planned stop is given (years)."""
@@ -219,6 +239,8 @@ def _plan_treatments(
             ("agent", f"add {agent.drug} {agent.schedule} from today", [*keep, with_agent(end)]),
         ], ["not on an aromatase inhibitor: the inhibitor plans do not apply"]
     t, dose, interval, start, stop = ais[-1]
+    if patient.sex == "male":
+        return _male_plans(t.drug, dose, interval, start, stop, now, keep, with_agent(end))
     if stop is None:
         stop = start + STANDARD_AI_YEARS * 12
         notes.append(f"{t.drug} has no planned stop date: {STANDARD_AI_YEARS:g} years assumed")
@@ -260,6 +282,62 @@ def _plan_treatments(
     ], notes
 
 
+def _male_plans(
+    drug: str,
+    dose: float,
+    interval: float,
+    start: float,
+    stop: float | None,
+    now: float,
+    keep: list[Treatment],
+    agent: Treatment,
+) -> tuple[list[tuple[str, str, list[Treatment]]], list[str]]:
+    """The plans of a man on an aromatase inhibitor (module docstring)."""
+
+    def ai(until: float | None) -> Treatment:
+        return Treatment(
+            drug=drug, dose_mg=dose, interval_days=interval, start_month=start, stop_month=until
+        )
+
+    def stopped_today(t: Treatment) -> Treatment | None:
+        first = t.start_month or 0.0
+        if first >= now:
+            return None
+        return t.model_copy(
+            update={"stop_month": now if t.stop_month is None else min(t.stop_month, now)}
+        )
+
+    notes = ["a man: plans for an off-label aromatase inhibitor (no adjuvant course length)"]
+    stop_now = ai(now) if start < now and (stop is None or stop > now) else ai(stop)
+    plans = [
+        (
+            "continue_ai",
+            f"{drug} continues through the horizon, no new bone agent",
+            [*keep, ai(stop)],
+        ),
+        ("stop_ai", f"{drug} stops today; other treatments continue", [*keep, stop_now]),
+        (
+            "ai_plus_agent",
+            f"{drug} continues plus {agent.drug} from today",
+            [*keep, ai(stop), agent],
+        ),
+    ]
+    androgens = [k for k in keep if k.drug_class is DrugClass.ANDROGEN]
+    if androgens:
+        others = [k for k in keep if k.drug_class is not DrugClass.ANDROGEN]
+        ended = [e for e in (stopped_today(k) for k in androgens) if e is not None]
+        plans.append(
+            (
+                "ai_without_testosterone",
+                f"testosterone stops today, {drug} continues",
+                [*others, *ended, ai(stop)],
+            )
+        )
+    else:
+        notes.append("not on testosterone replacement: no plan without testosterone")
+    return plans, notes
+
+
 def _twins(
     patient: Patient,
     parameter_set: ParameterSet,
@@ -275,7 +353,10 @@ def _twins(
     """
     spec = PopulationSpec(
         n=n,
-        menopausal_status=patient.menopausal_status or "postmenopausal",
+        sex=patient.sex,
+        menopausal_status=None
+        if patient.sex == "male"
+        else patient.menopausal_status or "postmenopausal",
         age_years=min(max(age_at_t0, 18.0), 110.0),
         baseline_t_score={site: min(max(t, -6.0), 6.0) for site, t in t_scores.items()},
         variability=True,
@@ -372,7 +453,7 @@ def forecast(
     engine: Engine = "auto",
     precision: Mapping[str, Lsc] | None = None,
 ) -> Forecast | None:
-    """The forecast of ``patient`` (``None`` without a scan with BMD, or for men).
+    """The forecast of ``patient`` (``None`` without a scan with BMD).
 
     ``precision`` is the LSC per site (:func:`~bonecast.clinical.precision.lsc_table`, the
     facility's study or the ISCD defaults): it sets each scan's measurement error. ``engine`` is
@@ -395,12 +476,13 @@ def forecast(
                 continue
             first_t.setdefault(site, t_score)
             anchors[site] = (score.bmd_g_cm2, t_score)
-    if patient.sex != "female" or not anchors:
+    if not anchors:
         return None
     starts = [t.start_date for t in patient.treatments]
     t0 = min([scans[0].date, *starts])
     horizon_end = patient.as_of + timedelta(days=round(horizon_years * 365.25))
-    agent = recommended_agents[0] if recommended_agents else DEFAULT_AGENT
+    default = DEFAULT_AGENT_MEN if patient.sex == "male" else DEFAULT_AGENT
+    agent = recommended_agents[0] if recommended_agents else default
     plans, notes = _plan_treatments(patient, t0, horizon_end, agent)
     runnable = []
     for name, _, treatments in plans:

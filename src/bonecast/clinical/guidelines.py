@@ -53,7 +53,8 @@ class Facts:
     ``t_score_diagnostic`` says whether WHO T-score categories apply (postmenopausal women, men
     >= 50); ``annual_bmd_loss_pct`` is the largest real (>= LSC) loss between the last two
     comparable scans, annualised, positive for a loss; ``frax_*`` are FRAX values after the
-    published adjustments; ``btm_*`` summarise the turnover-marker response.
+    published adjustments; ``btm_*`` summarise the turnover-marker response; ``on_testosterone``
+    is testosterone replacement taken or planned (men).
     """
 
     male: bool
@@ -85,6 +86,7 @@ class Facts:
     vitamin_d_ng_ml: float | None
     egfr_ml_min: float | None
     high_recurrence_risk: bool
+    on_testosterone: bool = False
 
 
 DERIVED_FACTS = ("risk_factor_count", "other_risk_factor_count", "bta_recommended")

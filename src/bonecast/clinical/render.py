@@ -40,8 +40,10 @@ def _header(a: Assessment) -> RenderableType:
     lines = [
         f"[bold]Bone health assessment[/] as of {a.as_of} - guideline [bold]{a.guideline.name}[/] "
         f"({a.guideline.title}; {a.guideline.verification})",
-        f"{p.sex}, {p.age_years:g} years, {p.menopausal_status or ''}, "
-        f"BMI {_number(p.bmi_kg_m2)} kg/m2; "
+        ", ".join(
+            part for part in (p.sex, f"{p.age_years:g} years", p.menopausal_status or "") if part
+        )
+        + f", BMI {_number(p.bmi_kg_m2)} kg/m2; "
         f"aromatase inhibitor: {'yes' if p.on_aromatase_inhibitor else 'no'}; "
         f"ovarian suppression: {'yes' if p.ovarian_suppression else 'no'}",
         f"Lowest T-score: [bold]{_number(a.lowest_t_score)}[/] "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import matplotlib
@@ -194,6 +195,24 @@ def plot_fractures(report: ValidationReport, path: Path) -> None:
     plt.close(fig)
 
 
+def write_men_table(report: ValidationReport, path: Path) -> None:
+    """The male targets in the target table's columns (``validation_men.csv``)."""
+    assert report.men is not None
+    write_table(dataclasses.replace(report, checks=report.men.checks), path)
+
+
+def plot_men(report: ValidationReport, folder: Path) -> dict[str, str]:
+    """One figure per male trial (model band vs published points); title -> file name."""
+    assert report.men is not None
+    view = dataclasses.replace(report, checks=report.men.checks, results=report.men.results)
+    figures = {}
+    for trial, result in report.men.results.items():
+        name = f"validation_men_{trial}.png"
+        plot_trial_targets(view, trial, folder / name)
+        figures[result.spec.name] = name
+    return figures
+
+
 def _summary(report: ValidationReport, check: TargetCheck) -> dict[str, object]:
     row, link = check.target.row, check.target.link
     ok = _passes(check)
@@ -214,7 +233,13 @@ def _summary(report: ValidationReport, check: TargetCheck) -> dict[str, object]:
     }
 
 
-def write_html(report: ValidationReport, path: Path, figures: dict[str, str], table: str) -> None:
+def write_html(
+    report: ValidationReport,
+    path: Path,
+    figures: dict[str, str],
+    table: str,
+    men_figures: dict[str, str] | None = None,
+) -> None:
     """A short HTML summary: headline, misses with reasons, the full table and the figures."""
     environment = Environment(
         loader=PackageLoader("bonecast.reports", "templates"), autoescape=select_autoescape()
@@ -231,6 +256,9 @@ def write_html(report: ValidationReport, path: Path, figures: dict[str, str], ta
         rows=rows,
         figures=[{"title": report.results[t].spec.name, "file": f} for t, f in figures.items()],
         fractures=report.fractures,
+        men=None if report.men is None else [_summary(report, c) for c in report.men.checks],
+        men_head=None if report.men is None else report.men.headline(),
+        men_figures=[{"title": t, "file": f} for t, f in (men_figures or {}).items()],
         disclaimer=DISCLAIMER,
     )
     path.write_text(page, encoding="utf-8")
@@ -248,6 +276,10 @@ def write_validation_report(report: ValidationReport, folder: str | Path) -> Pat
         figures[trial] = name
     write_fracture_table(report, folder / "validation_fractures.csv")
     plot_fractures(report, folder / "validation_fractures.png")
+    men_figures = None
+    if report.men is not None:
+        write_men_table(report, folder / "validation_men.csv")
+        men_figures = plot_men(report, folder)
     page = folder / "validation.html"
-    write_html(report, page, figures, "validation_targets.csv")
+    write_html(report, page, figures, "validation_targets.csv", men_figures)
     return page

@@ -8,7 +8,9 @@ Two representations (model.md sections 5-6):
 * **exposure drugs** (aromatase inhibitors, tamoxifen, goserelin) act through an on/off exposure
   while taken; the model represents only their standard doses, so other doses are refused;
 * **dosed drugs** (bisphosphonates, denosumab) act through the amount given at each dose event;
-  any positive dose and interval is simulated (dose-response).
+  any positive dose and interval is simulated (dose-response);
+* **testosterone replacement** (men only) acts through its absorbed dose rate averaged over the
+  interval (:mod:`bonecast.simulation.male`); any positive dose and interval is simulated.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class DrugClass(StrEnum):
     OVARIAN_SUPPRESSION = "ovarian_suppression"
     BISPHOSPHONATE = "bisphosphonate"
     RANKL_ANTIBODY = "rankl_antibody"
+    ANDROGEN = "androgen"
 
 
 class Route(StrEnum):
@@ -34,6 +37,8 @@ class Route(StrEnum):
     ORAL = "oral"
     IV = "iv"
     SC = "sc"
+    IM = "im"
+    TRANSDERMAL = "transdermal"
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,11 @@ EXPOSURE_CLASSES = frozenset(
 _ADJ = "usual adjuvant dose (model.md section 5; UNVERIFIED against the label)"
 _AIBL = "AIBL 2017 joint position statement, clinical.md 1.4"
 _MODEL = "model.md section 5 regimen list"
+_TESTOSTERONE_IM = (
+    "Depo-Testosterone / testosterone enanthate labels: 50-400 mg every 2-4 weeks; "
+    "200 mg every 2 weeks is the usual replacement dose (Bhasin S et al. J Clin Endocrinol "
+    "Metab 2018;103:1715, Endocrine Society testosterone guideline)"
+)
 
 DRUGS: dict[str, Drug] = {
     drug.name: drug
@@ -152,6 +162,31 @@ DRUGS: dict[str, Drug] = {
             (Route.SC,),
             (StandardRegimen(60.0, 182.0, Route.SC, "Prolia label; AIBL 2017, clinical.md 1.4"),),
         ),
+        Drug(
+            "testosterone_cypionate",
+            DrugClass.ANDROGEN,
+            (Route.IM,),
+            (StandardRegimen(200.0, 14.0, Route.IM, _TESTOSTERONE_IM),),
+        ),
+        Drug(
+            "testosterone_enanthate",
+            DrugClass.ANDROGEN,
+            (Route.IM,),
+            (StandardRegimen(200.0, 14.0, Route.IM, _TESTOSTERONE_IM),),
+        ),
+        Drug(
+            "testosterone_gel",
+            DrugClass.ANDROGEN,
+            (Route.TRANSDERMAL,),
+            (
+                StandardRegimen(
+                    50.0,
+                    1.0,
+                    Route.TRANSDERMAL,
+                    "AndroGel 1 % label: 5 g of gel (50 mg testosterone) once a day",
+                ),
+            ),
+        ),
     )
 }
 """Every drug bonecast simulates, by the name used in trial specs."""
@@ -161,6 +196,9 @@ AROMATASE_INHIBITORS: tuple[str, ...] = tuple(
 )
 BISPHOSPHONATES: tuple[str, ...] = tuple(
     name for name, d in DRUGS.items() if d.drug_class is DrugClass.BISPHOSPHONATE
+)
+ANDROGENS: tuple[str, ...] = tuple(
+    name for name, d in DRUGS.items() if d.drug_class is DrugClass.ANDROGEN
 )
 
 

@@ -89,6 +89,11 @@ _PARAM_NAMES: Final = (
     "den_km_mg_l",
     "s_e0",
     "age_deficit_per_day",
+    "male",
+    "testosterone0_ng_dl",
+    "hpg_gain",
+    "male_ai_effect",
+    "testosterone_ng_dl_per_mg_day",
 )
 (
     E2_PRE,
@@ -126,6 +131,11 @@ _PARAM_NAMES: Final = (
     DEN_KM,
     S_E0,
     AGE_DEFICIT,
+    MALE,
+    T0_MALE,
+    HPG_GAIN,
+    MALE_AI,
+    T_PER_MG_DAY,
 ) = range(len(_PARAM_NAMES))
 # (2, N) rows: trabecular, cortical
 RHO_T, RHO_C, DELTA0_T, DELTA0_C, DELTAE_T, DELTAE_C, NU_T, NU_C, E2_FIXED = range(
@@ -138,7 +148,7 @@ _BP_NAMES: Final = ("bp_ec50_mg", "bp_f_bone", "bp_k_surface", "bp_burial_share"
 BP_EC50, BP_F_BONE, BP_K_S, BP_F_BUR, BP_K_REL = range(len(_BP_NAMES))
 
 # ---- inputs rows ----
-U_AI, U_OFS, U_TAM = 0, 1, 2
+U_AI, U_OFS, U_TAM, U_TESTO = 0, 1, 2, 3
 
 NUMBA_VERSION: Final = str(numba.__version__)
 
@@ -170,8 +180,10 @@ PAR: Final = N_SCALAR_STATES
     D_DECAY_KA,  # exp(-k_a dt), denosumab depot
     D_AGEING,  # exp(beta_age t / 365.25) at the current step: growth of the age-related deficit
     D_AGEING_STEP,  # exp(beta_age dt / 365.25), D_AGEING's factor per step
-) = range(PAR + N_PARAMS, PAR + N_PARAMS + 21)
-BP_ROWS: Final = PAR + N_PARAMS + 21
+    D_TESTO,  # absorbed exogenous testosterone, mg/day (men)
+    D_MALE_E,  # a man's E2 / E2_0 under the block's exposures (model.py male_hormone_ratios)
+) = range(PAR + N_PARAMS, PAR + N_PARAMS + 23)
+BP_ROWS: Final = PAR + N_PARAMS + 23
 """First row of the bisphosphonates: per drug, its two states then its five constants."""
 B_SURFACE, B_BURIED = 0, 1
 B_CONST: Final = 2
@@ -244,6 +256,17 @@ def denosumab_advance(
     return pair_apply(c1 + released, p1, loss, to_central, to_peripheral, to_central, factors)
 
 
+@njit(cache=True, error_model="numpy", fastmath=FUSED, inline="always")
+def male_estradiol_ratio(
+    ai: float, ofs: float, testo_mg_day: float, ai_effect: float, t0: float, per_mg: float, g: float
+) -> float:
+    """A man's E2 / E2_0 (model.py ``male_hormone_ratios``): k (u (1 + g) + x) / (1 + k u g)."""
+    k = 1.0 - ai_effect * ai
+    x = testo_mg_day * per_mg / t0
+    u = (1.0 - ofs) / (1.0 + x)
+    return k * (u * (1.0 + g) + x) / (1.0 + k * u * g)
+
+
 # ------------------------------------------------------------------ lane loops (SIMD)
 
 
@@ -255,7 +278,9 @@ def estrogen_lanes(w: Array, t_day: float) -> None:
         z = (t_day - w[(PAR + FMP) * LANES + j]) / w[(PAR + MENO_W) * LANES + j]
         logistic = 1.0 / (1.0 + fast_exp(z))
         base = e2_post + (w[(PAR + E2_PRE) * LANES + j] - e2_post) * logistic
-        e2 = (base - w[D_OFS * LANES + j] * (base - e2_post)) * (1.0 - w[D_AI * LANES + j])
+        female = (base - w[D_OFS * LANES + j] * (base - e2_post)) * (1.0 - w[D_AI * LANES + j])
+        male = base * w[D_MALE_E * LANES + j]
+        e2 = male if w[(PAR + MALE) * LANES + j] > 0.0 else female
         w[D_E * LANES + j] = fast_power(
             e2 / w[(PAR + EC50_E2) * LANES + j], w[(PAR + N_E) * LANES + j]
         )
@@ -444,6 +469,7 @@ def load_chunk(
         w[D_AI * LANES + j] = inputs[U_AI, i]
         w[D_OFS * LANES + j] = inputs[U_OFS, i]
         w[D_TAM_PROD * LANES + j] = par[K_T, i] * inputs[U_TAM, i]
+        w[D_TESTO * LANES + j] = inputs[U_TESTO, i]
         for k in range(n_bp):
             at = (BP_ROWS + k * N_B_ROWS) * LANES + j
             w[at + B_SURFACE * LANES] = state[N_SCALAR_STATES + k, i]
@@ -476,8 +502,22 @@ def derive_chunk(w: Array, dt: float, first_day: int) -> None:
         w[D_PER_S_E0 * LANES + j] = 1.0 / s_e0
         # E2 without a menopause transition (model.py serum_estradiol_pg_ml)
         e2_fixed = w[(PAR + E2_FIXED) * LANES + j]
-        ovarian = e2_fixed - w[D_OFS * LANES + j] * (e2_fixed - w[(PAR + E2_POST) * LANES + j])
-        ratio = ovarian * (1.0 - w[D_AI * LANES + j]) / w[(PAR + EC50_E2) * LANES + j]
+        male_e = male_estradiol_ratio(
+            w[D_AI * LANES + j],
+            w[D_OFS * LANES + j],
+            w[D_TESTO * LANES + j],
+            w[(PAR + MALE_AI) * LANES + j],
+            w[(PAR + T0_MALE) * LANES + j],
+            w[(PAR + T_PER_MG_DAY) * LANES + j],
+            w[(PAR + HPG_GAIN) * LANES + j],
+        )
+        w[D_MALE_E * LANES + j] = male_e
+        if w[(PAR + MALE) * LANES + j] > 0.0:
+            e2 = e2_fixed * male_e
+        else:
+            ovarian = e2_fixed - w[D_OFS * LANES + j] * (e2_fixed - w[(PAR + E2_POST) * LANES + j])
+            e2 = ovarian * (1.0 - w[D_AI * LANES + j])
+        ratio = e2 / w[(PAR + EC50_E2) * LANES + j]
         n_e = w[(PAR + N_E) * LANES + j]
         w[D_E * LANES + j] = ratio if n_e == 1.0 else ratio**n_e
         w[D_CONC * LANES + j] = 0.0
@@ -559,7 +599,7 @@ def advance_block(
 ) -> None:
     """Advance every patient (chunks of LANES in parallel) over ``n_days`` from ``first_day``.
 
-    ``inputs`` (3, N) are the exposures of the whole block (constant); ``menopause`` selects the
+    ``inputs`` (4, N) are the exposures of the whole block (constant); ``menopause`` selects the
     time-varying E2_base of model.md section 5 instead of the fixed value. ``dt`` in days.
     """
     n = state.shape[1]
@@ -636,7 +676,14 @@ class CompiledModel:
         self, inputs: ModelInputs, first_day: int, n_days: int, steps_per_day: int, dt: float
     ) -> None:
         """Advance the state in place over ``n_days`` days with constant ``inputs``."""
-        packed = np.stack([inputs.ai_suppression, inputs.ovarian_suppression, inputs.tamoxifen])
+        packed = np.stack(
+            [
+                inputs.ai_suppression,
+                inputs.ovarian_suppression,
+                inputs.tamoxifen,
+                inputs.exogenous_testosterone(),
+            ]
+        )
         advance_block(
             self.buffer,
             self.par,

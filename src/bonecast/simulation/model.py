@@ -31,6 +31,17 @@ Choices made where model.md leaves them open (see also the closing note of issue
   postmenopausal value made SWAN's 10-year femoral-neck loss 2.3 pp too large and ATAC's
   5-year losses too small. The deficit is capped at 1 (formation cannot be negative), which only
   the oldest patients under estrogen deprivation can reach.
+* **Men** (an addition to model.md, issue 14): a man's estradiol is made by aromatisation of his
+  testosterone, so both are algebraic functions of the exposures (no new state). With
+  k = 1 - m_AI s_AI the aromatase activity left by an inhibitor, x = T_exo / T_0 the exogenous
+  testosterone relative to his own baseline, u = (1 - OFS) / (1 + x) his endogenous production
+  left by GnRH-agonist suppression and by the feedback of exogenous testosterone, and g the
+  gain of estradiol's negative feedback on LH (hypothalamic-pituitary-gonadal axis):
+  T / T_0 = u (1 + g (1 - e)) + x and e = E2 / E2_0 = k T / T_0, i.e.
+  e = k (u (1 + g) + x) / (1 + k u g). An inhibitor therefore lowers his estradiol only partly
+  while his testosterone rises (:func:`male_hormone_ratios`; parameters in
+  :mod:`bonecast.simulation.male`). His bone reads estradiol through the same receptor activity
+  as a woman's, with his own EC50 and Hill exponent.
 * **Bone volume** (an addition to model.md 6.4, made during calibration): the mechanostat term
   rho_j c V^(nu_j - 1) reads V against the skeleton of a woman at T = -1 rather than against
   the patient's own baseline, so each patient's turnover is rho_j (BMD0 / BMD at T = -1)^(nu_j
@@ -119,6 +130,12 @@ class ModelConstants:
     den_vmax_mg_per_day: Array
     den_km_mg_l: Array
     s_e0: Array  # untreated baseline estrogen-receptor activity at t = 0
+    male: Array  # 1 for a man, 0 for a woman
+    testosterone0_ng_dl: Array  # a man's untreated serum testosterone T_0 (1 for a woman)
+    hpg_gain: Array  # g: estradiol feedback gain on a man's testosterone production
+    male_ai_effect: Array  # m_AI: share of an inhibitor's suppression seen in a man's E2
+    testosterone_ng_dl_per_mg_day: Array  # serum T per absorbed mg/day (1e5 / clearance in L/d)
+    has_men: bool = False
     e2_base_fixed: Array | None = None  # E2_base when no menopause falls in the simulation
     step_cache: dict[tuple[str, float], tuple[Array, Array]] = dataclasses.field(
         default_factory=dict, init=False, compare=False, repr=False
@@ -141,7 +158,8 @@ class ModelConstants:
         patients' ages at t = 0 (they scale the age-related focal deficit, model.md 6.4);
         ``relative_volume`` (2, N) each compartment's baseline bone volume relative to a woman
         at T = -1 (trabecular: spine, cortical: hip), which scales turnover by its power
-        nu_j - 1 (module docstring).
+        nu_j - 1 (module docstring). A man carries ``male`` = 1 and his ``male.*`` values
+        (:mod:`bonecast.simulation.male`); without them every patient is a woman.
         """
         v = {name: _as_patients(value, n) for name, value in values.items()}
 
@@ -209,6 +227,13 @@ class ModelConstants:
             den_vmax_mg_per_day=v["den.vmax_mg_per_day"],
             den_km_mg_l=v["den.km_mg_l"],
             s_e0=np.zeros(n),
+            male=v.get("male", np.zeros(n)),
+            testosterone0_ng_dl=v.get("male.testosterone_ng_dl", np.ones(n)),
+            hpg_gain=v.get("male.hpg_gain", np.zeros(n)),
+            male_ai_effect=v.get("male.ai_effect", np.ones(n)),
+            testosterone_ng_dl_per_mg_day=1e5
+            / v.get("male.testosterone_clearance_l_per_day", np.full(n, 1e5)),
+            has_men=bool(np.any(v.get("male", np.zeros(n)) > 0)),
         )
         partial = cls(**constants)  # type: ignore[arg-type]
         e2_0 = e2_base_pg_ml(partial, 0.0)
@@ -288,12 +313,21 @@ class ModelInputs:
     """Drug exposures over one step, per patient (each 0-1, or an aggregated suppression).
 
     ``ai_suppression`` is the fraction of estradiol removed (s_AI of the inhibitor taken, times
-    its exposure); ``ovarian_suppression`` and ``tamoxifen`` are exposures.
+    its exposure); ``ovarian_suppression`` and ``tamoxifen`` are exposures (in a man, the GnRH
+    agonist suppresses his testicular testosterone); ``testosterone_mg_per_day`` the absorbed
+    dose rate of testosterone replacement.
     """
 
     ai_suppression: Array
     ovarian_suppression: Array
     tamoxifen: Array
+    testosterone_mg_per_day: Array | None = None  # absorbed exogenous testosterone (men), mg/d
+
+    def exogenous_testosterone(self) -> Array:
+        """Absorbed exogenous testosterone, mg/day (zeros when none is given)."""
+        if self.testosterone_mg_per_day is None:
+            return np.zeros_like(self.ai_suppression)
+        return self.testosterone_mg_per_day
 
 
 def e2_base_pg_ml(const: ModelConstants, t_day: float) -> Array:
@@ -312,11 +346,39 @@ def estrogen_activity(const: ModelConstants, e2_pg_ml: Array, tamoxifen: Array) 
     return (e + const.epsilon_T * occupancy) / (1.0 + e + occupancy)
 
 
+def male_hormone_ratios(const: ModelConstants, inputs: ModelInputs) -> tuple[Array, Array]:
+    """A man's estradiol and testosterone relative to his untreated values, ``(E2/E2_0, T/T_0)``.
+
+    Closed-form steady state of aromatisation and HPG feedback (module docstring, "Men"):
+    e = k (u (1 + g) + x) / (1 + k u g), T/T_0 = u (1 + g (1 - e)) + x. Meaningless for a woman.
+    """
+    k = 1.0 - const.male_ai_effect * inputs.ai_suppression
+    x = inputs.exogenous_testosterone() * const.testosterone_ng_dl_per_mg_day
+    x = x / const.testosterone0_ng_dl
+    u = (1.0 - inputs.ovarian_suppression) / (1.0 + x)
+    g = const.hpg_gain
+    e = k * (u * (1.0 + g) + x) / (1.0 + k * u * g)
+    return e, u * (1.0 + g * (1.0 - e)) + x
+
+
 def serum_estradiol_pg_ml(const: ModelConstants, inputs: ModelInputs, t_day: float) -> Array:
-    """Serum estradiol under ovarian suppression and aromatase inhibition (model.md 6.1)."""
+    """Serum estradiol under ovarian suppression and aromatase inhibition (model.md 6.1).
+
+    A man's is his untreated level times :func:`male_hormone_ratios`.
+    """
     base = e2_base_pg_ml(const, t_day)
     ovarian = base - inputs.ovarian_suppression * (base - const.e2_post_pg_ml)
-    return ovarian * (1.0 - inputs.ai_suppression)
+    female = ovarian * (1.0 - inputs.ai_suppression)
+    if not const.has_men:
+        return female
+    e, _ = male_hormone_ratios(const, inputs)
+    return np.where(const.male > 0, base * e, female)
+
+
+def serum_testosterone_ng_dl(const: ModelConstants, inputs: ModelInputs) -> Array:
+    """A man's serum testosterone (ng/dL); NaN for a woman (not modelled)."""
+    _, r = male_hormone_ratios(const, inputs)
+    return np.where(const.male > 0, const.testosterone0_ng_dl * r, np.nan)
 
 
 def denosumab_mg_l(const: ModelConstants, state: ModelState) -> Array:
@@ -380,16 +442,12 @@ def denosumab_rates(
     return prod, loss
 
 
-def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: float) -> Rates:
-    """All rates of the model at time ``t_day`` for the given state (model.md 6.1-6.7)."""
-    # 6.1 estrogen-receptor activity
-    e2 = serum_estradiol_pg_ml(const, inputs, t_day)
-    s_e = estrogen_activity(const, e2, state.tamoxifen)
-    # 6.2 RANKL / OPG / RANK / denosumab, quasi-steady state (all relative to baseline)
+def free_rankl_relative(const: ModelConstants, state: ModelState, s_e: Array) -> Array:
+    """Free RANKL relative to the untreated baseline (model.md 6.2, quasi-steady state)."""
     prod_rankl = (1.0 + const.alpha_L * (1.0 - s_e)) / (1.0 + const.alpha_L * (1.0 - const.s_e0))
     prod_opg = (1.0 + const.alpha_O * s_e) / (1.0 + const.alpha_O * const.s_e0) * state.b
     conc = denosumab_mg_l(const, state)
-    free_rankl = (
+    free: Array = (
         prod_rankl
         * (1.0 + const.theta_O + const.theta_K)
         / (
@@ -399,6 +457,33 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
             + const.theta_D_per_nM * conc * const.nM_per_mg_l
         )
     )
+    return free
+
+
+def observables(
+    const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: float
+) -> dict[str, Array]:
+    """Hormones and free RANKL at one instant: estradiol (pg/mL), testosterone (ng/dL, men;
+    NaN for women) and free RANKL relative to baseline (model.md 6.1-6.2)."""
+    e2 = serum_estradiol_pg_ml(const, inputs, t_day)
+    s_e = estrogen_activity(const, e2, state.tamoxifen)
+    testosterone = (
+        serum_testosterone_ng_dl(const, inputs) if const.has_men else np.full(const.n, np.nan)
+    )
+    return {
+        "estradiol": e2,
+        "testosterone": testosterone,
+        "rankl": free_rankl_relative(const, state, s_e),
+    }
+
+
+def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: float) -> Rates:
+    """All rates of the model at time ``t_day`` for the given state (model.md 6.1-6.7)."""
+    # 6.1 estrogen-receptor activity
+    e2 = serum_estradiol_pg_ml(const, inputs, t_day)
+    s_e = estrogen_activity(const, e2, state.tamoxifen)
+    # 6.2 RANKL / OPG / RANK / denosumab, quasi-steady state (all relative to baseline)
+    free_rankl = free_rankl_relative(const, state, s_e)
     rank_signal = free_rankl * (1.0 + const.kappa_L) / (1.0 + const.kappa_L * free_rankl)
     apoptosis = (1.0 + const.s_L) / (1.0 + const.s_L * rank_signal)
     # 6.3 bisphosphonate effect on osteoclast removal (Emax over the drugs on the surface)

@@ -13,7 +13,13 @@ Choices (assumptions, stated here and in the closing note of issue 2):
   spread of women of adjuvant-therapy age; no source). Site T-scores share a latent factor with
   correlation 0.6 between sites (assumption); bounds are applied by truncation, so the marginal
   of each site is exactly the truncated normal the spec asks for.
-* Baseline BMD (g/cm2) = reference mean + T * reference SD of the site (model.md 6.5).
+* Baseline BMD (g/cm2) = reference mean + T * reference SD of the site (model.md 6.5). A man's
+  T-score is read against the same (white female young-adult) reference, as the ISCD official
+  positions ask for men (ISCD 2019 Adult Official Positions); when not given it is drawn from
+  N(0.0, 1.0) (assumption: men of adjuvant-therapy age have about the BMD of young women).
+* Men (``sex: male``) have no menopause; their hormones and bone's estradiol response come from
+  :mod:`bonecast.simulation.male`. Every population carries the ``male.*`` values (neutral for
+  women), so women's draws are those of earlier versions.
 """
 
 from __future__ import annotations
@@ -27,13 +33,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.special import ndtr, ndtri
 
+from bonecast.simulation.male import FEMALE_DEFAULTS, MaleParameters, default_male_parameters
 from bonecast.simulation.model import DAYS_PER_MONTH, Array, IdArray
 from bonecast.simulation.parameters import SITES, ParameterSet
 from bonecast.simulation.randomness import Stream, standard_normal
 
 MenopausalStatus = Literal["postmenopausal", "premenopausal"]
+Sex = Literal["female", "male"]
 
-DEFAULT_T_SCORE = {"postmenopausal": -1.0, "premenopausal": 0.0}
+DEFAULT_T_SCORE = {"postmenopausal": -1.0, "premenopausal": 0.0, "male": 0.0}
 """Mean baseline T-score when a site is not given (assumption, see module docstring)."""
 T_SCORE_SITE_CORRELATION = 0.6
 """Correlation of baseline T-scores between sites (assumption)."""
@@ -87,7 +95,8 @@ class PopulationSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     n: int = Field(ge=1, le=10_000_000)
-    menopausal_status: MenopausalStatus
+    sex: Sex = "female"
+    menopausal_status: MenopausalStatus | None = None
     age_years: float | Distribution
     baseline_t_score: dict[
         Literal["lumbar_spine", "total_hip", "femoral_neck"], float | Distribution
@@ -97,6 +106,12 @@ class PopulationSpec(BaseModel):
 
     @model_validator(mode="after")
     def _plausible(self) -> PopulationSpec:
+        if self.sex == "male" and self.menopausal_status is not None:
+            raise ValueError("menopausal_status: does not apply to men (sex: male); leave it out")
+        if self.sex == "female" and self.menopausal_status is None:
+            raise ValueError(
+                "menopausal_status: required for women (postmenopausal or premenopausal)"
+            )
         _as_distribution(self.age_years).within(18, 110, "age_years")
         for site, value in self.baseline_t_score.items():
             _as_distribution(value).within(-6, 6, f"baseline_t_score.{site}")
@@ -122,7 +137,7 @@ class PopulationSpec(BaseModel):
         if given is not None:
             d = _as_distribution(given)
         else:
-            d = Distribution(mean=DEFAULT_T_SCORE[self.menopausal_status], sd=1.0)
+            d = Distribution(mean=DEFAULT_T_SCORE[self.menopausal_status or self.sex], sd=1.0)
         return d.model_copy(
             update={"min": -6.0 if d.min is None else d.min, "max": 6.0 if d.max is None else d.max}
         )
@@ -234,11 +249,12 @@ def sample_population(
     seed: int,
     start: int = 0,
     stop: int | None = None,
+    male_parameters: MaleParameters | None = None,
 ) -> VirtualPopulation:
     """Patients ``start .. stop-1`` of the population (all of them by default).
 
     With ``spec.variability`` false every patient is the typical patient (mean covariates,
-    typical parameters).
+    typical parameters). ``male_parameters`` (default: the packaged ones) apply to men.
     """
     stop = spec.n if stop is None else stop
     if not 0 <= start < stop <= spec.n:
@@ -271,6 +287,11 @@ def sample_population(
     else:
         fmp = np.full(n, spec.final_menstrual_period_month * DAYS_PER_MONTH)
     values = sample_parameters(parameter_set, ids, seed, vary)
+    if spec.sex == "male":
+        male = male_parameters or default_male_parameters()
+        values.update(male.patient_values(ids, seed, vary))
+    else:
+        values.update({name: np.full(n, v) for name, v in FEMALE_DEFAULTS.items()})
     return VirtualPopulation(
         patient_ids=ids,
         age_years=age,

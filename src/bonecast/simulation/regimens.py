@@ -13,6 +13,8 @@ Choices (model.md leaves them open):
   taken (a Bernoulli draw per dose), and each taken dose has a lognormal absorption factor
   (within-subject CV, model.md section 9). For a daily *exposure* drug (aromatase inhibitor,
   tamoxifen) with long half-lives, adherence scales the exposure (mean fraction of doses taken).
+* Testosterone replacement acts through its absorbed dose rate averaged over the interval
+  (:mod:`bonecast.simulation.male`), on from its start day to its stop day.
 * A :class:`StartRule` checks the patient's lowest simulated T-score (lumbar spine, total hip,
   femoral neck) at its first check month and then every ``check_every_months``; the drug starts
   on the first check day at which it is below the threshold.
@@ -27,6 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bonecast.simulation.drugs import DRUGS, DrugClass, DrugUse, Route
+from bonecast.simulation.male import absorbed_testosterone_mg_per_day
 from bonecast.simulation.model import (
     DAYS_PER_MONTH,
     Array,
@@ -127,6 +130,15 @@ class Treatment(DrugUse, BaseModel):
     def stop_day(self, horizon_days: int) -> int:
         """First day the drug is no longer given."""
         return horizon_days + 1 if self.stop_month is None else month_to_day(self.stop_month)
+
+
+def check_plan_for_sex(treatments: Sequence[Treatment], sex: str) -> None:
+    """Refuse testosterone replacement in women (the model represents it in men only)."""
+    if sex == "male":
+        return
+    for t in treatments:
+        if t.drug_class is DrugClass.ANDROGEN:
+            raise ValueError(f"treatments: {t.drug} is modelled in men only (population sex: male)")
 
 
 def check_premenopausal_plan(treatments: Sequence[Treatment], horizon_months: float) -> None:
@@ -262,8 +274,14 @@ class CompiledRegimen:
         ai = np.zeros(n)
         ofs = np.zeros(n)
         tam = np.zeros(n)
+        testosterone = np.zeros(n)
         for i, t in enumerate(self.treatments):
             cls = t.drug_class
+            if cls is DrugClass.ANDROGEN:
+                on = (self.start_day[i] <= day) & (day < self.stop_day[i])
+                rate = absorbed_testosterone_mg_per_day(t.drug, t.dose_mg, t.interval_days)
+                testosterone = testosterone + on * rate
+                continue
             if cls not in (
                 DrugClass.AROMATASE_INHIBITOR,
                 DrugClass.OVARIAN_SUPPRESSION,
@@ -278,7 +296,17 @@ class CompiledRegimen:
                 ofs = np.maximum(ofs, exposure)
             else:
                 tam = np.maximum(tam, exposure)
-        return ModelInputs(ai_suppression=ai, ovarian_suppression=ofs, tamoxifen=tam)
+        return ModelInputs(
+            ai_suppression=ai,
+            ovarian_suppression=ofs,
+            tamoxifen=tam,
+            testosterone_mg_per_day=testosterone,
+        )
+
+    def untreated_inputs(self) -> ModelInputs:
+        """No exposure at all (the patient before any treatment)."""
+        zero = np.zeros(self.const.n)
+        return ModelInputs(zero, zero, zero, zero)
 
     def has_dose(self, day: int) -> bool:
         """Whether any dose event falls on ``day`` (cheap check before :meth:`apply_doses`)."""

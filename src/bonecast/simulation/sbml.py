@@ -4,7 +4,8 @@ The document holds the continuous right-hand side of :func:`bonecast.simulation.
 for one patient: every state of :class:`~bonecast.simulation.model.ModelState` is a parameter
 with a rate rule, the algebraic quantities of model.md 6.1-6.5 are assignment rules, every model
 constant is a named constant parameter (its unit in its notes), and the regimen becomes events:
-exposures (aromatase-inhibitor suppression, ovarian suppression, tamoxifen) are parameters
+exposures (aromatase-inhibitor suppression, ovarian suppression, tamoxifen, a man's absorbed
+testosterone replacement) are parameters
 switched on the days they change, and each dose day is an event adding the deposited amount
 (dose x bioavailability x f_bone for a bisphosphonate, dose x F for denosumab).
 
@@ -36,6 +37,7 @@ EXPOSURES = {
     "ai_suppression": "AI_supp",
     "ovarian_suppression": "OFS",
     "tamoxifen": "TAM",
+    "testosterone_mg_per_day": "T_exo",
 }
 """ModelInputs field -> SBML id of the piecewise-constant exposure."""
 
@@ -290,12 +292,40 @@ def to_sbml(
             "pg/mL",
             "untreated estradiol over natural menopause",
         )
-    b.assign(
-        "E2",
-        "(E2_base - OFS * (E2_base - e2_post)) * (1 - AI_supp)",
-        "pg/mL",
-        "serum estradiol",
-    )
+    if const.has_men:
+        # a man (model.py male_hormone_ratios): aromatisation of testosterone, HPG feedback
+        c("T_0", const.testosterone0_ng_dl, "ng/dL", "untreated serum testosterone T_0")
+        c("hpg_gain", const.hpg_gain, "dimensionless", "estradiol feedback gain on testosterone")
+        c("m_AI", const.male_ai_effect, "dimensionless", "share of s_AI seen in a man's E2")
+        c(
+            "T_per_mg",
+            const.testosterone_ng_dl_per_mg_day,
+            "(ng/dL)/(mg/day)",
+            "serum testosterone per absorbed mg/day (1e5 / clearance)",
+        )
+        b.assign("k_arom", "1 - m_AI * AI_supp", "dimensionless", "aromatase activity left")
+        b.assign("x_T", "T_exo * T_per_mg / T_0", "dimensionless", "exogenous T relative to T_0")
+        b.assign("u_T", "(1 - OFS) / (1 + x_T)", "dimensionless", "endogenous T production left")
+        b.assign(
+            "e_male",
+            "k_arom * (u_T * (1 + hpg_gain) + x_T) / (1 + k_arom * u_T * hpg_gain)",
+            "dimensionless",
+            "estradiol relative to its untreated level",
+        )
+        b.assign(
+            "T_serum",
+            "T_0 * (u_T * (1 + hpg_gain * (1 - e_male)) + x_T)",
+            "ng/dL",
+            "serum testosterone",
+        )
+        b.assign("E2", "E2_base * e_male", "pg/mL", "serum estradiol (a man's)")
+    else:
+        b.assign(
+            "E2",
+            "(E2_base - OFS * (E2_base - e2_post)) * (1 - AI_supp)",
+            "pg/mL",
+            "serum estradiol",
+        )
     b.assign("e_E2", "(E2 / ec50_e2)^n_e", "dimensionless", "relative estradiol activity")
     b.assign(
         "S_E",

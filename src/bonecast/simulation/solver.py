@@ -31,6 +31,7 @@ from bonecast.simulation.model import (
     derivatives,
     exponential_euler_step,
     mineral,
+    observables,
 )
 from bonecast.simulation.parameters import SITES
 from bonecast.simulation.population import VirtualPopulation
@@ -48,7 +49,10 @@ class SimulationResult:
     ``bmd_ratio`` is (n_days, 3, N) in :data:`SITES` order, relative to baseline; ``osteoclasts``
     and ``osteoblasts`` are the relative cell states (CTX/NTX and P1NP/BSAP proxies);
     ``bp_bone_mg`` is surface + buried drug per bisphosphonate; ``denosumab_mg_l`` is the serum
-    concentration (mg/L = ug/mL).
+    concentration (mg/L = ug/mL); ``estradiol_pg_ml`` and ``testosterone_ng_dl`` the serum
+    hormones (testosterone NaN for women, who do not model it);
+    ``rankl`` free RANKL relative to baseline; hormones at a day reflect the exposures of the
+    day before (the state's), untreated at day 0.
     """
 
     days: IdArray
@@ -58,6 +62,9 @@ class SimulationResult:
     bp_surface_mg: dict[str, Array]
     bp_bone_mg: dict[str, Array]
     denosumab_mg_l: Array
+    estradiol_pg_ml: Array
+    testosterone_ng_dl: Array
+    rankl: Array
     baseline_bmd_g_cm2: Array  # (3, N)
     reference_mean_g_cm2: Array  # (3, 1)
     reference_sd_g_cm2: Array  # (3, 1)
@@ -121,16 +128,28 @@ def _regimen(
 
 
 class _Recorder:
-    def __init__(self, const: ModelConstants, population: VirtualPopulation, days: IdArray) -> None:
+    def __init__(
+        self,
+        const: ModelConstants,
+        population: VirtualPopulation,
+        days: IdArray,
+        regimen: CompiledRegimen,
+    ) -> None:
         self.const = const
         self.population = population
         self.days = days
+        self.regimen = regimen
         self.rows: list[dict[str, Array]] = []
 
-    def record(self, state: ModelState, mineral0: Array) -> None:
+    def record(self, state: ModelState, mineral0: Array, day: int) -> None:
         total = state.bp_surface_mg + state.bp_buried_mg
+        # hormones follow exposures at once: the state at the start of a day has seen the
+        # exposures up to the day before (untreated at day 0)
+        inputs = self.regimen.inputs(day - 1) if day > 0 else self.regimen.untreated_inputs()
+        seen = observables(self.const, state, inputs, float(day))
         self.rows.append(
             {
+                **seen,
                 "bmd": bmd_ratio(self.const, state, mineral0),
                 "c": state.c.copy(),
                 "b": state.b.copy(),
@@ -156,6 +175,9 @@ class _Recorder:
             bp_surface_mg={d: surface[:, k] for k, d in enumerate(drugs)},
             bp_bone_mg={d: total[:, k] for k, d in enumerate(drugs)},
             denosumab_mg_l=stack("den"),
+            estradiol_pg_ml=stack("estradiol"),
+            testosterone_ng_dl=stack("testosterone"),
+            rankl=stack("rankl"),
             baseline_bmd_g_cm2=self.population.baseline_bmd_g_cm2,
             reference_mean_g_cm2=reference_mean,
             reference_sd_g_cm2=reference_sd,
@@ -263,7 +285,7 @@ def simulate_arms(
     regimen = _regimen(population, arms, arm_of_patient, const, seed, horizon_days)
     state = ModelState.baseline(const)
     mineral0 = mineral(const, state)
-    recorder = _Recorder(const, population, days)
+    recorder = _Recorder(const, population, days, regimen)
     wanted = set(days.tolist())
     check_days = set().union(*regimen.rule_check_days) if regimen.rule_check_days else set()
     reported = 0
@@ -295,7 +317,7 @@ def simulate_arms(
         if day in check_days:
             regimen.check_start_rules(day, functools.partial(lowest_t_score_of, state))
         if day in wanted:
-            recorder.record(state, mineral0)
+            recorder.record(state, mineral0, day)
         if regimen.has_dose(day):
             regimen.apply_doses(day, state)
         inputs = regimen.inputs(day)
@@ -305,7 +327,7 @@ def simulate_arms(
             progress(day + 1 - reported)
             reported = day + 1
     if horizon_days in wanted:
-        recorder.record(state, mineral0)
+        recorder.record(state, mineral0, horizon_days)
     if progress is not None and horizon_days > reported:
         progress(horizon_days - reported)
     return recorder.result()
@@ -341,7 +363,7 @@ def _run_compiled(
         if day in check_days:
             regimen.check_start_rules(day, functools.partial(lowest_t_score, state))
         if day in wanted:
-            recorder.record(state, mineral0)
+            recorder.record(state, mineral0, day)
         if regimen.has_dose(day):
             regimen.apply_doses(day, state)
         inputs = regimen.inputs(day)
@@ -357,7 +379,7 @@ def _run_compiled(
             progress(stop - day)
         day = stop
     if horizon_days in wanted:
-        recorder.record(state, mineral0)
+        recorder.record(state, mineral0, horizon_days)
     return recorder.result()
 
 
@@ -387,12 +409,12 @@ def simulate_reference(
     state = ModelState.baseline(const)
     mineral0 = mineral(const, state)
     n_bp = len(const.bp_drugs)
-    recorder = _Recorder(const, population, days)
+    recorder = _Recorder(const, population, days, regimen)
     events = sorted({0, *regimen.input_change_days()})
     bounds = [*events, horizon_days]
     for start, stop in itertools.pairwise(bounds):
         if start in set(days.tolist()):
-            recorder.record(state, mineral0)
+            recorder.record(state, mineral0, start)
         if regimen.has_dose(start):
             regimen.apply_doses(start, state)
         inputs = regimen.inputs(start)
@@ -414,8 +436,9 @@ def simulate_reference(
         if not sol.success:
             raise RuntimeError(f"solve_ivp failed on days {start}-{stop}: {sol.message}")
         for column in range(inner.size):
-            recorder.record(ModelState.from_vector(sol.y[:, column], n_bp), mineral0)
+            at = int(inner[column])
+            recorder.record(ModelState.from_vector(sol.y[:, column], n_bp), mineral0, at)
         state = ModelState.from_vector(sol.y[:, -1], n_bp)
     if horizon_days in set(days.tolist()):
-        recorder.record(state, mineral0)
+        recorder.record(state, mineral0, horizon_days)
     return recorder.result()

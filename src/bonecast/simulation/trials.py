@@ -10,6 +10,11 @@ Fracture quantities (``clinical_fracture``, ``hip_fracture``, ``vertebral_fractu
 the mean cumulative incidence (%) in ``mean_pct_change`` (:mod:`bonecast.simulation.fracture`);
 their other statistics are empty.
 
+Model observables (``estradiol`` in pg/mL, ``testosterone`` in ng/dL (men only), ``rankl``
+free RANKL, ``osteoclasts`` and ``osteoblasts``, the latter three relative to the patient's
+untreated baseline) report, like the markers, the % change of the true value from
+``month_from`` in ``mean_pct_change`` (and its spread), without assay error.
+
 Statistics: BMD rows are % change of *measured* BMD when variability is on (true BMD times a
 per-visit DXA error, model.md section 9), so their spread is comparable with trial data; marker
 rows are % change of the cell-state proxies (CTX and NTX: osteoclasts; P1NP and BSAP:
@@ -53,7 +58,12 @@ from bonecast.simulation.population import (
     residual_error_pp,
     sample_population,
 )
-from bonecast.simulation.regimens import Treatment, check_premenopausal_plan, month_to_day
+from bonecast.simulation.regimens import (
+    Treatment,
+    check_plan_for_sex,
+    check_premenopausal_plan,
+    month_to_day,
+)
 from bonecast.simulation.solver import Engine, SimulationResult, simulate
 from bonecast.simulation.summaries import BAND_BIN_SHIFT, Summary
 
@@ -68,9 +78,16 @@ Quantity = Literal[
     "clinical_fracture",
     "hip_fracture",
     "vertebral_fracture",
+    "estradiol",
+    "testosterone",
+    "rankl",
+    "osteoclasts",
+    "osteoblasts",
 ]
 QUANTITIES: tuple[str, ...] = Quantity.__args__  # type: ignore[attr-defined]
-"""Quantities a trial can report (BMD sites, then turnover markers)."""
+"""Quantities a trial can report (BMD sites, turnover markers, fractures, model observables)."""
+MALE_ONLY_QUANTITIES = frozenset({"testosterone"})
+"""Quantities the model represents in men only."""
 
 RESULT_COLUMNS = (
     "arm",
@@ -148,6 +165,14 @@ class TrialSpec(BaseModel):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"arms: duplicate arm names {duplicates}")
+        for i, arm in enumerate(self.arms):
+            try:
+                check_plan_for_sex(arm.treatments, self.population.sex)
+            except ValueError as error:
+                raise ValueError(f"arms[{i}].{error}") from None
+        if self.population.sex != "male":
+            for q in MALE_ONLY_QUANTITIES & set(self.outputs.quantities):
+                raise ValueError(f"outputs.quantities: {q} is modelled in men only (sex: male)")
         if self.population.menopausal_status == "premenopausal":
             for i, arm in enumerate(self.arms):
                 try:
@@ -354,6 +379,15 @@ def _observed(
         return incidence.cumulative_hazard[quantity]
     if quantity in SITES:
         return sim.bmd_ratio[:, SITES.index(quantity)]
+    observed = {
+        "estradiol": sim.estradiol_pg_ml,
+        "testosterone": sim.testosterone_ng_dl,
+        "rankl": sim.rankl,
+        "osteoclasts": sim.osteoclasts,
+        "osteoblasts": sim.osteoblasts,
+    }
+    if quantity in observed:
+        return observed[quantity]
     return sim.osteoclasts if quantity in ("ctx", "ntx") else sim.osteoblasts
 
 

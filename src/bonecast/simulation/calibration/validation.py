@@ -6,6 +6,10 @@ marker rows (changes of tens of percent) use five times those floors, and direct
 pass when the simulated change has the reported sign. The model value is the statistic the
 target reports (mean or median) over the trial's virtual population.
 
+Men (issue 14 item 6) are checked on their own targets and trials
+(:func:`bonecast.simulation.calibration.male.validate_men`), kept out of the headline counts
+of the (female) calibration targets.
+
 Fracture outcomes (issue 3 item 5) are checked on their own trial (``fracture_outcomes.yaml``
 in the same folder) against the direction and size the literature gives: see
 :func:`fracture_checks`.
@@ -18,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -29,6 +34,9 @@ from bonecast.simulation.calibration.predictions import (
 from bonecast.simulation.calibration.targets import Target, TargetSet
 from bonecast.simulation.parameters import ParameterSet
 from bonecast.simulation.trials import TrialResult, TrialSpec
+
+if TYPE_CHECKING:
+    from bonecast.simulation.calibration.male import MaleValidation
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,7 @@ class ValidationReport:
     miss_reasons: dict[str, str]
     fractures: list[FractureCheck]
     fracture_result: TrialResult
+    men: MaleValidation | None = None
 
     @property
     def high_weight(self) -> list[TargetCheck]:
@@ -183,8 +192,10 @@ def validate(
     external: tuple[str, ...] = (),
     progress: Callable[[int], None] | None = None,
 ) -> ValidationReport:
-    """Run the calibration trials with ``parameter_set`` and check every target and the
-    fracture outcomes."""
+    """Run the calibration trials with ``parameter_set`` and check every target, the
+    fracture outcomes and the male targets."""
+    from bonecast.simulation.calibration.male import validate_men  # male.py imports this module
+
     specs = load_trial_specs(trials_folder, validation_trials(targets))
     results = run_trials(specs, parameter_set, n_per_arm, progress)
     fracture_result = results.pop(FRACTURE_TRIAL)
@@ -199,6 +210,7 @@ def validate(
         miss_reasons(),
         fracture_checks(fracture_result),
         fracture_result,
+        validate_men(parameter_set, trials_folder, n_per_arm, progress),
     )
 
 
