@@ -31,13 +31,18 @@ import datetime as dt
 import io
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import yaml
 from scipy.optimize import least_squares
 
+from bonecast.simulation.calibration.heterogeneity import (
+    PROVENANCE_KEY,
+    EffectDesign,
+    Heterogeneity,
+)
 from bonecast.simulation.calibration.predictions import (
     TypicalBatch,
     load_trial_specs,
@@ -56,6 +61,10 @@ ROBUST_LOSS = "cauchy"
 """Robust loss (scipy least_squares): residuals beyond one sigma count only logarithmically, so a
 few trials that disagree with the rest (e.g. SABRE's small AI-alone loss vs ATAC) do not drag
 every other fit off its target."""
+HIERARCHICAL_LOSS = "linear"
+"""Loss of the joint stages, which carry the trial random effects: plain least squares, i.e.
+the normal marginal likelihood; the random effects take over the robust loss's role of letting
+trials disagree (model.md 12.1)."""
 ROBUST_SCALE = 1.0
 """Residual (in sigmas) beyond which the robust loss starts to discount a target."""
 DEFAULT_PRIOR_SD = {"log": 1.5, "logit": 1.5}
@@ -195,11 +204,13 @@ class CalibrationResult:
     posterior: list[dict[str, float]]
     stages: list[StageResult]
     objective: float
-    offsets: dict[str, float] = field(default_factory=dict)
+    offsets: dict[str, float]
+    heterogeneity: Heterogeneity
 
 
 class _Problem:
-    """Residuals of a set of targets for the free parameters (transformed scale)."""
+    """Residuals of a set of targets for the free parameters (transformed scale) and, with a
+    random-effects ``design``, the trial effects and log between-trial SDs after them."""
 
     def __init__(
         self,
@@ -208,6 +219,7 @@ class _Problem:
         fixed: Mapping[str, float],
         offsets: Mapping[str, float],
         on_evaluation: Callable[[], None] | None,
+        design: EffectDesign | None = None,
     ) -> None:
         self.batch, self.free, self.fixed = batch, list(free), dict(fixed)
         self.on_evaluation = on_evaluation
@@ -221,56 +233,78 @@ class _Problem:
         self.offset = np.array([offsets.get(t.target_id, 0.0) for t in targets])
         self.prior_mean = np.array([p.prior_mean for p in self.free])
         self.prior_sd = np.array([p.prior_sd for p in self.free])
+        self.design = design
         self.evaluations = 0
 
     def values(self, x: Array) -> dict[str, float]:
         """Parameter values (natural scale) for transformed vector ``x``."""
         return {
             **self.fixed,
-            **{p.name: p.backward(float(v)) for p, v in zip(self.free, x, strict=True)},
+            **{p.name: p.backward(float(v)) for p, v in zip(self.free, x, strict=False)},
         }
 
     def _residuals(self, predictions: Array, x: Array) -> Array:
+        theta, block = x[: len(self.free)], x[len(self.free) :]
         model = predictions + self.offset
+        if self.design is not None:
+            model = model + self.design.shift(block)
         fit = np.where(
             self.is_sign,
             np.maximum(0.0, -self.sign * model) / self.sigma,
             (model - self.value) / self.sigma,
         )
-        return np.concatenate([fit, (x - self.prior_mean) / self.prior_sd])
+        parts = [fit, (theta - self.prior_mean) / self.prior_sd]
+        if self.design is not None:
+            parts.append(self.design.residuals(block))
+        return np.concatenate(parts)
 
     def residuals(self, x: Array) -> Array:
-        """Target and prior residuals at ``x``."""
+        """Target, prior and (with a design) random-effect residuals at ``x``."""
         self.evaluations += 1
         if self.on_evaluation is not None:
             self.on_evaluation()
         return self._residuals(self.batch.predict([self.values(x)])[0], x)
 
     def jacobian(self, x: Array, step: float = 1e-4) -> Array:
-        """Forward-difference Jacobian, all perturbations in one vectorised run."""
-        points = [x] + [x + step * np.eye(len(x))[i] for i in range(len(x))]
-        predictions = self.batch.predict([self.values(p) for p in points])
+        """Forward-difference Jacobian: the fixed parameters' perturbations in one vectorised
+        run; the random-effect block moves no simulation, so its columns reuse the base run."""
+        p = len(self.free)
+        points = [x + step * np.eye(len(x))[i] for i in range(len(x))]
+        predictions = self.batch.predict([self.values(q) for q in [x, *points[:p]]])
         base = self._residuals(predictions[0], x)
         columns = [
-            (self._residuals(predictions[i + 1], points[i + 1]) - base) / step
+            (self._residuals(predictions[i + 1] if i < p else predictions[0], points[i]) - base)
+            / step
             for i in range(len(x))
         ]
         if self.on_evaluation is not None:
             self.on_evaluation()
         return np.stack(columns, axis=1)
 
+    def start(self, theta: Array) -> Array:
+        """Starting vector: ``theta`` and, with a design, its starting block."""
+        return theta if self.design is None else np.concatenate([theta, self.design.start()])
+
+    def bounds(self) -> tuple[Array, Array]:
+        """Lower and upper bounds of the whole vector."""
+        lower = np.array([p.lower for p in self.free])
+        upper = np.array([p.upper for p in self.free])
+        if self.design is None:
+            return lower, upper
+        low, high = self.design.bounds()
+        return np.concatenate([lower, low]), np.concatenate([upper, high])
+
 
 def _fit(problem: _Problem, x0: Array, max_evaluations: int) -> tuple[Array, float, float]:
     start = 0.5 * float(np.sum(problem.residuals(x0) ** 2))
-    lower = np.array([p.lower for p in problem.free])
-    upper = np.array([p.upper for p in problem.free])
+    lower, upper = problem.bounds()
     solution = least_squares(
         problem.residuals,
         np.clip(x0, lower + 1e-9, upper - 1e-9),
         jac=problem.jacobian,
         bounds=(lower, upper),
         method="trf",
-        loss=ROBUST_LOSS,
+        loss=ROBUST_LOSS if problem.design is None else HIERARCHICAL_LOSS,
         f_scale=ROBUST_SCALE,
         x_scale=1.0,
         xtol=1e-6,
@@ -303,16 +337,25 @@ def calibrate(
     max_evaluations = 4 if quick else 60
     stages: list[StageResult] = []
     offsets: dict[str, float] = {}
+    block: list[Array] = []  # the random-effect block of the last joint stage
 
-    def run_stage(name: str, names: Sequence[str], chosen: Sequence[Target]) -> float:
+    def problem_of(names: Sequence[str], chosen: Sequence[Target], joint: bool) -> _Problem:
+        batch = TypicalBatch(chosen, specs, start)
+        sigma = np.array([t.sigma_pp for t in chosen])
+        design = EffectDesign.of(chosen, sigma) if joint else None
+        return _Problem(batch, [free[n] for n in names], current, offsets, on_evaluation, design)
+
+    def run_stage(name: str, names: Sequence[str], chosen: Sequence[Target], joint: bool) -> float:
         if on_stage is not None:
             on_stage(name)
-        batch = TypicalBatch(chosen, specs, start)
-        params = [free[n] for n in names]
-        problem = _Problem(batch, params, current, offsets, on_evaluation)
-        x0 = np.array([p.forward(current[p.name]) for p in params])
+        problem = problem_of(names, chosen, joint)
+        x0 = problem.start(np.array([p.forward(current[p.name]) for p in problem.free]))
+        if joint and block:
+            x0[len(problem.free) :] = block[-1]
         x, before, after = _fit(problem, x0, max_evaluations)
         current.update(problem.values(x))
+        if joint:
+            block.append(x[len(problem.free) :])
         stages.append(
             StageResult(
                 name, list(names), [t.target_id for t in chosen], before, after, problem.evaluations
@@ -321,39 +364,48 @@ def calibrate(
         return after
 
     for name, (names, selects) in STAGES.items():
-        run_stage(name, [n for n in names if n in free], [t for t in fitted if selects(t)])
-    objective = run_stage("joint", list(free), fitted)
+        chosen = [t for t in fitted if selects(t)]
+        run_stage(name, [n for n in names if n in free], chosen, joint=False)
+    objective = run_stage("joint, with trial random effects", list(free), fitted, joint=True)
     rounds = 0 if quick else 2
     for k in range(rounds):
         trial_set = start.with_values(**current)
         population = population_predictions(fitted, run_trials(specs, trial_set))
         typical = TypicalBatch(fitted, specs, start).predict([current])[0]
         offsets = {t.target_id: population[t.target_id] - typical[i] for i, t in enumerate(fitted)}
-        objective = run_stage(f"joint with population offsets ({k + 1})", list(free), fitted)
-    batch = TypicalBatch(fitted, specs, start)
+        objective = run_stage(
+            f"joint with population offsets ({k + 1})", list(free), fitted, joint=True
+        )
+    design = EffectDesign.of(fitted, np.array([t.sigma_pp for t in fitted]))
     params = list(free.values())
-    problem = _Problem(batch, params, current, offsets, None)
-    x_map = np.array([p.forward(current[p.name]) for p in params])
-    posterior = _laplace_sample(problem, x_map, posterior_draws, seed)
+    problem = _Problem(TypicalBatch(fitted, specs, start), params, current, offsets, None, design)
+    x_map = np.concatenate([[p.forward(current[p.name]) for p in params], block[-1]])
+    posterior, covariance = _laplace_sample(problem, x_map, posterior_draws, seed)
+    heterogeneity = design.summary(x_map[len(params) :], covariance[len(params) :, len(params) :])
     result_set = _calibrated_set(
-        start, current, targets.sha256, objective, stages, quick, posterior_draws
+        start, current, targets.sha256, objective, stages, quick, posterior_draws, heterogeneity
     )
-    return CalibrationResult(result_set, posterior, stages, objective, offsets)
+    return CalibrationResult(result_set, posterior, stages, objective, offsets, heterogeneity)
 
 
 def _laplace_sample(
     problem: _Problem, x_map: Array, draws: int, seed: int
-) -> list[dict[str, float]]:
+) -> tuple[list[dict[str, float]], Array]:
+    """Draws of the fixed parameters from the Laplace approximation at the mode (Gauss-Newton
+    Hessian; random effects and between-trial SDs marginalised out) and the covariance of the
+    whole vector."""
     jac = problem.jacobian(x_map)
     hessian = jac.T @ jac
     covariance = np.linalg.pinv(hessian)
     covariance = 0.5 * (covariance + covariance.T)
+    p = len(problem.free)
     rng = np.random.default_rng(seed)
-    sample = rng.multivariate_normal(x_map, covariance, size=draws, method="eigh")
-    return [
+    sample = rng.multivariate_normal(x_map[:p], covariance[:p, :p], size=draws, method="eigh")
+    draws_out = [
         {p.name: p.backward(float(v)) for p, v in zip(problem.free, row, strict=True)}
         for row in sample
     ]
+    return draws_out, covariance
 
 
 def _calibrated_set(
@@ -364,6 +416,7 @@ def _calibrated_set(
     stages: Sequence[StageResult],
     quick: bool,
     draws: int,
+    heterogeneity: Heterogeneity,
 ) -> ParameterSet:
     parameters = {}
     for name, entry in start.parameters.items():
@@ -376,7 +429,8 @@ def _calibrated_set(
             parameters[name] = entry
     provenance: dict[str, object] = {
         "calibrated": True,
-        "method": "staged MAP (model.md 10.2), Laplace posterior",
+        "method": "staged MAP (model.md 10.2) with trial random effects (model.md 12.1), "
+        "Laplace posterior",
         "mode": "quick" if quick else "full",
         "date": dt.date.today().isoformat(),
         "targets_sha256": targets_sha256,
@@ -394,11 +448,12 @@ def _calibrated_set(
             }
             for s in stages
         ],
+        PROVENANCE_KEY: heterogeneity.as_provenance(),
     }
     return start.model_copy(
         update={
             "name": "aibl2c-calibrated",
-            "version": "1.0.0",
+            "version": "1.1.0",
             "description": "AIBL-2C calibrated to the published trials by bonecast calibrate "
             "(staged MAP with priors, model.md 10.2); see provenance.",
             "provenance": provenance,
