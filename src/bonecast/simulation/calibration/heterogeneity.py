@@ -108,7 +108,9 @@ class EffectDesign:
 
     def start(self) -> Array:
         """Starting block: no effects, tau at its prior median."""
-        return np.concatenate([np.zeros(len(self.groups)), np.full(len(self.sites), tau_prior()[0])])
+        return np.concatenate(
+            [np.zeros(len(self.groups)), np.full(len(self.sites), tau_prior()[0])]
+        )
 
     def bounds(self) -> tuple[Array, Array]:
         """Lower and upper bounds of the block."""
@@ -121,8 +123,8 @@ class EffectDesign:
 
     def shift(self, block: Array) -> Array:
         """Per target, the effect added to its prediction (0 for targets without one)."""
-        effects = np.concatenate([block[: len(self.groups)], [0.0]])
-        return effects[self.member]
+        effects: Array = np.concatenate([block[: len(self.groups)], [0.0]])
+        return np.asarray(effects[self.member], dtype=float)
 
     def residuals(self, block: Array) -> Array:
         """Effect penalties b_g / tau, the Laplace terms sqrt(log(1 + tau^2 s_g)) and the tau
