@@ -194,7 +194,8 @@ class Heterogeneity:
 
         return {
             "method": "trial x site random effects, additive on the pp scale, integrated out "
-            "(Laplace, exact for additive normal effects); joint mode with the fixed parameters",
+            "(exact for additive normal effects); tau by marginal likelihood with the model's "
+            "parameters at their robust fit; intervals from the joint Laplace covariance",
             "tau_pp": {s: [r(v) for v in t] for s, t in self.tau_pp.items()},
             "trial_effects": [
                 {
