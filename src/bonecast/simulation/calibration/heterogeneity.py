@@ -11,17 +11,20 @@ drug). The field's answer is a model-based meta-analysis with a trial-level rand
   by all of that trial's targets at that site, every arm and time. It enters **additively on the
   percentage-point scale**, so it cancels in between-arm differences (rows with ``minus``), and
   markers and direction-only rows get none.
-* **Estimation** (``bonecast calibrate``): joint mode of the fixed parameters theta and the log
-  between-trial SDs, with the random effects **integrated out**. Because the effects enter
-  additively and the noise is normal, the integral is a Gaussian one: minimising the penalised
-  sum of squares sum_i ((f_i + b_g - y_i) / sigma_i)^2 + sum_g (b_g / tau)^2 over b and adding
-  sum_g log(1 + tau^2 s_g), s_g = sum_(i in g) 1 / sigma_i^2 (the Laplace term, exact here) gives
-  -2 log of the marginal likelihood. So the effects ride along in the least-squares fit as
-  parameters (their estimates are the empirical-Bayes shrunken effects), and the log-determinant
-  enters as one extra residual per group, sqrt(log(1 + tau^2 s_g)). We chose this over a full
-  Bayesian (MCMC) fit because one evaluation simulates all trials and a posterior sample would
-  need thousands of them (the staged fit needs a few hundred); the Laplace approximation at the
-  mode gives the intervals of tau and of every effect.
+* **Estimation** (``bonecast calibrate``, its last stage): the between-trial SDs by the
+  marginal likelihood of the targets with the random effects **integrated out**, the model's
+  parameters held at their (robust) fit: a two-stage random-effects fit. Because the effects
+  enter additively and the noise is normal, the integral is a Gaussian one: minimising the
+  penalised sum of squares sum_i ((f_i + b_g - y_i) / sigma_i)^2 + sum_g (b_g / tau)^2 over b
+  and adding sum_g log(1 + tau^2 s_g), s_g = sum_(i in g) 1 / sigma_i^2 (the Laplace term, exact
+  here) gives -2 log of the marginal likelihood. So the effects ride along in the least-squares
+  fit as parameters (their estimates are the empirical-Bayes, shrunken effects) and the
+  log-determinant enters as one residual per group, sqrt(log(1 + tau^2 s_g)). Intervals of tau
+  and of every effect come from the Laplace (Gauss-Newton) covariance of parameters, effects
+  and log taus together. Why not a joint mode of parameters and taus, or a Bayesian (MCMC)
+  fit: the joint mode was computed and reproduced fewer targets (fit.py docstring), and a
+  posterior sample by MCMC needs thousands of evaluations that each simulate every trial (the
+  staged fit needs a few hundred).
 * **Prior on tau** (per site): log-normal with 95 % range 0.25-4 pp, weakly informative; it
   only keeps tau off zero where a site has few trials (femoral neck: 3).
 
