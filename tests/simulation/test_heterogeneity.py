@@ -16,6 +16,7 @@ from bonecast.simulation import default_parameter_set
 from bonecast.simulation.calibration.heterogeneity import (
     EffectDesign,
     Heterogeneity,
+    TrialEffect,
     effect_group,
     predictive_quantiles,
     predictive_sd,
@@ -162,3 +163,17 @@ def test_a_set_calibrated_without_random_effects_gets_a_clear_message():
     )
     with pytest.raises(ValueError, match="calibrated without trial random effects"):
         Heterogeneity.of(old)
+
+
+def test_report_explains_a_between_trial_sd_above_1_5_pp():
+    from bonecast.reports.validation_report import tau_notes
+
+    effects = (
+        TrialEffect("sabre", "total_hip", 2.4, 0.5, 4.3, 2),
+        TrialEffect("atac", "total_hip", -0.3, -1.0, 0.4, 9),
+        TrialEffect("atac", "lumbar_spine", 0.1, -0.5, 0.7, 9),
+    )
+    het = Heterogeneity({"total_hip": (1.9, 1.1, 3.2), "lumbar_spine": (0.8, 0.3, 1.6)}, effects)
+    (note,) = tau_notes(het)
+    assert "1.90 pp" in note and "sabre +2.40 pp" in note
+    assert "lumbar" not in note.lower()
