@@ -235,6 +235,7 @@ def tau_notes(heterogeneity: Heterogeneity) -> list[str]:
         )
     return notes
 
+
 FRACTURE_COLUMNS = ("outcome", "literature", "model", "rule", "reproduced", "source", "note")
 """Columns of ``validation_fractures.csv``."""
 
