@@ -177,3 +177,15 @@ def test_report_explains_a_between_trial_sd_above_1_5_pp():
     (note,) = tau_notes(het)
     assert "1.90 pp" in note and "sabre +2.40 pp" in note
     assert "lumbar" not in note.lower()
+
+
+def test_predictive_interval_and_coverage_of_a_target_check():
+    from bonecast.simulation.calibration.validation import TargetCheck
+
+    target = _target(0, "x")  # published -1.0 %
+    inside = TargetCheck(target, -2.5, True, predictive_sd_pp=1.0)
+    assert inside.predictive_interval == pytest.approx((-2.5 - 1.959964, -2.5 + 1.959964))
+    assert inside.covered() is True
+    assert TargetCheck(target, -3.5, True, predictive_sd_pp=1.0).covered() is False
+    # a set calibrated without random effects: no interval, not counted
+    assert TargetCheck(target, -2.5, True).covered() is None
