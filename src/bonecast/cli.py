@@ -164,6 +164,15 @@ def trial_run(
             help="Posterior parameter draws for credible intervals (adds param_cri05/95).",
         ),
     ] = 0,
+    predictive: Annotated[
+        bool,
+        typer.Option(
+            "--predictive",
+            help="With --uncertainty: param_cri05/95 become the 5-95 % predictive interval of "
+            "this trial's mean change (adds the between-trial SD and the sampling error for the "
+            "spec's n).",
+        ),
+    ] = False,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -195,6 +204,8 @@ def trial_run(
         _writable(plot, "--plot")
     if engine not in ("numpy", "numba", "auto"):
         raise _fail(f"--engine: {engine!r} is not one of numpy, numba, auto")
+    if predictive and not uncertainty:
+        raise _fail("--predictive: needs --uncertainty N (posterior draws, e.g. 100)")
     params = _parameters(parameters)
     n = trial.population.n if trial.population.variability else 1
     written = [-math.inf]  # when the running CSV was last written (time.monotonic)
@@ -222,9 +233,10 @@ def trial_run(
                 chunk_size=chunk_size,
                 executor=executor,
                 on_rows=running_csv,
+                predictive=predictive,
             )
-        except ValueError as error:  # e.g. --uncertainty with a set that has no posterior
-            raise _fail(f"--uncertainty: {error}") from None
+        except ValueError as error:  # a set without a posterior or between-trial SD
+            raise _fail(f"--{'predictive' if predictive else 'uncertainty'}: {error}") from None
     if plot is not None:
         fd, figure_tmp = tempfile.mkstemp(prefix=f".{plot.name}.", suffix=".png", dir=plot.parent)
         os.close(fd)
@@ -359,6 +371,17 @@ def validate_command(
         f"max(CI half-width, 1.0 pp); {head['all_pass']}/{head['all_total']} targets within "
         f"max(CI half-width, 1.5 pp)"
     )
+    if report.heterogeneity is None:
+        console.print("no between-trial SD in this parameter set: no predictive intervals")
+    else:
+        console.print(
+            f"{head['covered']}/{head['covered_total']} targets inside their 95 % predictive "
+            "interval; between-trial SD "
+            + ", ".join(
+                f"{site.replace('_', ' ')} {t[0]:.2f} pp ({t[1]:.2f}-{t[2]:.2f})"
+                for site, t in report.heterogeneity.tau_pp.items()
+            )
+        )
     for miss in report.misses():
         diff = miss.difference_pp
         shown = "wrong sign" if diff is None else f"{diff:+.2f} pp"
