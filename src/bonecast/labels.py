@@ -24,6 +24,14 @@ SITES = {
 }
 """DXA sites."""
 
+PATIENT_SITES = {
+    "lumbar_spine": "lower back (spine)",
+    "total_hip": "hip",
+    "femoral_neck": "hip (the top of the thigh bone)",
+    "one_third_radius": "forearm",
+}
+"""DXA sites in a patient's words."""
+
 PLANS = {
     "continue_ai": "Keep taking the aromatase inhibitor, no bone medicine",
     "ai_plus_agent": "Aromatase inhibitor as planned, plus a bone medicine",
