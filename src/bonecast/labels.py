@@ -100,6 +100,51 @@ VERIFICATION = {
 """How far a number or rule was checked."""
 
 
+FIELDS = {
+    "scan_date": "Scan date",
+    "scanner": "Scanner maker",
+    "scanner_model": "Scanner model",
+    "scanner_serial": "Scanner serial number",
+    "facility": "Facility",
+    "sites": "Sites",
+    "bmd_g_cm2": "BMD",
+    "t_score": "T-score",
+    "z_score": "Z-score",
+    "sample_date": "Sample date",
+    "marker": "Test",
+    "value": "Value",
+    "unit": "Unit",
+    "assay": "Assay",
+    "drug": "Drug",
+    "dose_mg": "Dose",
+    "route": "Route",
+    "interval_days": "Interval",
+    "start_date": "Start date",
+    "stop_date": "Stop date",
+    "planned_stop_date": "Planned stop date",
+    "last_dose_date": "Last dose date",
+}
+"""Input fields of the registry forms."""
+
+SCANNERS = {"hologic": "Hologic", "lunar": "GE Lunar", "norland": "Norland"}
+"""DXA scanner makers."""
+
+
+_RECORD_KINDS = frozenset({"scans", "labs", "treatments", "patient"})
+
+
+def field(path: str) -> str:
+    """A form field's dotted path in words: ``sites.total_hip.bmd_g_cm2`` is "Total hip BMD"."""
+    if not path:
+        return "This form"
+    parts = [p for p in path.split(".") if not p.isdigit() and p not in _RECORD_KINDS]
+    where = [SITES[p] for p in parts if p in SITES]
+    what = [FIELDS.get(p, p.replace("_", " ")) for p in parts if p not in SITES]
+    if where and what and what[0] == "Sites":
+        what = what[1:]
+    return " ".join([*where, *what]) or path
+
+
 def drug(name: str) -> str:
     """A drug's name as read ("zoledronic acid"); the catalogue's names, spaced."""
     return name.replace("_", " ")
@@ -258,6 +303,7 @@ _CODES: dict[str, str] = {
     **{f"'{code}'": f"'{label.lower()}'" for code, label in PLANS.items()},
     **{code: label.lower() for code, label in PLANS.items() if "_" in code},
     **{code: label.lower() for code, label in DECISIONS.items() if "_" in code},
+    **{code: label for code, label in FIELDS.items() if "_" in code},
 }
 _CODE_PATTERN = re.compile("|".join(re.escape(c) for c in sorted(_CODES, key=len, reverse=True)))
 

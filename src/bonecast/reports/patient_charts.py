@@ -42,6 +42,8 @@ _CLASS_COLOURS = {
     "ovarian_suppression": "#56B4E9",
 }
 _DAYS_PER_YEAR = 365.25
+MARKER_CODES = ("ctx", "p1np", "ntx", "balp")
+"""Bone turnover markers drawn in the marker chart (codes of the lab catalogue)."""
 
 
 def _svg(figure: Figure, title: str) -> str:
@@ -248,7 +250,7 @@ def marker_chart(chart: PatientChart) -> str | None:
     """Bone turnover markers over time as % of each marker's first result (SVG); None if none."""
     series: dict[str, list[tuple[date, float]]] = {}
     for lab in chart.labs:
-        if lab.marker in ("ctx", "p1np", "ntx", "balp"):
+        if lab.marker in MARKER_CODES:
             series.setdefault(lab.marker, []).append((lab.sample_date, lab.value))
     if not series:
         return None

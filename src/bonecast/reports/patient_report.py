@@ -16,7 +16,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from bonecast.clinical import Assessment
 from bonecast.registry import PatientChart
-from bonecast.reports.patient_view import summary_facts, view
+from bonecast.reports.patient_view import CHARTS, chart_svg, summary_facts, view
 
 Audience = Literal["clinician", "patient"]
 """Who a report is written for."""
@@ -44,16 +44,29 @@ def render_report_html(
     audience: Audience = "clinician",
     standalone: bool = True,
 ) -> str:
-    """The report of one patient as an HTML page; ``standalone`` embeds the stylesheet."""
+    """The report of one patient as an HTML page.
+
+    ``standalone`` embeds the stylesheet and the charts (data URIs), for PDFs and saved files;
+    otherwise they are linked (``/static/report.css``, ``/patients/{id}/charts/{name}.svg``).
+    """
     context = view(chart, assessment)
     context["stylesheet"] = stylesheet() if standalone else None
     if audience == "patient":
         context["summary"] = summary_facts(chart, assessment)
         return _environment.get_template("patient_summary.html").render(**context)
-    context["bmd_src"] = _data_uri(context["bmd_svg"])
-    context["age_src"] = _data_uri(context["age_svg"])
-    context["marker_src"] = _data_uri(context["marker_svg"]) if context["marker_svg"] else None
+    for name in CHARTS:
+        if name == "markers" and not context["has_markers"]:
+            context[f"{name}_src"] = None
+        elif standalone:
+            context[f"{name}_src"] = _data_uri(chart_svg(name, chart, assessment) or "")
+        else:
+            context[f"{name}_src"] = chart_url(chart.patient.id, name)
     return _environment.get_template("patient_report.html").render(**context)
+
+
+def chart_url(patient_id: int, name: str) -> str:
+    """Where the web app serves a patient's chart."""
+    return f"/patients/{patient_id}/charts/{name}.svg"
 
 
 def render_report_pdf(html: str) -> bytes:

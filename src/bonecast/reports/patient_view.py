@@ -18,7 +18,7 @@ from bonecast.clinical.explain import agent_text, marker_verdict, plan_views
 from bonecast.clinical.guidelines import load_rule_set
 from bonecast.clinical.markers import marker_data
 from bonecast.registry import PatientChart, TreatmentRecord
-from bonecast.reports.patient_charts import bmd_age_chart, bmd_chart, marker_chart
+from bonecast.reports.patient_charts import MARKER_CODES, bmd_age_chart, bmd_chart, marker_chart
 from bonecast.simulation import DRUGS, DrugClass
 
 
@@ -94,8 +94,23 @@ def marker_rows(assessment: Assessment) -> list[MarkerRow]:
     return rows
 
 
+CHARTS = ("bmd", "age", "markers")
+"""The charts of a patient, by name: BMD over time, BMD against age, markers."""
+
+
+def chart_svg(name: str, chart: PatientChart, assessment: Assessment) -> str | None:
+    """One chart of :data:`CHARTS` as SVG text (None: markers without a marker result)."""
+    if name == "bmd":
+        return bmd_chart(chart, assessment)
+    if name == "age":
+        return bmd_age_chart(chart, assessment)
+    if name == "markers":
+        return marker_chart(chart)
+    raise KeyError(f"unknown chart {name!r}; accepted: {', '.join(CHARTS)}")
+
+
 def view(chart: PatientChart, assessment: Assessment) -> dict[str, Any]:
-    """Everything the templates read (charts as inline SVG text)."""
+    """Everything the templates read except the charts (see :func:`chart_svg`)."""
     today = date.today()
     return {
         "chart": chart,
@@ -104,9 +119,7 @@ def view(chart: PatientChart, assessment: Assessment) -> dict[str, Any]:
         "plans": plan_views(assessment),
         "treatments": [treatment_row(t, today) for t in chart.treatments],
         "markers": marker_rows(assessment),
-        "bmd_svg": bmd_chart(chart, assessment),
-        "age_svg": bmd_age_chart(chart, assessment),
-        "marker_svg": marker_chart(chart),
+        "has_markers": any(lab.marker in MARKER_CODES for lab in chart.labs),
         "disclaimer": DISCLAIMER,
         "version": __version__,
         "printed": today,
