@@ -75,7 +75,11 @@ MARKERS = {
 OUTCOMES = {"major_osteoporotic": "major osteoporotic fracture", "hip": "hip fracture"}
 """Fracture-risk outcomes."""
 
-ROUTES = {Route.ORAL: "by mouth", Route.IV: "into a vein (IV)", Route.SC: "injection under the skin"}
+ROUTES = {
+    Route.ORAL: "by mouth",
+    Route.IV: "into a vein (IV)",
+    Route.SC: "injection under the skin",
+}
 """Routes of administration."""
 
 DRUG_CLASSES = {
@@ -183,11 +187,6 @@ def outcome(code: str) -> str:
     return OUTCOMES.get(code, code.replace("_", " "))
 
 
-def rule(rule_id: str) -> str:
-    """A rule id as a phrase ("osteoporosis t score" reads better than the id)."""
-    return rule_id.replace("-", " ").replace("_", " ")
-
-
 def interval(days: float | None) -> str:
     """A dosing interval in words: "daily", "weekly", "every 6 months", "yearly"."""
     if days is None:
@@ -288,8 +287,12 @@ def links(source: str) -> list[tuple[str, str]]:
     for key, publication in PUBLICATIONS.items():
         if key in source and publication.url:
             found.append((publication.citation, publication.url))
-    found += [(f"PMC{n}", f"https://pmc.ncbi.nlm.nih.gov/articles/PMC{n}/") for n in _PMC.findall(source)]
-    found += [(f"PubMed {n}", f"https://pubmed.ncbi.nlm.nih.gov/{n}/") for n in _PMID.findall(source)]
+    found += [
+        (f"PMC{n}", f"https://pmc.ncbi.nlm.nih.gov/articles/PMC{n}/") for n in _PMC.findall(source)
+    ]
+    found += [
+        (f"PubMed {n}", f"https://pubmed.ncbi.nlm.nih.gov/{n}/") for n in _PMID.findall(source)
+    ]
     found += [(f"doi:{d}", f"https://doi.org/{d}") for d in _DOI.findall(source)]
     unique: dict[str, tuple[str, str]] = {}
     for label, url in found:
@@ -300,12 +303,17 @@ def links(source: str) -> list[tuple[str, str]]:
 _CODES: dict[str, str] = {
     **{code: label.lower() for code, label in SITES.items()},
     **{name: drug(name) for name in DRUGS},
-    **{f"'{code}'": f"'{label.lower()}'" for code, label in PLANS.items()},
     **{code: label.lower() for code, label in PLANS.items() if "_" in code},
     **{code: label.lower() for code, label in DECISIONS.items() if "_" in code},
     **{code: label for code, label in FIELDS.items() if "_" in code},
+    **{code: MARKERS[code].split(" (")[0] for code in ("ctx", "p1np", "ntx", "balp")},
+    **{code: label for code, label in MARKERS.items() if "_" in code},
 }
-_CODE_PATTERN = re.compile("|".join(re.escape(c) for c in sorted(_CODES, key=len, reverse=True)))
+_CODE_PATTERN = re.compile(
+    r"(?<!\w)(?:"
+    + "|".join(re.escape(c) for c in sorted(_CODES, key=len, reverse=True))
+    + r")(?!\w)"
+)
 
 
 def words(text: str) -> str:

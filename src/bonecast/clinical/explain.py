@@ -23,8 +23,13 @@ MIN_AGENT_YEARS = 3
 
 
 def agent_text(agent: Agent) -> str:
-    """An agent in full: "zoledronic acid 4 mg into a vein (IV) every 6 months"."""
-    return labels.regimen(agent.drug, agent.dose_mg, agent.route, agent.interval_days)
+    """An agent in full: "zoledronic acid 4 mg into a vein (IV) every 6 months".
+
+    The guideline's schedule follows in brackets when it says more than the interval does.
+    """
+    text = labels.regimen(agent.drug, agent.dose_mg, agent.route, agent.interval_days)
+    schedule = labels.words(agent.schedule)
+    return text if schedule == labels.interval(agent.interval_days) else f"{text} ({schedule})"
 
 
 def forecast_agent(assessment: Assessment) -> Agent:
@@ -100,9 +105,10 @@ def plan_views(assessment: Assessment) -> list[PlanView]:
             )
         adds = plan.name in AGENT_PLANS
         why = None
+        rule = labels.words(assessment.recommendation.rule)
         if adds:
             why = (
-                f"First agent the guideline lists for her: {labels.words(assessment.recommendation.rule)}"
+                f"First agent the guideline lists for her: {rule}"
                 if recommended
                 else "No agent is recommended for her now; the forecast shows the usual first "
                 "agent for women on an aromatase inhibitor for comparison"

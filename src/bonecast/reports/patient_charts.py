@@ -21,11 +21,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib import dates
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from bonecast import labels
 from bonecast.clinical import Assessment
+from bonecast.clinical.patient import Scanner
 from bonecast.clinical.scores import convert_bmd_g_cm2, score_data
 from bonecast.registry import PatientChart
 from bonecast.simulation import DRUGS, SITES
@@ -44,6 +47,11 @@ _CLASS_COLOURS = {
 _DAYS_PER_YEAR = 365.25
 MARKER_CODES = ("ctx", "p1np", "ntx", "balp")
 """Bone turnover markers drawn in the marker chart (codes of the lab catalogue)."""
+
+
+def _day(day: date) -> float:
+    """A date as Matplotlib's date number (for bars, whose width is a number of days)."""
+    return float(dates.date2num(day))  # type: ignore[no-untyped-call]
 
 
 def _svg(figure: Figure, title: str) -> str:
@@ -79,14 +87,20 @@ def _plan_styles(assessment: Assessment) -> dict[str, tuple[str, object]]:
 
 def _legend(figure: Figure) -> None:
     """One legend in words below the panels (each label once)."""
-    entries: dict[str, object] = {}
+    entries: dict[str, Artist] = {}
     for ax in figure.axes:
         handles, names = ax.get_legend_handles_labels()
         for handle, name in zip(handles, names, strict=True):
             entries.setdefault(name, handle)
     if entries:
-        figure.legend(list(entries.values()), list(entries), loc="outside lower center",
-                      fontsize=7, frameon=False, ncols=1)
+        figure.legend(
+            list(entries.values()),
+            list(entries),
+            loc="outside lower center",
+            fontsize=7,
+            frameon=False,
+            ncols=1,
+        )
 
 
 def _treatment_lanes(ax: Axes, chart: PatientChart, today: date) -> None:
@@ -95,8 +109,15 @@ def _treatment_lanes(ax: Axes, chart: PatientChart, today: date) -> None:
     for row, treatment in enumerate(treatments):
         colour = _CLASS_COLOURS.get(DRUGS[treatment.drug].drug_class.value, "#7f7f7f")
         stop = treatment.stop_date or treatment.planned_stop_date or today
-        ax.barh(row, stop - treatment.start_date, left=treatment.start_date, height=0.6,
-                color=colour, alpha=0.55)
+        start = _day(treatment.start_date)
+        ax.barh(
+            row,
+            _day(stop) - start,
+            left=start,
+            height=0.6,
+            color=colour,
+            alpha=0.55,
+        )
     ax.set_yticks(range(len(treatments)))
     ax.set_yticklabels([labels.drug(t.drug) for t in treatments], fontsize=7)
     ax.set_ylim(len(treatments) - 0.5, -0.5)
@@ -111,8 +132,13 @@ def bmd_chart(chart: PatientChart, assessment: Assessment) -> str:
     lanes = 1 if chart.treatments else 0
     heights = [0.35 * max(len(chart.treatments), 1) + 0.5] * lanes + [2.6] * max(len(sites), 1)
     figure, axes = plt.subplots(
-        len(heights), 1, figsize=(7.5, sum(heights) + 1.2), sharex=True, layout="constrained",
-        gridspec_kw={"height_ratios": heights}, squeeze=False,
+        len(heights),
+        1,
+        figsize=(7.5, sum(heights) + 1.2),
+        sharex=True,
+        layout="constrained",
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
     )
     today = date.today()
     if lanes:
@@ -125,8 +151,12 @@ def bmd_chart(chart: PatientChart, assessment: Assessment) -> str:
             (previous_day, previous), (latest_day, _) = measured[-2], measured[-1]
             half = lsc.lsc_g_cm2 or previous * lsc.lsc_pct / 100
             ax.fill_between(
-                [previous_day, max(latest_day, today)], previous - half, previous + half,
-                color="0.55", alpha=0.3, lw=0,
+                [previous_day, max(latest_day, today)],
+                previous - half,
+                previous + half,
+                color="0.55",
+                alpha=0.3,
+                lw=0,
                 label="previous value +/- least significant change (a change outside is real)",
             )
         if measured:
@@ -137,10 +167,22 @@ def bmd_chart(chart: PatientChart, assessment: Assessment) -> str:
             if not points:
                 continue
             x = [p.date for p in points]
-            ax.fill_between(x, [p.bmd_low_g_cm2 for p in points],
-                            [p.bmd_high_g_cm2 for p in points], color=colour, alpha=0.12, lw=0)
-            ax.plot(x, [p.bmd_g_cm2 for p in points], color=colour, ls=dash, lw=1.6,
-                    label=f"forecast: {labels.plan(plan)}")
+            ax.fill_between(
+                x,
+                [p.bmd_low_g_cm2 for p in points],
+                [p.bmd_high_g_cm2 for p in points],
+                color=colour,
+                alpha=0.12,
+                lw=0,
+            )
+            ax.plot(
+                x,
+                [p.bmd_g_cm2 for p in points],
+                color=colour,
+                ls=dash,
+                lw=1.6,
+                label=f"forecast: {labels.plan(plan)}",
+            )
         ax.set_title(f"{labels.site(site)} BMD", fontsize=9, loc="left")
         ax.set_ylabel("g/cm²", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -156,7 +198,7 @@ def _age(chart: PatientChart, day: date) -> float:
     return (day - chart.patient.birth_date).days / _DAYS_PER_YEAR
 
 
-def _reference_sd(site: str, scanner: str) -> float | None:
+def _reference_sd(site: str, scanner: Scanner) -> float | None:
     """The young-adult SD at ``site`` in the units of ``scanner`` (None without a reference)."""
     references = score_data().references.get(site, {})
     if scanner in references:
@@ -166,7 +208,7 @@ def _reference_sd(site: str, scanner: str) -> float | None:
     return None
 
 
-def _threshold_bmd(site: str, scanner: str, t: float) -> float:
+def _threshold_bmd(site: str, scanner: Scanner, t: float) -> float:
     """The BMD of T-score ``t`` on ``scanner`` (the Hologic reference converted via sBMD)."""
     references = score_data().references[site]
     if scanner in references:
@@ -180,7 +222,10 @@ def bmd_age_chart(chart: PatientChart, assessment: Assessment) -> str:
     """Her BMD against her age per site: WHO zones, age-matched average, points, forecast."""
     sites = _sites(chart)
     figure, axes = plt.subplots(
-        max(len(sites), 1), 1, figsize=(7.5, 2.8 * max(len(sites), 1) + 1.2), squeeze=False,
+        max(len(sites), 1),
+        1,
+        figsize=(7.5, 2.8 * max(len(sites), 1) + 1.2),
+        squeeze=False,
         layout="constrained",
     )
     data = score_data()
@@ -193,10 +238,11 @@ def bmd_age_chart(chart: PatientChart, assessment: Assessment) -> str:
         forecast = [p for p in assessment.forecast if p.site == site]
         ages_all = ages + [_age(chart, p.date) for p in forecast]
         low_age, high_age = min(ages_all) - 2, max(ages_all) + 2
-        scanner = scans[-1].scanner if scans else "hologic"
+        scanner: Scanner = scans[-1].scanner if scans else "hologic"
         sd = _reference_sd(site, scanner)
         if sd is not None:
-            def bmd_at(t: float, site: str = site, scanner: str = scanner) -> float:
+
+            def bmd_at(t: float, site: str = site, scanner: Scanner = scanner) -> float:
                 return _threshold_bmd(site, scanner, t)
 
             top, mean = bmd_at(0.5), bmd_at(0.0)
@@ -212,24 +258,48 @@ def bmd_age_chart(chart: PatientChart, assessment: Assessment) -> str:
             ax.axhline(mean, color="0.35", lw=0.8, ls=":", label="young-adult average (T-score 0)")
             ax.set_ylim(bottom, top)
         matched = [
-            (age, s.sites[site].bmd_g_cm2 - s.sites[site].z_score * sd)
+            (age, bmd - z_score * sd)
             for age, s in zip(ages, scans, strict=True)
-            if sd is not None and s.sites[site].z_score is not None
+            if sd is not None
+            and (bmd := s.sites[site].bmd_g_cm2) is not None
+            and (z_score := s.sites[site].z_score) is not None
         ]
         if matched:
-            ax.plot(*zip(*matched, strict=True), color="0.25", ls="--", lw=1.0,
-                    label="average for her age (from the reported Z-score)")
-        ax.plot(ages, [s.sites[site].bmd_g_cm2 for s in scans], "o-", color="black", lw=1.4,
-                label="her scans")
+            ax.plot(
+                *zip(*matched, strict=True),
+                color="0.25",
+                ls="--",
+                lw=1.0,
+                label="average for her age (from the reported Z-score)",
+            )
+        ax.plot(
+            ages,
+            [s.sites[site].bmd_g_cm2 for s in scans],
+            "o-",
+            color="black",
+            lw=1.4,
+            label="her scans",
+        )
         for plan, (colour, dash) in styles.items():
             points = [p for p in forecast if p.plan == plan]
             if points:
                 x = [_age(chart, p.date) for p in points]
-                ax.fill_between(x, [p.bmd_low_g_cm2 for p in points],
-                                [p.bmd_high_g_cm2 for p in points], color=colour, alpha=0.15,
-                                lw=0)
-                ax.plot(x, [p.bmd_g_cm2 for p in points], color=colour, ls=dash, lw=1.5,
-                        label=f"forecast: {labels.plan(plan)}")
+                ax.fill_between(
+                    x,
+                    [p.bmd_low_g_cm2 for p in points],
+                    [p.bmd_high_g_cm2 for p in points],
+                    color=colour,
+                    alpha=0.15,
+                    lw=0,
+                )
+                ax.plot(
+                    x,
+                    [p.bmd_g_cm2 for p in points],
+                    color=colour,
+                    ls=dash,
+                    lw=1.5,
+                    label=f"forecast: {labels.plan(plan)}",
+                )
         z = assessment.scores.get(site)
         title = f"{labels.site(site)} BMD by age"
         if z is not None and z.z_score is not None:
@@ -258,9 +328,14 @@ def marker_chart(chart: PatientChart) -> str | None:
     for k, (name, values) in enumerate(sorted(series.items())):
         values.sort()
         first = values[0][1]
-        ax.plot([d for d, _ in values], [100 * v / first for _, v in values],
-                marker="o", color=OKABE_ITO[k % len(OKABE_ITO)], ls=DASHES[k % len(DASHES)],
-                label=labels.marker(name))
+        ax.plot(
+            [_day(d) for d, _ in values],
+            [100 * v / first for _, v in values],
+            marker="o",
+            color=OKABE_ITO[k % len(OKABE_ITO)],
+            ls=DASHES[k % len(DASHES)],
+            label=labels.marker(name),
+        )
     ax.axhline(100, color="0.5", lw=0.8)
     ax.set_ylabel("% of first result", fontsize=8)
     ax.set_title("Bone turnover markers", fontsize=9, loc="left")

@@ -116,6 +116,7 @@ def view(chart: PatientChart, assessment: Assessment) -> dict[str, Any]:
         "chart": chart,
         "assessment": assessment,
         "labels": labels,
+        "agent_text": agent_text,
         "plans": plan_views(assessment),
         "treatments": [treatment_row(t, today) for t in chart.treatments],
         "markers": marker_rows(assessment),

@@ -57,7 +57,10 @@ from bonecast.web.security import (
 _templates = Jinja2Templates(
     env=Environment(
         loader=ChoiceLoader(
-            [PackageLoader("bonecast.web", "templates"), PackageLoader("bonecast.reports", "templates")]
+            [
+                PackageLoader("bonecast.web", "templates"),
+                PackageLoader("bonecast.reports", "templates"),
+            ]
         ),
         autoescape=select_autoescape(),
     )
@@ -69,10 +72,20 @@ _COOKIE_OPTIONS: dict[str, Any] = {"httponly": True, "samesite": "lax", "path": 
 _FORMS: dict[str, type[BaseModel]] = {"scans": ScanIn, "labs": LabIn, "treatments": TreatmentIn}
 _FIELD_NAMES = frozenset(
     [
-        "scan_date", "scanner", "scanner_serial", "facility",
+        "scan_date",
+        "scanner",
+        "scanner_serial",
+        "facility",
         *(f"sites.{site}.{part}" for site in SITES for part in ("bmd_g_cm2", "t_score")),
-        "sample_date", "marker", "value", "unit",
-        "drug", "dose_mg", "route", "start_date", "stop_date",
+        "sample_date",
+        "marker",
+        "value",
+        "unit",
+        "drug",
+        "dose_mg",
+        "route",
+        "start_date",
+        "stop_date",
     ]
 )
 """The inputs of the patient page's forms (an error on one of them links to it)."""
@@ -317,9 +330,7 @@ async def add_record(
     )
 
 
-def _report(
-    request: Request, patient_id: int, audience: Audience, standalone: bool
-) -> str:
+def _report(request: Request, patient_id: int, audience: Audience, standalone: bool) -> str:
     chart, assessment = current_assessment(
         request.app.state.registry,
         patient_id,
@@ -362,7 +373,9 @@ def summary_pdf(request: Request, _who: VisitorDep, patient_id: int) -> Response
 def chart_image(request: Request, _who: VisitorDep, patient_id: int, name: str) -> Response:
     """One chart of the patient as an SVG image (an image, so no inline style on the page)."""
     if name not in CHARTS:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown chart; accepted: {', '.join(CHARTS)}")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"unknown chart; accepted: {', '.join(CHARTS)}"
+        )
     chart, assessment = current_assessment(
         request.app.state.registry,
         patient_id,
