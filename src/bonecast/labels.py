@@ -27,7 +27,7 @@ SITES = {
 PATIENT_SITES = {
     "lumbar_spine": "lower back (spine)",
     "total_hip": "hip",
-    "femoral_neck": "hip (the top of the thigh bone)",
+    "femoral_neck": "thigh bone, just below the hip",
     "one_third_radius": "forearm",
 }
 """DXA sites in a patient's words."""

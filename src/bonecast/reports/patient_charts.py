@@ -57,7 +57,8 @@ def _day(day: date) -> float:
 def _svg(figure: Figure, title: str) -> str:
     """The figure as inline SVG (no XML prologue), with a title for screen readers."""
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg")
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text (readable, smaller)
+        figure.savefig(buffer, format="svg")
     plt.close(figure)
     text = buffer.getvalue()
     svg = text[text.index("<svg") :]
