@@ -138,7 +138,7 @@ def plan_views(assessment: Assessment) -> list[PlanView]:
 def marker_verdict(result: MarkerResult) -> str:
     """A marker's change in words against its own least significant change (LSC)."""
     if result.pct_change is None:
-        return "only one result: no change to judge yet"
+        return "no change to judge (one result, or results from different assays)"
     if result.significant is None:
         return "cannot judge the change"
     if not result.significant:
