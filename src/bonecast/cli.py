@@ -769,6 +769,69 @@ def export_command(
     typer.echo(json.dumps(bundle, indent=2))
 
 
+class ReportAudience(StrEnum):
+    """Who ``bonecast report`` writes for."""
+
+    CLINICIAN = "clinician"
+    PATIENT = "patient"
+
+
+@app.command("report")
+def report_command(
+    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Registry id or MRN.")],
+    database: Database = DEFAULT_DATABASE,
+    audience: Annotated[
+        ReportAudience,
+        typer.Option(
+            "--audience",
+            help="clinician: the full report; patient: a one-page plain-language summary.",
+        ),
+    ] = ReportAudience.CLINICIAN,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write HTML (.html) or PDF (.pdf); default: text here."),
+    ] = None,
+    forecast_years: Annotated[
+        int, typer.Option("--forecast-years", help="Forecast horizon: 5-10 years (0: none).")
+    ] = 5,
+) -> None:
+    """A registered patient's report (clinician) or plain-language summary (patient).
+
+    Without ``--out`` the summary or report is printed as text wrapped to the terminal.
+    """
+    from bonecast.reports.patient_report import render_report_html, render_report_pdf
+    from bonecast.reports.plain_text import html_text
+    from bonecast.services.assessments import current_assessment
+
+    if forecast_years and not 5 <= forecast_years <= 10:
+        raise _fail(f"--forecast-years: {forecast_years} is outside 5-10 (or 0 for none)")
+    if out is not None and out.suffix.lower() not in (".html", ".pdf"):
+        raise _fail(f"--out: {out.name} must end in .html or .pdf")
+    registry = _registry(database)
+    with registry.session() as session:
+        record = session.find_patient(patient)
+    if record is None and not patient.isdigit():
+        raise _fail(f"PATIENT: no patient with MRN {patient!r}")
+    try:
+        chart, result = current_assessment(
+            registry, record.id if record else int(patient), forecast_years=forecast_years
+        )
+    except NotFoundError as error:
+        raise _fail(f"PATIENT: {error}") from None
+    except PatientError as error:
+        raise _fail(f"PATIENT: cannot be assessed: {error}") from None
+    html = render_report_html(chart, result, audience.value)
+    if out is None:
+        console.print(html_text(html))
+        return
+    _writable(out, "--out")
+    if out.suffix.lower() == ".pdf":
+        out.write_bytes(render_report_pdf(html))
+    else:
+        out.write_text(html, encoding="utf-8")
+    console.print(f"Wrote [bold]{out}[/]")
+
+
 @app.command("export-sbml")
 def export_sbml_command(
     spec: Annotated[Path, typer.Option("--spec", help="Trial specification (YAML or JSON).")],

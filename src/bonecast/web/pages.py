@@ -14,12 +14,11 @@ from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request, s
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup
+from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from bonecast import DISCLAIMER, __version__
+from bonecast import DISCLAIMER, __version__, labels
 from bonecast.api.auth import WRITER_ROLES, RegistryDep
 from bonecast.clinical.patient import lab_tests
 from bonecast.registry import (
@@ -32,15 +31,20 @@ from bonecast.registry import (
     UserRecord,
     parse,
 )
-from bonecast.reports.patient_charts import bmd_chart
-from bonecast.reports.patient_report import render_report_html, render_report_pdf
+from bonecast.reports.patient_report import (
+    Audience,
+    chart_url,
+    render_report_html,
+    render_report_pdf,
+)
+from bonecast.reports.patient_view import CHARTS, chart_svg, view
 from bonecast.services.assessments import (
     WorklistRow,
     current_assessment,
     warm_assessment,
     worklist,
 )
-from bonecast.simulation import DRUGS, SITES
+from bonecast.simulation import DRUGS, SITES, Route
 from bonecast.web.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -52,12 +56,39 @@ from bonecast.web.security import (
 
 _templates = Jinja2Templates(
     env=Environment(
-        loader=PackageLoader("bonecast.web", "templates"), autoescape=select_autoescape()
+        loader=ChoiceLoader(
+            [
+                PackageLoader("bonecast.web", "templates"),
+                PackageLoader("bonecast.reports", "templates"),
+            ]
+        ),
+        autoescape=select_autoescape(),
     )
 )
-_templates.env.globals.update(disclaimer=DISCLAIMER, version=__version__)
+_templates.env.globals.update(
+    disclaimer=DISCLAIMER, version=__version__, labels=labels, chart_url=chart_url
+)
 _COOKIE_OPTIONS: dict[str, Any] = {"httponly": True, "samesite": "lax", "path": "/"}
 _FORMS: dict[str, type[BaseModel]] = {"scans": ScanIn, "labs": LabIn, "treatments": TreatmentIn}
+_FIELD_NAMES = frozenset(
+    [
+        "scan_date",
+        "scanner",
+        "scanner_serial",
+        "facility",
+        *(f"sites.{site}.{part}" for site in SITES for part in ("bmd_g_cm2", "t_score")),
+        "sample_date",
+        "marker",
+        "value",
+        "unit",
+        "drug",
+        "dose_mg",
+        "route",
+        "start_date",
+        "stop_date",
+    ]
+)
+"""The inputs of the patient page's forms (an error on one of them links to it)."""
 _SORTS: dict[str, Callable[[WorklistRow], Any]] = {
     "name": lambda row: ((row.family_name or "").lower(), (row.given_name or "").lower()),
     "due": lambda row: (row.next_dxa_due is None, row.next_dxa_due),
@@ -226,21 +257,22 @@ def _patient_page(
     chart, assessment = current_assessment(
         registry, patient_id, forecast_years=request.app.state.web_forecast_years
     )
+    context = view(chart, assessment)
     return render_page(
         request,
         "patient.html",
         code,
         who=who,
-        chart=chart,
-        assessment=assessment,
-        chart_svg=Markup(bmd_chart(chart, assessment)),  # our own matplotlib SVG
         form=form,
         values=values or {},
         errors={p.field: p.message for p in problems or []},
+        field_names=_FIELD_NAMES,
         sites=SITES,
-        drugs=DRUGS,
-        labs=lab_tests(),
-        units=_lab_units(),
+        lab_options=[(code, labels.marker(code)) for code in lab_tests()],
+        unit_options=[(unit, unit) for unit in _lab_units()],
+        drug_options=[(name, labels.drug(name)) for name in DRUGS],
+        route_options=[(route.value, labels.ROUTES[route]) for route in Route],
+        **context,
     )
 
 
@@ -298,27 +330,67 @@ async def add_record(
     )
 
 
-def _report(request: Request, patient_id: int) -> str:
+def _report(request: Request, patient_id: int, audience: Audience, standalone: bool) -> str:
     chart, assessment = current_assessment(
         request.app.state.registry,
         patient_id,
         forecast_years=request.app.state.web_forecast_years,
     )
-    return render_report_html(chart, assessment)
+    return render_report_html(chart, assessment, audience, standalone=standalone)
+
+
+def _pdf(request: Request, patient_id: int, audience: Audience, name: str) -> Response:
+    pdf = render_report_pdf(_report(request, patient_id, audience, standalone=True))
+    headers = {"Content-Disposition": f'inline; filename="bonecast-{name}-{patient_id}.pdf"'}
+    return Response(pdf, media_type="application/pdf", headers=headers)
 
 
 @router.get("/patients/{patient_id}/report")
 def report_html(request: Request, _who: VisitorDep, patient_id: int) -> HTMLResponse:
-    """The patient's report as HTML."""
-    return HTMLResponse(_report(request, patient_id))
+    """The clinician's report as HTML."""
+    return HTMLResponse(_report(request, patient_id, "clinician", standalone=False))
 
 
 @router.get("/patients/{patient_id}/report.pdf")
 def report_pdf(request: Request, _who: VisitorDep, patient_id: int) -> Response:
-    """The patient's report as PDF."""
-    pdf = render_report_pdf(_report(request, patient_id))
-    headers = {"Content-Disposition": f'inline; filename="bonecast-report-{patient_id}.pdf"'}
-    return Response(pdf, media_type="application/pdf", headers=headers)
+    """The clinician's report as PDF."""
+    return _pdf(request, patient_id, "clinician", "report")
+
+
+@router.get("/patients/{patient_id}/summary")
+def summary_html(request: Request, _who: VisitorDep, patient_id: int) -> HTMLResponse:
+    """The plain-language summary for the patient, as HTML."""
+    return HTMLResponse(_report(request, patient_id, "patient", standalone=False))
+
+
+@router.get("/patients/{patient_id}/summary.pdf")
+def summary_pdf(request: Request, _who: VisitorDep, patient_id: int) -> Response:
+    """The plain-language summary for the patient, as PDF."""
+    return _pdf(request, patient_id, "patient", "summary")
+
+
+@router.get("/patients/{patient_id}/charts/{name}.svg")
+def chart_image(request: Request, _who: VisitorDep, patient_id: int, name: str) -> Response:
+    """One chart of the patient as an SVG image (an image, so no inline style on the page)."""
+    if name not in CHARTS:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"unknown chart; accepted: {', '.join(CHARTS)}"
+        )
+    chart, assessment = current_assessment(
+        request.app.state.registry,
+        patient_id,
+        forecast_years=request.app.state.web_forecast_years,
+    )
+    svg = chart_svg(name, chart, assessment)
+    if svg is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no marker results to chart")
+    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/favicon.ico")
+def favicon() -> RedirectResponse:
+    """Browsers ask for /favicon.ico: the SVG icon of the static folder."""
+    return RedirectResponse("/static/favicon.svg", status.HTTP_301_MOVED_PERMANENTLY)
 
 
 def mount_web(app: FastAPI, forecast_years: int = 5) -> None:
@@ -330,5 +402,6 @@ def mount_web(app: FastAPI, forecast_years: int = 5) -> None:
     app.state.web_signer = Signer()
     app.state.web_forecast_years = forecast_years
     app.add_exception_handler(SignInRequiredError, to_signin)
-    app.mount("/static", StaticFiles(packages=[("bonecast.web", "static")]), name="static")
+    static = StaticFiles(packages=[("bonecast.web", "static"), ("bonecast.reports", "static")])
+    app.mount("/static", static, name="static")
     app.include_router(router)
