@@ -38,6 +38,8 @@ PLANS = {
     "stop_ai_as_planned": "Aromatase inhibitor stops as planned, no bone medicine",
     "no_new_treatment": "Current treatments only",
     "agent": "Add a bone medicine",
+    "stop_ai": "Stop the aromatase inhibitor now, other treatments continue",
+    "ai_without_testosterone": "Keep the aromatase inhibitor, stop testosterone",
 }
 """Forecast plans (:mod:`bonecast.clinical.forecast`)."""
 

@@ -32,6 +32,8 @@ CODES = (
     "ai_plus_agent",
     "start_bta",
     "continue_ai",
+    "stop_ai",
+    "ai_without_testosterone",
     "lumbar_spine",
     "total_hip",
     "clinical.md",
