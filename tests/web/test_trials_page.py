@@ -68,14 +68,14 @@ def test_bad_spec_names_each_field_and_runs_nothing(clinician: TestClient) -> No
     assert "population.n:" in text and "colour: unknown key" in text
     assert DISCLAIMER in text
     assert _post(clinician, "name: [unclosed")[2].count("not valid YAML") == 1
-    assert not _jobs(clinician).jobs
+    assert _jobs(clinician).store.count() == 0
 
 
 def test_population_above_the_web_limit_is_refused(clinician: TestClient) -> None:
     big = {**SPEC, "population": {**SPEC["population"], "n": 20_001}}  # type: ignore[dict-item]
     code, _, text = _post(clinician, yaml.safe_dump(big))
     assert code == 422 and "at most 20000 patients per arm" in text
-    assert not _jobs(clinician).jobs
+    assert _jobs(clinician).store.count() == 0
 
 
 def test_good_spec_runs_with_plot_and_csv(clinician: TestClient) -> None:
@@ -117,13 +117,13 @@ def test_viewer_may_view_but_not_run(clinician: TestClient, sign_in: SignIn) -> 
         "/trials", data={"csrf_token": csrf_of(page.text), "spec": yaml.safe_dump(SPEC)}
     )
     assert response.status_code == 403
-    assert len(_jobs(viewer).jobs) == 1
+    assert _jobs(viewer).store.count() == 1
 
 
 def test_missing_csrf_token_is_refused(clinician: TestClient) -> None:
     response = clinician.post("/trials", data={"spec": yaml.safe_dump(SPEC)})
     assert response.status_code == 403
-    assert not _jobs(clinician).jobs
+    assert _jobs(clinician).store.count() == 0
 
 
 def test_unknown_job_and_unfinished_results(clinician: TestClient) -> None:

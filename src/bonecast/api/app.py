@@ -2,7 +2,9 @@
 
 ``create_app(database_url)`` opens the registry and migrates it to the latest schema when the
 application starts. Registry and assessment errors become JSON answers: 404 for an unknown
-record, 409 for a duplicate, 422 for invalid input naming each field (nothing is written).
+record, 409 for a duplicate, 422 for invalid input naming each field (nothing is written), 429
+after too many failed sign-ins; every 4xx body is ``{"detail": message or [problems]}``.
+Security headers are on every response (:mod:`bonecast.api.security_headers`).
 Error bodies may quote patient data back to the caller; nothing here logs them. Every response
 carries a ``Server-Timing`` header (:mod:`bonecast.api.server_timing`).
 """
@@ -21,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from bonecast import DISCLAIMER, __version__
 from bonecast.api import cds_hooks, rest
 from bonecast.api.auth import RegistryDep, TokenCache
+from bonecast.api.security_headers import SecurityHeadersMiddleware
 from bonecast.api.server_timing import ServerTimingMiddleware
 from bonecast.clinical import PatientError
 from bonecast.registry import (
@@ -32,6 +35,7 @@ from bonecast.registry import (
     upgrade,
 )
 from bonecast.services import prepare_forecasts
+from bonecast.web.security import Signer, secret_key
 
 
 class Health(BaseModel):
@@ -91,6 +95,8 @@ def create_app(database_url: str, *, forecast_years: int = 5) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(upgrade, registry.engine)
+        app.state.web_signer = Signer(await run_in_threadpool(secret_key, registry))
+        await run_in_threadpool(app.state.trial_jobs.store.fail_interrupted)
         if forecast_years:
             prepare_forecasts()
         yield
@@ -102,11 +108,14 @@ def create_app(database_url: str, *, forecast_years: int = 5) -> FastAPI:
         version=__version__,
         description=f"Bone health on aromatase inhibitors: REST API and CDS Hooks. {DISCLAIMER}",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN, which the CSP forbids
+        redoc_url=None,
     )
     app.state.registry = registry
     app.state.token_cache = TokenCache()
     app.state.forecast_years = forecast_years
     app.add_middleware(ServerTimingMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     _add_error_handlers(app)
 
     @app.get("/health", tags=["health"], response_model=Health)

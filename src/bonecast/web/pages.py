@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from bonecast import DISCLAIMER, __version__
+from bonecast.api import throttle
 from bonecast.api.auth import WRITER_ROLES, RegistryDep
 from bonecast.clinical.patient import lab_tests
 from bonecast.registry import (
@@ -148,6 +149,13 @@ def signin_page(request: Request) -> HTMLResponse:
     return response
 
 
+def _signin_refused(request: Request, code: int, error: str, retry_after: int | None = None) -> Response:
+    response = render_page(request, "signin.html", code, csrf_token=_csrf(request), error=error)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 @router.post("/signin")
 def signin(
     request: Request,
@@ -155,16 +163,23 @@ def signin(
     username: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
 ) -> Response:
-    """Sign in: a session cookie and a new CSRF token, or the form again with an error."""
-    with registry.session() as session:
-        user = session.authenticate(username.strip(), password)
+    """Sign in: a session cookie and a new CSRF token, or the form again with an error.
+
+    Throttled per username and client address (:mod:`bonecast.api.throttle`): 429 while locked.
+    """
+    keys = throttle.keys_of(request, username)
+    try:
+        throttle.refuse_if_locked(registry, keys)
+        with registry.session() as session:
+            user = session.authenticate(username.strip(), password)
+        if user is None and (locked := throttle.count_failure(registry, keys)) is not None:
+            raise throttle.TooManyFailuresError(locked)
+    except throttle.TooManyFailuresError as error:
+        message = f"Too many failed sign-ins. {str(error.detail).capitalize()}."
+        return _signin_refused(request, error.status_code, message, error.retry_after)
     if user is None:
-        return render_page(
-            request,
-            "signin.html",
-            status.HTTP_401_UNAUTHORIZED,
-            csrf_token=_csrf(request),
-            error="Unknown username or wrong password.",
+        return _signin_refused(
+            request, status.HTTP_401_UNAUTHORIZED, "Unknown username or wrong password."
         )
     response = RedirectResponse("/worklist", status.HTTP_303_SEE_OTHER)
     signer = _signer(request)
@@ -327,7 +342,6 @@ def mount_web(app: FastAPI, forecast_years: int = 5) -> None:
     async def to_signin(_request: Request, _error: Exception) -> RedirectResponse:
         return RedirectResponse("/signin", status.HTTP_303_SEE_OTHER)
 
-    app.state.web_signer = Signer()
     app.state.web_forecast_years = forecast_years
     app.add_exception_handler(SignInRequiredError, to_signin)
     app.mount("/static", StaticFiles(packages=[("bonecast.web", "static")]), name="static")
