@@ -5,9 +5,9 @@ Tokens come from ``bonecast token create`` and are checked with
 :data:`TOKEN_CACHE_SECONDS` more without asking the database again (:class:`TokenCache`, per
 server process), so revoking a token, deactivating its user, changing her role or the token's
 expiry take effect within that time. An invalid token is never cached, and counts as a failed
-sign-in of the client's address (:mod:`bonecast.api.throttle`: 429 once locked out). Roles: ``admin`` and
-``clinician`` read and write, ``viewer`` reads. No token or an unknown, revoked or expired one:
-401; a viewer writing: 403.
+sign-in of the client's address (:mod:`bonecast.api.throttle`: 429 once locked out).
+Roles: ``admin`` and ``clinician`` read and write, ``viewer`` reads. No token or an unknown,
+revoked or expired one: 401; a viewer writing: 403.
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ _SQLITE_INSTALL = [
     f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END"
     for action in ("update", "delete")
 ]
-_SQLITE_REMOVE = [f"DROP TRIGGER IF EXISTS audit_log_no_{action}" for action in ("update", "delete")]
+_SQLITE_REMOVE = [
+    f"DROP TRIGGER IF EXISTS audit_log_no_{action}" for action in ("update", "delete")
+]
 
 _POSTGRES_INSTALL = [
     "CREATE OR REPLACE FUNCTION audit_log_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ "

@@ -171,7 +171,9 @@ def install() -> None:
     Runs when this module is imported (``import bonecast.registry`` does); idempotent.
     """
     for mapper in Base.registry.mappers:
-        if mapper.class_ in (AuditEntry, TrialJob) or event.contains(mapper, "after_insert", _after_insert):
+        if mapper.class_ in (AuditEntry, TrialJob) or event.contains(
+            mapper, "after_insert", _after_insert
+        ):
             continue
         event.listen(mapper, "after_insert", _after_insert)
         event.listen(mapper, "after_update", _after_update)

@@ -632,14 +632,22 @@ class RegistrySession:
         now = models.utcnow()
         until = self._session.scalar(
             select(func.max(models.Lockout.until)).where(
-                or_(*((models.Lockout.scope == s) & (models.Lockout.key == k) for s, k in keys.items())),
+                or_(
+                    *(
+                        (models.Lockout.scope == s) & (models.Lockout.key == k)
+                        for s, k in keys.items()
+                    )
+                ),
                 models.Lockout.until > now,
             )
         )
         return (until - now).total_seconds() if until is not None else None
 
     def record_failure(
-        self, keys: Mapping[ThrottleScope, str], limits: Mapping[ThrottleScope, int], window_s: float
+        self,
+        keys: Mapping[ThrottleScope, str],
+        limits: Mapping[ThrottleScope, int],
+        window_s: float,
     ) -> float | None:
         """Count a failed sign-in for each of ``keys``; a key with ``limits[scope]`` failures in
         the last ``window_s`` seconds is locked out for ``window_s`` seconds (both audited).

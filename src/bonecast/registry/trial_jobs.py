@@ -89,7 +89,10 @@ class TrialJobStore:
                 },
             )
             kept = (
-                select(TrialJob.id).order_by(TrialJob.created_at.desc()).limit(KEEP).scalar_subquery()
+                select(TrialJob.id)
+                .order_by(TrialJob.created_at.desc())
+                .limit(KEEP)
+                .scalar_subquery()
             )
             connection.execute(
                 delete(TrialJob).where(
@@ -146,7 +149,9 @@ class TrialJobStore:
     def fail_interrupted(self, *, ours_too: bool = False) -> int:
         """Mark failed the unfinished jobs whose process is gone (with ``ours_too``, also this
         process's: it is stopping); returns how many."""
-        query = select(TrialJob.id, TrialJob.runner).where(TrialJob.state.in_(("queued", "running")))
+        query = select(TrialJob.id, TrialJob.runner).where(
+            TrialJob.state.in_(("queued", "running"))
+        )
         with self.engine.begin() as connection:
             gone = [
                 job_id

@@ -149,7 +149,9 @@ def signin_page(request: Request) -> HTMLResponse:
     return response
 
 
-def _signin_refused(request: Request, code: int, error: str, retry_after: int | None = None) -> Response:
+def _signin_refused(
+    request: Request, code: int, error: str, retry_after: int | None = None
+) -> Response:
     response = render_page(request, "signin.html", code, csrf_token=_csrf(request), error=error)
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)

@@ -80,7 +80,9 @@ class TrialJob:
         """Patient-days simulated, in percent of all (100 once done)."""
         if self.state == "done":
             return 100
-        return min(99, 100 * self.record.patient_days_done // max(1, self.record.patient_days_total))
+        return min(
+            99, 100 * self.record.patient_days_done // max(1, self.record.patient_days_total)
+        )
 
 
 class TrialJobs:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from typing import cast
 
 import sqlalchemy as sa
 from alembic import op
@@ -28,7 +29,7 @@ SECRET_KEY_SETTING = "secret_key"
 def _chain_existing_entries() -> None:
     """Give the entries written before this revision their hashes, in id order."""
     connection = op.get_bind()
-    table = AuditEntry.__table__
+    table = cast(sa.Table, AuditEntry.__table__)  # its UtcDateTime reads SQLite's times as UTC
     previous = None
     for row in connection.execute(sa.select(table).order_by(table.c.id)).mappings().all():
         row_hash = entry_hash(previous, dict(row))
@@ -50,7 +51,7 @@ def upgrade() -> None:
     )
     op.bulk_insert(settings, [{"name": SECRET_KEY_SETTING, "value": secrets.token_urlsafe(32)}])
     for name in ("signin_failures", "lockouts"):
-        columns = [
+        columns: list[sa.SchemaItem] = [
             sa.Column("id", sa.Integer(), nullable=False),
             sa.Column("scope", sa.String(length=16), nullable=False),
             sa.Column("key", sa.String(length=255), nullable=False),
