@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from bonecast import DISCLAIMER, __version__
 from bonecast.api import throttle
 from bonecast.api.auth import WRITER_ROLES, RegistryDep
+from bonecast.api.params import RecordId
 from bonecast.clinical.patient import lab_tests
 from bonecast.registry import (
     ConflictError,
@@ -262,7 +263,7 @@ def _patient_page(
 
 
 @router.get("/patients/{patient_id}")
-def patient_page(request: Request, who: VisitorDep, patient_id: int) -> HTMLResponse:
+def patient_page(request: Request, who: VisitorDep, patient_id: RecordId) -> HTMLResponse:
     """One patient: BMD chart, forecast, recommendation with trace, fracture risk, markers."""
     return _patient_page(request, who, patient_id)
 
@@ -283,7 +284,7 @@ def _nested(values: dict[str, str]) -> dict[str, Any]:
 
 @router.post("/patients/{patient_id}/{kind}")
 async def add_record(
-    request: Request, who: Annotated[Visitor, Depends(writer)], patient_id: int, kind: str
+    request: Request, who: Annotated[Visitor, Depends(writer)], patient_id: RecordId, kind: str
 ) -> Response:
     """Add a scan, lab or treatment; on error the form again, naming each field (no write)."""
     model = _FORMS.get(kind)
@@ -325,13 +326,13 @@ def _report(request: Request, patient_id: int) -> str:
 
 
 @router.get("/patients/{patient_id}/report")
-def report_html(request: Request, _who: VisitorDep, patient_id: int) -> HTMLResponse:
+def report_html(request: Request, _who: VisitorDep, patient_id: RecordId) -> HTMLResponse:
     """The patient's report as HTML."""
     return HTMLResponse(_report(request, patient_id))
 
 
 @router.get("/patients/{patient_id}/report.pdf")
-def report_pdf(request: Request, _who: VisitorDep, patient_id: int) -> Response:
+def report_pdf(request: Request, _who: VisitorDep, patient_id: RecordId) -> Response:
     """The patient's report as PDF."""
     pdf = render_report_pdf(_report(request, patient_id))
     headers = {"Content-Disposition": f'inline; filename="bonecast-report-{patient_id}.pdf"'}

@@ -51,7 +51,7 @@ def upgrade() -> None:
     )
     op.bulk_insert(settings, [{"name": SECRET_KEY_SETTING, "value": secrets.token_urlsafe(32)}])
     for name in ("signin_failures", "lockouts"):
-        columns: list[sa.SchemaItem] = [
+        columns: list[sa.sql.schema.SchemaItem] = [
             sa.Column("id", sa.Integer(), nullable=False),
             sa.Column("scope", sa.String(length=16), nullable=False),
             sa.Column("key", sa.String(length=255), nullable=False),
