@@ -42,7 +42,7 @@ from bonecast.clinical.patient import Bmd, Ethnicity, RiskFactors, Scanner, Scor
 from bonecast.registry.errors import InvalidInputError
 from bonecast.registry.models import AuditAction, Role
 from bonecast.simulation import DRUGS, SITES, Route
-from bonecast.validation import within
+from bonecast.validation import enum_schema, one_of, within
 
 VERTEBRAE: tuple[str, ...] = ("L1", "L2", "L3", "L4")
 """Lumbar vertebrae that a scan may report one by one."""
@@ -61,20 +61,11 @@ def _not_future(value: date) -> date:
     return value
 
 
-def _one_of(what: str, accepted: tuple[str, ...]) -> AfterValidator:
-    def check(value: str) -> str:
-        if value not in accepted:
-            raise ValueError(f"unknown {what} {value!r}; accepted: {', '.join(accepted)}")
-        return value
-
-    return AfterValidator(check)
-
-
 PastDate = Annotated[date, AfterValidator(_not_future)]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Site = Annotated[str, _one_of("site", SITES)]
-Vertebra = Annotated[str, _one_of("vertebra", VERTEBRAE)]
+Site = Annotated[str, one_of("site", SITES)]
+Vertebra = Annotated[str, one_of("vertebra", VERTEBRAE)]
 Tbs = Annotated[float, within(0.5, 2.0, "0.5-2.0 (TBS, unitless)")]
 Positive = Annotated[float, Field(gt=0)]
 _EARLIEST_BIRTH = date(1900, 1, 1)
@@ -165,13 +156,17 @@ class ScanIn(_Input):
         return value
 
 
+def _lab_units() -> tuple[str, ...]:
+    return tuple(sorted({unit for test in lab_tests().values() for unit in test["units"]}))
+
+
 class LabIn(_Input):
     """A laboratory result; ``marker`` and ``unit`` are a pair of ``clinical/data/labs.yaml``."""
 
     sample_date: PastDate
-    marker: str
+    marker: Annotated[str, Field(json_schema_extra=enum_schema(lambda: tuple(lab_tests())))]
     value: Positive
-    unit: str
+    unit: Annotated[str, Field(json_schema_extra=enum_schema(_lab_units))]
     assay: Label | None = None
 
     @field_validator("marker")
@@ -201,7 +196,7 @@ class TreatmentIn(_Input):
     ``last_dose_date`` the last dose given (denosumab: the last injection).
     """
 
-    drug: str
+    drug: Annotated[str, Field(json_schema_extra=enum_schema(tuple(DRUGS)))]
     dose_mg: Positive | None = None
     route: Route | None = None
     interval_days: Positive | None = None
