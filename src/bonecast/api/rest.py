@@ -38,6 +38,7 @@ from bonecast.registry import (
     import_csv,
 )
 from bonecast.services import WorklistRow, assess_patient, warm_assessment, worklist
+from bonecast.validation import enum_schema
 
 router = APIRouter(prefix="/api/v1")
 _T = TypeVar("_T")
@@ -97,7 +98,13 @@ def _guideline(guideline: str) -> str:
     return guideline
 
 
-Guideline = Annotated[str, Query(description="rule set name, e.g. aibl-2025 or aibl-2017")]
+Guideline = Annotated[
+    str,
+    Query(
+        description="rule set name, e.g. aibl-2025 or aibl-2017",
+        json_schema_extra=enum_schema(rule_set_names),
+    ),
+]
 
 # --- patients ------------------------------------------------------------------------------
 

@@ -61,13 +61,18 @@ def _not_future(value: date) -> date:
     return value
 
 
-PastDate = Annotated[date, AfterValidator(_not_future)]
+PastDate = Annotated[
+    date,
+    AfterValidator(_not_future),
+    Field(description="a date that is not in the future (anywhere on Earth: UTC+14)"),
+]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Site = Annotated[str, one_of("site", SITES)]
 Vertebra = Annotated[str, one_of("vertebra", VERTEBRAE)]
 Tbs = Annotated[float, within(0.5, 2.0, "0.5-2.0 (TBS, unitless)")]
 Positive = Annotated[float, Field(gt=0)]
+_AT_LEAST_ONE = Field(json_schema_extra={"minProperties": 1})  # checked by the model's validator
 _EARLIEST_BIRTH = date(1900, 1, 1)
 
 
@@ -111,6 +116,10 @@ class PatientIn(_Input):
 class SiteValues(_Input):
     """One DXA site: BMD (g/cm2) and the T- and Z-scores printed on the report."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"minProperties": 1, "description": "give bmd_g_cm2, t_score or z_score"}
+    )
+
     bmd_g_cm2: Bmd | None = None
     t_score: Score | None = None
     z_score: Score | None = None
@@ -124,6 +133,10 @@ class SiteValues(_Input):
 
 class VertebraValues(_Input):
     """One lumbar vertebra; ``excluded`` marks it non-assessable (e.g. fractured)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"minProperties": 1, "description": "give bmd_g_cm2, t_score or both"}
+    )
 
     bmd_g_cm2: Bmd | None = None
     t_score: Score | None = None
@@ -144,7 +157,7 @@ class ScanIn(_Input):
     scanner_model: Label | None = None
     scanner_serial: Label | None = None
     facility: Name | None = None
-    sites: dict[Site, SiteValues]
+    sites: Annotated[dict[Site, SiteValues], _AT_LEAST_ONE]
     vertebrae: dict[Vertebra, VertebraValues] = Field(default_factory=dict)
     tbs: Tbs | None = None
 
@@ -257,7 +270,7 @@ class PrecisionStudyIn(_Input):
     scanner_serial: Label | None = None
     technologist: Name | None = None
     study_date: PastDate
-    sites: dict[Site, SitePrecisionIn]
+    sites: Annotated[dict[Site, SitePrecisionIn], _AT_LEAST_ONE]
 
     @field_validator("sites")
     @classmethod
