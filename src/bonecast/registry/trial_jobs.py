@@ -100,25 +100,31 @@ class TrialJobStore:
                 )
             )
 
-    def _set(self, job_id: str, **values: object) -> None:
+    def _set(self, job_id: str, state: TrialState, **values: object) -> None:
+        """Update an unfinished job (a job marked failed or done stays so)."""
+        unfinished = TrialJob.state.in_(("queued", "running"))
         with self.engine.begin() as connection:
-            connection.execute(update(TrialJob).where(TrialJob.id == job_id).values(**values))
+            connection.execute(
+                update(TrialJob)
+                .where(TrialJob.id == job_id, unfinished)
+                .values(state=state, **values)
+            )
 
     def running(self, job_id: str) -> None:
         """The job has started."""
-        self._set(job_id, state="running")
+        self._set(job_id, "running")
 
     def progress(self, job_id: str, patient_days_done: int) -> None:
         """Patient-days simulated so far."""
-        self._set(job_id, patient_days_done=patient_days_done)
+        self._set(job_id, "running", patient_days_done=patient_days_done)
 
     def done(self, job_id: str, plot_png: bytes, results_csv: str) -> None:
         """The job finished with these results."""
-        self._set(job_id, state="done", plot_png=plot_png, results_csv=results_csv)
+        self._set(job_id, "done", plot_png=plot_png, results_csv=results_csv)
 
     def failed(self, job_id: str, error: str) -> None:
         """The job failed with this message."""
-        self._set(job_id, state="failed", error=error)
+        self._set(job_id, "failed", error=error)
 
     def get(self, job_id: str) -> TrialJobRecord | None:
         """The job ``job_id`` (``None`` when unknown or forgotten)."""

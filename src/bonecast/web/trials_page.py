@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from bonecast.registry.trial_jobs import TrialJobRecord, TrialJobStore
+from bonecast.registry.trial_jobs import INTERRUPTED, TrialJobRecord, TrialJobStore
 from bonecast.reports.plots import plot_trial
 from bonecast.simulation import TrialSpec, TrialSpecError, parse_trial_spec, run_trial
 from bonecast.web.pages import Visitor, VisitorDep, check_csrf, render_page, writer
@@ -85,12 +85,17 @@ class TrialJob:
         )
 
 
+class ServerStoppingError(Exception):
+    """Raised in a running trial when the server stops (ends the run at its next progress)."""
+
+
 class TrialJobs:
     """The registry's trial jobs, and this process's pool that runs the ones it receives."""
 
     def __init__(self, store: TrialJobStore) -> None:
         self.store = store
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="trial")
+        self._stopping = threading.Event()
 
     def submit(self, spec_text: str, spec: TrialSpec, started_by: str) -> str:
         """Record ``spec`` as a queued job, run it in the background; returns the job's id."""
@@ -108,6 +113,8 @@ class TrialJobs:
 
         def advance(patient_days: int) -> None:
             nonlocal done, written
+            if self._stopping.is_set():
+                raise ServerStoppingError
             with lock:
                 done += patient_days
                 if time.monotonic() - written >= PROGRESS_SECONDS:
@@ -121,13 +128,17 @@ class TrialJobs:
                 result.write_csv(Path(tmp) / "results.csv")
                 png = (Path(tmp) / "plot.png").read_bytes()
                 csv = (Path(tmp) / "results.csv").read_text("utf-8")
+        except ServerStoppingError:
+            self.store.failed(job_id, INTERRUPTED)
         except Exception as error:  # shown on the job's page rather than lost in the pool
             self.store.failed(job_id, f"{type(error).__name__}: {error}")
         else:
             self.store.done(job_id, png, csv)
 
     def close(self) -> None:
-        """Stop taking jobs; this process's unfinished ones are marked failed."""
+        """Stop taking jobs, end the running ones; this process's unfinished jobs are marked
+        failed."""
+        self._stopping.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.store.fail_interrupted(ours_too=True)
 
