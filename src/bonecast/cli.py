@@ -532,6 +532,10 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Server processes (each with its own cache).")
     ] = 1,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Run the trial page's jobs on the Dask scheduler here."),
+    ] = None,
 ) -> None:
     """Run the web service: REST API (/api/v1), CDS Hooks (/cds-services), /health.
 
@@ -546,7 +550,8 @@ def serve(
     from bonecast.web.security import SecretKeyMissingError, secret_key
 
     if workers == 1:
-        uvicorn.run(create_app(database), host=host, port=port, access_log=False)
+        application = create_app(database, trial_scheduler=scheduler)
+        uvicorn.run(application, host=host, port=port, access_log=False)
         return
     try:
         upgrade(database)  # once, before the workers (each would migrate at start-up)
@@ -555,7 +560,7 @@ def serve(
         raise _fail(f"--database: cannot migrate {database}: {error}") from None
     except SecretKeyMissingError as error:
         raise _fail(f"refusing to start {workers} workers: {error}") from None
-    code = run_workers(database, host, port, workers)
+    code = run_workers(database, host, port, workers, scheduler)
     if code:
         raise _fail(f"a server process stopped with exit code {code} (is port {port} free?)")
 

@@ -130,3 +130,27 @@ def test_unknown_job_and_unfinished_results(clinician: TestClient) -> None:
     assert clinician.get("/trials/nope").status_code == 404
     assert clinician.get("/trials/nope/results.csv").status_code == 404
     assert clinician.get("/trials", follow_redirects=False).status_code == 200
+
+
+def test_with_a_dask_scheduler_jobs_run_there_and_are_recorded(app_client: TestClient) -> None:
+    from distributed import LocalCluster
+
+    from bonecast.registry.trial_jobs import TrialJobStore
+    from bonecast.web.trials_page import _spec
+
+    registry = app_client.app.state.registry  # type: ignore[attr-defined]
+    text = yaml.safe_dump(SPEC)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster:
+        jobs = TrialJobs(TrialJobStore(registry.engine), scheduler=cluster.scheduler_address)
+        job_id = jobs.submit(text, _spec(text), "demo.clinician")
+        deadline = time.monotonic() + 60
+        while jobs.get(job_id).state not in ("done", "failed"):
+            assert time.monotonic() < deadline, "the trial did not finish within 60 s"
+            time.sleep(0.1)
+        jobs.pool.shutdown(wait=True)
+        assert cluster.scheduler.transition_counter > 0  # the chunks went through Dask
+    assert jobs.get(job_id).state == "done" and jobs.get(job_id).percent == 100
+    results = jobs.store.results(job_id)
+    assert results is not None
+    png, csv_text = results
+    assert png.startswith(b"\x89PNG") and csv_text.startswith(",".join(RESULT_COLUMNS))

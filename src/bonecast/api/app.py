@@ -83,12 +83,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PatientError, not_assessable)
 
 
-def create_app(database_url: str, *, forecast_years: int = 5) -> FastAPI:
+def create_app(
+    database_url: str, *, forecast_years: int = 5, trial_scheduler: str | None = None
+) -> FastAPI:
     """The bonecast web application on the registry at ``database_url``.
 
     ``forecast_years`` is the horizon of the forecast on the web pages and reports (0: none);
     with one, the compiled forecast engine is loaded in the background at start-up and a write
     to a chart computes the patient's assessment ahead (:func:`bonecast.services.warm_assessment`).
+    ``trial_scheduler``: the address of a Dask scheduler that runs the trial page's jobs.
     """
     registry = Registry(database_url)
 
@@ -133,5 +136,5 @@ def create_app(database_url: str, *, forecast_years: int = 5) -> FastAPI:
     from bonecast.web import mount_trials, mount_web
 
     mount_web(app, forecast_years)
-    mount_trials(app)
+    mount_trials(app, trial_scheduler)
     return app

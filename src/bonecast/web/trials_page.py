@@ -2,7 +2,8 @@
 
 Jobs are kept in the registry (:mod:`bonecast.registry.trial_jobs`): every worker process shows
 them, and finished ones survive a restart; a job whose process stopped is shown as failed. The
-process that receives a job runs it (:data:`WORKERS` at a time per process, in a thread pool).
+process that receives a job runs it (:data:`WORKERS` at a time per process, in a thread pool),
+on the Dask scheduler given to :func:`mount_trials` when there is one (``serve --scheduler``).
 Every signed-in user sees the jobs; admins and clinicians may start one, viewers get 403.
 """
 
@@ -13,6 +14,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -28,6 +30,7 @@ from starlette.datastructures import UploadFile
 from bonecast.registry.trial_jobs import INTERRUPTED, TrialJobRecord, TrialJobStore
 from bonecast.reports.plots import plot_trial
 from bonecast.simulation import TrialSpec, TrialSpecError, parse_trial_spec, run_trial
+from bonecast.simulation.executors import Executor, dask_executor
 from bonecast.web.pages import Visitor, VisitorDep, check_csrf, render_page, writer
 
 MAX_N = 20_000
@@ -92,8 +95,9 @@ class ServerStoppingError(Exception):
 class TrialJobs:
     """The registry's trial jobs, and this process's pool that runs the ones it receives."""
 
-    def __init__(self, store: TrialJobStore) -> None:
+    def __init__(self, store: TrialJobStore, scheduler: str | None = None) -> None:
         self.store = store
+        self.scheduler = scheduler
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="trial")
         self._stopping = threading.Event()
 
@@ -122,7 +126,11 @@ class TrialJobs:
                     self.store.progress(job_id, done)
 
         try:
-            result = run_trial(spec, progress=advance)
+            executor: AbstractContextManager[Executor | None] = (
+                dask_executor(scheduler=self.scheduler) if self.scheduler else nullcontext()
+            )
+            with executor as runner:
+                result = run_trial(spec, progress=advance, executor=runner)
             with tempfile.TemporaryDirectory() as tmp:
                 plot_trial(result, Path(tmp) / "plot.png")
                 result.write_csv(Path(tmp) / "results.csv")
@@ -254,7 +262,8 @@ def trial_csv(_who: VisitorDep, jobs: JobsDep, job_id: str) -> Response:
     return Response(_finished(jobs, job_id)[1], media_type="text/csv", headers=headers)
 
 
-def mount_trials(app: FastAPI) -> None:
-    """Add the trial pages and the registry's job store to ``app`` (after :func:`mount_web`)."""
-    app.state.trial_jobs = TrialJobs(TrialJobStore(app.state.registry.engine))
+def mount_trials(app: FastAPI, scheduler: str | None = None) -> None:
+    """Add the trial pages and the registry's job store to ``app`` (after :func:`mount_web`);
+    with ``scheduler`` (a Dask scheduler's address) the trials run there."""
+    app.state.trial_jobs = TrialJobs(TrialJobStore(app.state.registry.engine), scheduler)
     app.include_router(router)
