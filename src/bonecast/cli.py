@@ -599,7 +599,8 @@ def db_rotate_key(database: Database = DEFAULT_DATABASE, actor: Actor = CLI_ACTO
 
     Everyone signed in must sign in again. Has no effect while BONECAST_SECRET_KEY is set.
     """
-    from bonecast.web.security import SECRET_KEY_ENV, SECRET_KEY_SETTING, new_secret_key
+    from bonecast.registry.models import SECRET_KEY_SETTING
+    from bonecast.web.security import SECRET_KEY_ENV, new_secret_key
 
     with _registry(database).session(actor=actor) as session:
         session.set_setting(SECRET_KEY_SETTING, new_secret_key())

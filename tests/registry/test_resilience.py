@@ -21,6 +21,7 @@ from bonecast.cli import app
 from bonecast.registry import ConflictError, PatientRecord, Registry
 from bonecast.registry.audit import verify_chain
 from bonecast.registry.backup import BackupError, backup, restore
+from bonecast.registry.models import SECRET_KEY_SETTING
 
 WRITES = 200
 IMPORT_ROWS = 20_000
@@ -112,7 +113,7 @@ def test_backup_of_a_running_registry_restores_in_full(tmp_path: Path) -> None:
     restored = Registry(restored_url)
     with restored.session() as session:
         assert session.list_patients(None, 500, 0) == patients
-        assert session.setting("secret_key") is not None
+        assert session.setting(SECRET_KEY_SETTING) is not None
     with restored.engine.connect() as connection:
         assert verify_chain(connection).intact
     result = runner.invoke(app, ["audit", "verify", "--database", restored_url])

@@ -364,6 +364,10 @@ class AuditEntry(Base):
     """SHA-256 over ``previous_hash`` and this entry's values (:mod:`bonecast.registry.audit`)."""
 
 
+SECRET_KEY_SETTING = "secret_key"
+"""The setting holding the key that signs web sessions (made by migration 0003)."""
+
+
 class Setting(Base):
     """A registry-wide setting, e.g. the key that signs web sessions (shared by every worker)."""
 

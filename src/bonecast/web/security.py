@@ -18,13 +18,13 @@ import secrets
 import time
 
 from bonecast.registry import Registry
+from bonecast.registry.models import SECRET_KEY_SETTING
 
 SESSION_COOKIE = "bonecast_session"
 CSRF_COOKIE = "bonecast_csrf"
 CSRF_FIELD = "csrf_token"
 SESSION_SECONDS = 8 * 3600
 SECRET_KEY_ENV = "BONECAST_SECRET_KEY"
-SECRET_KEY_SETTING = "secret_key"
 
 
 class SecretKeyMissingError(RuntimeError):

@@ -16,14 +16,12 @@ from alembic import op
 
 from bonecast.registry import append_only
 from bonecast.registry.audit import entry_hash
-from bonecast.registry.models import AuditEntry
+from bonecast.registry.models import SECRET_KEY_SETTING, AuditEntry
 
 revision: str = "0003"
 down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-SECRET_KEY_SETTING = "secret_key"
 
 
 def _chain_existing_entries() -> None:
