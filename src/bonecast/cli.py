@@ -51,7 +51,7 @@ from bonecast.registry import (
     parse,
     upgrade,
 )
-from bonecast.registry.models import Role
+from bonecast.registry.models import Role, ThrottleScope
 from bonecast.reports.plots import plot_trial
 from bonecast.reports.validation_report import write_validation_report
 from bonecast.simulation import (
@@ -549,6 +549,8 @@ token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(token_app, name="token")
+audit_app = typer.Typer(help="The registry's audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 DEFAULT_DATABASE = "sqlite:///bonecast.db"
 CLI_ACTOR = "system:cli"
@@ -586,6 +588,10 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Server processes (each with its own cache).")
     ] = 1,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Run the trial page's jobs on the Dask scheduler here."),
+    ] = None,
 ) -> None:
     """Run the web service: REST API (/api/v1), CDS Hooks (/cds-services), /health.
 
@@ -597,15 +603,20 @@ def serve(
 
     from bonecast.api.app import create_app
     from bonecast.api.workers import run_workers
+    from bonecast.web.security import SecretKeyMissingError, secret_key
 
     if workers == 1:
-        uvicorn.run(create_app(database), host=host, port=port, access_log=False)
+        application = create_app(database, trial_scheduler=scheduler)
+        uvicorn.run(application, host=host, port=port, access_log=False)
         return
     try:
         upgrade(database)  # once, before the workers (each would migrate at start-up)
+        secret_key(_registry(database))  # every worker must sign sessions with the same key
     except _DATABASE_ERRORS as error:
         raise _fail(f"--database: cannot migrate {database}: {error}") from None
-    code = run_workers(database, host, port, workers)
+    except SecretKeyMissingError as error:
+        raise _fail(f"refusing to start {workers} workers: {error}") from None
+    code = run_workers(database, host, port, workers, scheduler)
     if code:
         raise _fail(f"a server process stopped with exit code {code} (is port {port} free?)")
 
@@ -636,6 +647,95 @@ def db_upgrade(database: Database = DEFAULT_DATABASE) -> None:
     except _DATABASE_ERRORS as error:
         raise _fail(f"--database: cannot migrate {database}: {error}") from None
     console.print(f"{database}: schema at revision {_registry(database).schema_revision()}")
+
+
+@db_app.command("rotate-key")
+def db_rotate_key(database: Database = DEFAULT_DATABASE, actor: Actor = CLI_ACTOR) -> None:
+    """Replace the registry's session-signing key (audited); restart the servers to use it.
+
+    Everyone signed in must sign in again. Has no effect while BONECAST_SECRET_KEY is set.
+    """
+    from bonecast.registry.models import SECRET_KEY_SETTING
+    from bonecast.web.security import SECRET_KEY_ENV, new_secret_key
+
+    with _registry(database).session(actor=actor) as session:
+        session.set_setting(SECRET_KEY_SETTING, new_secret_key())
+    console.print(f"{database}: new session key stored; restart the servers to use it")
+    if os.environ.get(SECRET_KEY_ENV):
+        errors.print(f"Note: {SECRET_KEY_ENV} is set here and overrides the stored key.")
+
+
+@db_app.command("backup")
+def db_backup(
+    path: Annotated[Path, typer.Argument(help="The new backup file.")],
+    database: Database = DEFAULT_DATABASE,
+) -> None:
+    """Copy the registry to PATH while servers keep running (SQLite's online backup).
+
+    For PostgreSQL, prints the pg_dump command to use instead.
+    """
+    from bonecast.registry.backup import BackupError, backup
+
+    try:
+        backup(database, path)
+    except BackupError as error:
+        raise _fail(str(error)) from None
+    console.print(f"{database}: backed up to {path}")
+
+
+@db_app.command("restore")
+def db_restore(
+    path: Annotated[Path, typer.Argument(help="A backup made by bonecast db backup.")],
+    database: Database = DEFAULT_DATABASE,
+) -> None:
+    """Restore a backup into a new, empty registry and migrate it to the current schema.
+
+    For PostgreSQL, prints the pg_restore command to use instead.
+    """
+    from bonecast.registry.backup import BackupError, restore
+
+    try:
+        restore(path, database)
+    except BackupError as error:
+        raise _fail(str(error)) from None
+    console.print(f"{database}: restored from {path}")
+
+
+@audit_app.command("verify")
+def audit_verify(database: Database = DEFAULT_DATABASE) -> None:
+    """Check the audit log's hash chain; report the first entry that breaks it (exit code 1)."""
+    from bonecast.registry.audit import verify_chain
+
+    registry = _registry(database)
+    with registry.engine.connect() as connection:
+        report = verify_chain(connection)
+    if not report.intact:
+        raise _fail(
+            f"audit log broken at entry {report.broken_id} ({report.entries} checked): "
+            f"{report.problem}"
+        )
+    console.print(f"{database}: audit log intact ({report.entries} entries)")
+
+
+@users_app.command("unlock")
+def users_unlock(
+    username: Annotated[
+        str | None, typer.Argument(help="The user locked out after failed sign-ins.")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option("--address", help="A client address locked out instead.")
+    ] = None,
+    database: Database = DEFAULT_DATABASE,
+    actor: Actor = CLI_ACTOR,
+) -> None:
+    """Lift a sign-in lockout of a username or a client address (audited)."""
+    if (username is None) == (address is None):
+        raise _fail("give a USERNAME or --address, not both")
+    scope: ThrottleScope = "username" if username else "address"
+    key = username.lower() if username else str(address)
+    with _registry(database).session(actor=actor) as session:
+        lifted = session.lift_lockout(scope, key)
+    console.print(f"{scope} {key}: {lifted} active lockout(s) lifted; failures forgotten")
 
 
 @users_app.command("create")

@@ -19,7 +19,9 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from bonecast import DISCLAIMER, __version__, labels
+from bonecast.api import throttle
 from bonecast.api.auth import WRITER_ROLES, RegistryDep
+from bonecast.api.params import RecordId
 from bonecast.clinical.patient import lab_tests
 from bonecast.registry import (
     ConflictError,
@@ -179,6 +181,15 @@ def signin_page(request: Request) -> HTMLResponse:
     return response
 
 
+def _signin_refused(
+    request: Request, code: int, error: str, retry_after: int | None = None
+) -> Response:
+    response = render_page(request, "signin.html", code, csrf_token=_csrf(request), error=error)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 @router.post("/signin")
 def signin(
     request: Request,
@@ -186,16 +197,23 @@ def signin(
     username: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
 ) -> Response:
-    """Sign in: a session cookie and a new CSRF token, or the form again with an error."""
-    with registry.session() as session:
-        user = session.authenticate(username.strip(), password)
+    """Sign in: a session cookie and a new CSRF token, or the form again with an error.
+
+    Throttled per username and client address (:mod:`bonecast.api.throttle`): 429 while locked.
+    """
+    keys = throttle.keys_of(request, username)
+    try:
+        throttle.refuse_if_locked(registry, keys)
+        with registry.session() as session:
+            user = session.authenticate(username.strip(), password)
+        if user is None and (locked := throttle.count_failure(registry, keys)) is not None:
+            raise throttle.TooManyFailuresError(locked)
+    except throttle.TooManyFailuresError as error:
+        message = f"Too many failed sign-ins. {str(error.detail).capitalize()}."
+        return _signin_refused(request, error.status_code, message, error.retry_after)
     if user is None:
-        return render_page(
-            request,
-            "signin.html",
-            status.HTTP_401_UNAUTHORIZED,
-            csrf_token=_csrf(request),
-            error="Unknown username or wrong password.",
+        return _signin_refused(
+            request, status.HTTP_401_UNAUTHORIZED, "Unknown username or wrong password."
         )
     response = RedirectResponse("/worklist", status.HTTP_303_SEE_OTHER)
     signer = _signer(request)
@@ -277,7 +295,7 @@ def _patient_page(
 
 
 @router.get("/patients/{patient_id}")
-def patient_page(request: Request, who: VisitorDep, patient_id: int) -> HTMLResponse:
+def patient_page(request: Request, who: VisitorDep, patient_id: RecordId) -> HTMLResponse:
     """One patient: BMD chart, forecast, recommendation with trace, fracture risk, markers."""
     return _patient_page(request, who, patient_id)
 
@@ -298,7 +316,7 @@ def _nested(values: dict[str, str]) -> dict[str, Any]:
 
 @router.post("/patients/{patient_id}/{kind}")
 async def add_record(
-    request: Request, who: Annotated[Visitor, Depends(writer)], patient_id: int, kind: str
+    request: Request, who: Annotated[Visitor, Depends(writer)], patient_id: RecordId, kind: str
 ) -> Response:
     """Add a scan, lab or treatment; on error the form again, naming each field (no write)."""
     model = _FORMS.get(kind)
@@ -346,31 +364,31 @@ def _pdf(request: Request, patient_id: int, audience: Audience, name: str) -> Re
 
 
 @router.get("/patients/{patient_id}/report")
-def report_html(request: Request, _who: VisitorDep, patient_id: int) -> HTMLResponse:
+def report_html(request: Request, _who: VisitorDep, patient_id: RecordId) -> HTMLResponse:
     """The clinician's report as HTML."""
     return HTMLResponse(_report(request, patient_id, "clinician", standalone=False))
 
 
 @router.get("/patients/{patient_id}/report.pdf")
-def report_pdf(request: Request, _who: VisitorDep, patient_id: int) -> Response:
+def report_pdf(request: Request, _who: VisitorDep, patient_id: RecordId) -> Response:
     """The clinician's report as PDF."""
     return _pdf(request, patient_id, "clinician", "report")
 
 
 @router.get("/patients/{patient_id}/summary")
-def summary_html(request: Request, _who: VisitorDep, patient_id: int) -> HTMLResponse:
+def summary_html(request: Request, _who: VisitorDep, patient_id: RecordId) -> HTMLResponse:
     """The plain-language summary for the patient, as HTML."""
     return HTMLResponse(_report(request, patient_id, "patient", standalone=False))
 
 
 @router.get("/patients/{patient_id}/summary.pdf")
-def summary_pdf(request: Request, _who: VisitorDep, patient_id: int) -> Response:
+def summary_pdf(request: Request, _who: VisitorDep, patient_id: RecordId) -> Response:
     """The plain-language summary for the patient, as PDF."""
     return _pdf(request, patient_id, "patient", "summary")
 
 
 @router.get("/patients/{patient_id}/charts/{name}.svg")
-def chart_image(request: Request, _who: VisitorDep, patient_id: int, name: str) -> Response:
+def chart_image(request: Request, _who: VisitorDep, patient_id: RecordId, name: str) -> Response:
     """One chart of the patient as an SVG image (an image, so no inline style on the page)."""
     if name not in CHARTS:
         raise HTTPException(
@@ -399,7 +417,6 @@ def mount_web(app: FastAPI, forecast_years: int = 5) -> None:
     async def to_signin(_request: Request, _error: Exception) -> RedirectResponse:
         return RedirectResponse("/signin", status.HTTP_303_SEE_OTHER)
 
-    app.state.web_signer = Signer()
     app.state.web_forecast_years = forecast_years
     app.add_exception_handler(SignInRequiredError, to_signin)
     static = StaticFiles(packages=[("bonecast.web", "static"), ("bonecast.reports", "static")])
