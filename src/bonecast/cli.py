@@ -63,12 +63,10 @@ from bonecast.simulation import (
     run_trial,
 )
 from bonecast.simulation.calibration.fit import EXTERNAL_CHECKS, calibrate, write_calibration
-from bonecast.simulation.calibration.predictions import load_trial_specs
 from bonecast.simulation.calibration.targets import TargetSet, load_targets
 from bonecast.simulation.calibration.validation import (
-    patient_days,
     validate,
-    validation_trials,
+    validation_patient_days,
 )
 from bonecast.simulation.executors import Executor, dask_executor
 from bonecast.simulation.parameters import (
@@ -353,9 +351,9 @@ def validate_command(
     folder = _trials_folder(trials)
     params = _parameters(parameters)
     targets = _targets(None)
-    specs = load_trial_specs(folder, validation_trials(targets))
     with progress_bar(errors) as progress:
-        task = progress.add_task("validating", total=patient_days(specs, n_per_arm))
+        total = validation_patient_days(folder, targets, n_per_arm)
+        task = progress.add_task("validating", total=total)
         report = validate(
             params,
             targets,

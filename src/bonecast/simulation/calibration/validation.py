@@ -277,3 +277,13 @@ def patient_days(specs: Mapping[str, TrialSpec], n_per_arm: int | None = None) -
         len(spec.arms) * (n_per_arm or spec.population.n) * spec.horizon_days
         for spec in specs.values()
     )
+
+
+def validation_patient_days(
+    trials_folder: str | Path, targets: TargetSet, n_per_arm: int | None = None
+) -> int:
+    """Total simulated patient-days of :func:`validate` (the women's, fracture and male trials)."""
+    from bonecast.simulation.calibration.male import load_male_targets  # imports this module
+
+    names = [*validation_trials(targets), *sorted(load_male_targets().by_trial())]
+    return patient_days(load_trial_specs(trials_folder, names), n_per_arm)
