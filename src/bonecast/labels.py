@@ -44,7 +44,7 @@ PLANS = {
 """Forecast plans (:mod:`bonecast.clinical.forecast`)."""
 
 DECISIONS = {
-    "start_bta": "Bone-directed therapy",
+    "start_bta": "Bone-directed therapy indicated",
     "denosumab_transition": "Follow-on treatment after denosumab",
     "monitor": "Monitor: no bone-directed therapy now",
     "get_dxa": "Get a DXA scan",

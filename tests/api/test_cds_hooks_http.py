@@ -238,8 +238,9 @@ def test_settings_from_the_environment() -> None:
         CdsSettings.from_env({"BONECAST_CDS_TRUSTED_ISSUERS": "not json"})
 
 
-def test_every_demo_patient_gets_summaries_under_140_characters(tmp_path: Path) -> None:
-    """The 50 demo patients, exported as FHIR and sent as a prefetch: every summary < 140."""
+def test_every_demo_patient_gets_summaries_under_140_characters_in_words(tmp_path: Path) -> None:
+    """The 50 demo patients, exported as FHIR and sent as a prefetch: every summary < 140, and
+    no card a clinician reads carries an internal code (issue 16)."""
     app = create_app(f"sqlite:///{tmp_path / 'demo.db'}", forecast_years=0)
     with TestClient(app) as client:
         registry: Registry = app.state.registry
@@ -248,6 +249,7 @@ def test_every_demo_patient_gets_summaries_under_140_characters(tmp_path: Path) 
             ids = [p.id for p in session.list_patients(limit=100)]
             bundles = [export_patient(session, patient_id) for patient_id in ids]
         summaries: list[str] = []
+        texts: list[str] = []
         for exported in bundles:
             found = [entry["resource"] for entry in exported["entry"]]
             kinds = {r["resourceType"]: r for r in found}
@@ -265,6 +267,10 @@ def test_every_demo_patient_gets_summaries_under_140_characters(tmp_path: Path) 
             response = client.post(SERVICE, json=call)
             assert response.status_code == 200, response.text
             summaries += [card["summary"] for card in response.json()["cards"]]
+            texts += [c["summary"] + (c.get("detail") or "") for c in response.json()["cards"]]
     assert len(ids) == 50 and len(summaries) >= 100
     assert max(len(s) for s in summaries) < 140
     assert not any(s.startswith("No bone-health advice") for s in summaries)
+    codes = ("start_bta", "continue_ai", "lumbar_spine", "total_hip", "femoral_neck", ".md")
+    leaks = {code for code in codes for text in texts if code in text}
+    assert not leaks, f"internal codes on CDS cards: {sorted(leaks)}"

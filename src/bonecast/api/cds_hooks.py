@@ -25,7 +25,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from bonecast import DISCLAIMER
+from bonecast import DISCLAIMER, labels
 from bonecast.api.auth import RegistryDep
 from bonecast.api.cds_auth import verified_ehr
 from bonecast.api.cds_prefetch import MISSING_LABELS, complete_prefetch
@@ -47,13 +47,6 @@ PREFETCH = {
     "dxa": f"Observation?patient={_PATIENT}&code="
     + ",".join(f"{codes.LOINC}|{code}" for code in codes.DXA_BY_LOINC),
     "medications": f"MedicationStatement?patient={_PATIENT}",
-}
-_DECISIONS = {
-    "start_bta": "Bone-directed therapy indicated",
-    "denosumab_transition": "Denosumab stopping: plan the follow-on bisphosphonate",
-    "monitor": "Monitor bone density",
-    "get_dxa": "DXA needed",
-    "general_pathway": "General osteoporosis pathway",
 }
 
 Indicator = Literal["info", "warning", "critical"]
@@ -157,21 +150,26 @@ def _indicator(result: Assessment) -> Indicator:
 
 
 def _detail(result: Assessment, notes: list[str]) -> str:
+    """The card's detail in words (labels.py): the rule, scores, source, advice and notes."""
     recommendation = result.recommendation
     lowest = (
-        f"{result.lowest_t_score:.1f} ({result.lowest_t_score_site})"
-        if result.lowest_t_score is not None
+        f"{result.lowest_t_score:.1f} ({labels.site(result.lowest_t_score_site)})"
+        if result.lowest_t_score is not None and result.lowest_t_score_site
         else "no DXA result"
     )
     lines = [
-        f"**{recommendation.rule}**",
+        f"**{labels.words(recommendation.rule)}**",
         "",
-        f"Lowest T-score: {lowest}; WHO category: {result.who_category or 'not applicable'}.",
-        f"Rule `{recommendation.rule_id}` of {result.guideline.name} "
-        f"v{result.guideline.version} ({recommendation.source}).",
+        f"Lowest T-score: {lowest}; WHO category: {labels.category(result.who_category)}.",
+        f"{result.guideline.title}, version {result.guideline.version}; source: "
+        f"{labels.cite(recommendation.source)}.",
         "",
-        *(f"- {advice.severity}: {advice.text}" for advice in recommendation.advice),
-        *(f"- note: {note}" for note in [*result.warnings, *notes]),
+        *(
+            f"- {labels.SEVERITIES.get(advice.severity, advice.severity)}: "
+            f"{labels.words(advice.text)}"
+            for advice in recommendation.advice
+        ),
+        *(f"- Note: {labels.words(note)}" for note in [*result.warnings, *notes]),
         "",
         f"*{DISCLAIMER}*",
     ]
@@ -184,7 +182,7 @@ def _cards(result: Assessment, notes: list[str], link: Link | None) -> list[Card
     due = recommendation.next_dxa
     return [
         _card(
-            f"{_DECISIONS[recommendation.decision]}: {recommendation.rule}",
+            f"{labels.decision(recommendation.decision)}: {labels.words(recommendation.rule)}",
             _detail(result, notes),
             indicator=_indicator(result),
             source=source,
@@ -192,7 +190,7 @@ def _cards(result: Assessment, notes: list[str], link: Link | None) -> list[Card
         ),
         _card(
             f"Next DXA due {due.due}" + (" (overdue)" if due.overdue else ""),
-            due.reason,
+            labels.words(due.reason),
             indicator="warning" if due.overdue else "info",
             source=source,
         ),
