@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from bonecast.simulation.drugs import DrugClass
 from bonecast.simulation.model import (
@@ -399,6 +398,8 @@ def simulate_reference(
     Integrates piecewise between the days on which exposures change or doses fall, applying the
     same doses as :func:`simulate`. Start rules (``start_when``) are not supported here.
     """
+    from scipy.integrate import solve_ivp  # only the reference path needs SciPy's integrators
+
     if population.n != 1:
         raise ValueError("the reference solver simulates one patient at a time")
     days = _record_days(horizon_days, record_days)
