@@ -100,8 +100,12 @@ def trial_run(
     ] = None,
     engine: Annotated[
         str,
-        typer.Option("--engine", help="Integrator: numpy (reference), numba (compiled) or auto."),
-    ] = "numpy",
+        typer.Option(
+            "--engine",
+            help="Integrator: auto (default: the compiled Numba kernel, or NumPy when Numba "
+            "cannot be imported), numba (compiled) or numpy (the reference path).",
+        ),
+    ] = "auto",
     uncertainty: Annotated[
         int,
         typer.Option(
@@ -612,6 +616,18 @@ def demo(database: Database = DEFAULT_DATABASE) -> None:
         else f"{database}: already has data; nothing seeded"
     )
     console.print(f"Demo sign-in: {DEMO_USERNAME} / {DEMO_PASSWORD}")
+    _warm_compiled_engine()
+
+
+def _warm_compiled_engine() -> None:
+    """Compile the simulator's kernel now (once per install: Numba caches it on disk), so that
+    the first trial or forecast does not wait for it."""
+    from bonecast.clinical.forecast import prepare_engine
+
+    started = time.perf_counter()
+    with console.status("Preparing the compiled simulator (once per install)..."):
+        prepare_engine()
+    console.print(f"Compiled simulator ready ({time.perf_counter() - started:.1f} s)")
 
 
 @db_app.command("upgrade")
