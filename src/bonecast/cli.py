@@ -26,6 +26,7 @@ from bonecast import DISCLAIMER
 if TYPE_CHECKING:  # the commands import what they use when they run (fast --help)
     from bonecast.clinical import Patient
     from bonecast.registry import Registry, RegistryError
+    from bonecast.registry.models import ThrottleScope
     from bonecast.simulation.calibration.targets import TargetSet
     from bonecast.simulation.executors import Executor
     from bonecast.simulation.parameters import ParameterSet
@@ -115,6 +116,15 @@ def trial_run(
             help="Posterior parameter draws for credible intervals (adds param_cri05/95).",
         ),
     ] = 0,
+    predictive: Annotated[
+        bool,
+        typer.Option(
+            "--predictive",
+            help="With --uncertainty: param_cri05/95 become the 5-95 % predictive interval of "
+            "this trial's mean change (adds the between-trial SD and the sampling error for the "
+            "spec's n).",
+        ),
+    ] = False,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -150,6 +160,8 @@ def trial_run(
         _writable(plot, "--plot")
     if engine not in ("numpy", "numba", "auto"):
         raise _fail(f"--engine: {engine!r} is not one of numpy, numba, auto")
+    if predictive and not uncertainty:
+        raise _fail("--predictive: needs --uncertainty N (posterior draws, e.g. 100)")
     params = _parameters(parameters)
     n = trial.population.n if trial.population.variability else 1
     written = [-math.inf]  # when the running CSV was last written (time.monotonic)
@@ -177,9 +189,10 @@ def trial_run(
                 chunk_size=chunk_size,
                 executor=executor,
                 on_rows=running_csv,
+                predictive=predictive,
             )
-        except ValueError as error:  # e.g. --uncertainty with a set that has no posterior
-            raise _fail(f"--uncertainty: {error}") from None
+        except ValueError as error:  # a set without a posterior or between-trial SD
+            raise _fail(f"--{'predictive' if predictive else 'uncertainty'}: {error}") from None
     if plot is not None:
         from bonecast.reports.plots import plot_trial
 
@@ -308,19 +321,14 @@ def validate_command(
     from bonecast.progress import progress_bar
     from bonecast.reports.validation_report import write_validation_report
     from bonecast.simulation.calibration.fit import EXTERNAL_CHECKS
-    from bonecast.simulation.calibration.predictions import load_trial_specs
-    from bonecast.simulation.calibration.validation import (
-        patient_days,
-        validate,
-        validation_trials,
-    )
+    from bonecast.simulation.calibration.validation import validate, validation_patient_days
 
     folder = _trials_folder(trials)
     params = _parameters(parameters)
     targets = _targets(None)
-    specs = load_trial_specs(folder, validation_trials(targets))
     with progress_bar(errors) as progress:
-        task = progress.add_task("validating", total=patient_days(specs, n_per_arm))
+        total = validation_patient_days(folder, targets, n_per_arm)
+        task = progress.add_task("validating", total=total)
         report = validate(
             params,
             targets,
@@ -336,6 +344,17 @@ def validate_command(
         f"max(CI half-width, 1.0 pp); {head['all_pass']}/{head['all_total']} targets within "
         f"max(CI half-width, 1.5 pp)"
     )
+    if report.heterogeneity is None:
+        console.print("no between-trial SD in this parameter set: no predictive intervals")
+    else:
+        console.print(
+            f"{head['covered']}/{head['covered_total']} targets inside their 95 % predictive "
+            "interval; between-trial SD "
+            + ", ".join(
+                f"{site.replace('_', ' ')} {t[0]:.2f} pp ({t[1]:.2f}-{t[2]:.2f})"
+                for site, t in report.heterogeneity.tau_pp.items()
+            )
+        )
     for miss in report.misses():
         diff = miss.difference_pp
         shown = "wrong sign" if diff is None else f"{diff:+.2f} pp"
@@ -526,6 +545,8 @@ token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(token_app, name="token")
+audit_app = typer.Typer(help="The registry's audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 DEFAULT_DATABASE = "sqlite:///bonecast.db"
 CLI_ACTOR = "system:cli"
@@ -574,6 +595,10 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Server processes (each with its own cache).")
     ] = 1,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Run the trial page's jobs on the Dask scheduler here."),
+    ] = None,
 ) -> None:
     """Run the web service: REST API (/api/v1), CDS Hooks (/cds-services), /health.
 
@@ -586,15 +611,20 @@ def serve(
     from bonecast.api.app import create_app
     from bonecast.api.workers import run_workers
     from bonecast.registry import upgrade
+    from bonecast.web.security import SecretKeyMissingError, secret_key
 
     if workers == 1:
-        uvicorn.run(create_app(database), host=host, port=port, access_log=False)
+        application = create_app(database, trial_scheduler=scheduler)
+        uvicorn.run(application, host=host, port=port, access_log=False)
         return
     try:
         upgrade(database)  # once, before the workers (each would migrate at start-up)
+        secret_key(_registry(database))  # every worker must sign sessions with the same key
     except _database_errors() as error:
         raise _fail(f"--database: cannot migrate {database}: {error}") from None
-    code = run_workers(database, host, port, workers)
+    except SecretKeyMissingError as error:
+        raise _fail(f"refusing to start {workers} workers: {error}") from None
+    code = run_workers(database, host, port, workers, scheduler)
     if code:
         raise _fail(f"a server process stopped with exit code {code} (is port {port} free?)")
 
@@ -640,6 +670,95 @@ def db_upgrade(database: Database = DEFAULT_DATABASE) -> None:
     except _database_errors() as error:
         raise _fail(f"--database: cannot migrate {database}: {error}") from None
     console.print(f"{database}: schema at revision {_registry(database).schema_revision()}")
+
+
+@db_app.command("rotate-key")
+def db_rotate_key(database: Database = DEFAULT_DATABASE, actor: Actor = CLI_ACTOR) -> None:
+    """Replace the registry's session-signing key (audited); restart the servers to use it.
+
+    Everyone signed in must sign in again. Has no effect while BONECAST_SECRET_KEY is set.
+    """
+    from bonecast.registry.models import SECRET_KEY_SETTING
+    from bonecast.web.security import SECRET_KEY_ENV, new_secret_key
+
+    with _registry(database).session(actor=actor) as session:
+        session.set_setting(SECRET_KEY_SETTING, new_secret_key())
+    console.print(f"{database}: new session key stored; restart the servers to use it")
+    if os.environ.get(SECRET_KEY_ENV):
+        errors.print(f"Note: {SECRET_KEY_ENV} is set here and overrides the stored key.")
+
+
+@db_app.command("backup")
+def db_backup(
+    path: Annotated[Path, typer.Argument(help="The new backup file.")],
+    database: Database = DEFAULT_DATABASE,
+) -> None:
+    """Copy the registry to PATH while servers keep running (SQLite's online backup).
+
+    For PostgreSQL, prints the pg_dump command to use instead.
+    """
+    from bonecast.registry.backup import BackupError, backup
+
+    try:
+        backup(database, path)
+    except BackupError as error:
+        raise _fail(str(error)) from None
+    console.print(f"{database}: backed up to {path}")
+
+
+@db_app.command("restore")
+def db_restore(
+    path: Annotated[Path, typer.Argument(help="A backup made by bonecast db backup.")],
+    database: Database = DEFAULT_DATABASE,
+) -> None:
+    """Restore a backup into a new, empty registry and migrate it to the current schema.
+
+    For PostgreSQL, prints the pg_restore command to use instead.
+    """
+    from bonecast.registry.backup import BackupError, restore
+
+    try:
+        restore(path, database)
+    except BackupError as error:
+        raise _fail(str(error)) from None
+    console.print(f"{database}: restored from {path}")
+
+
+@audit_app.command("verify")
+def audit_verify(database: Database = DEFAULT_DATABASE) -> None:
+    """Check the audit log's hash chain; report the first entry that breaks it (exit code 1)."""
+    from bonecast.registry.audit import verify_chain
+
+    registry = _registry(database)
+    with registry.engine.connect() as connection:
+        report = verify_chain(connection)
+    if not report.intact:
+        raise _fail(
+            f"audit log broken at entry {report.broken_id} ({report.entries} checked): "
+            f"{report.problem}"
+        )
+    console.print(f"{database}: audit log intact ({report.entries} entries)")
+
+
+@users_app.command("unlock")
+def users_unlock(
+    username: Annotated[
+        str | None, typer.Argument(help="The user locked out after failed sign-ins.")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option("--address", help="A client address locked out instead.")
+    ] = None,
+    database: Database = DEFAULT_DATABASE,
+    actor: Actor = CLI_ACTOR,
+) -> None:
+    """Lift a sign-in lockout of a username or a client address (audited)."""
+    if (username is None) == (address is None):
+        raise _fail("give a USERNAME or --address, not both")
+    scope: ThrottleScope = "username" if username else "address"
+    key = username.lower() if username else str(address)
+    with _registry(database).session(actor=actor) as session:
+        lifted = session.lift_lockout(scope, key)
+    console.print(f"{scope} {key}: {lifted} active lockout(s) lifted; failures forgotten")
 
 
 @users_app.command("create")
@@ -782,6 +901,71 @@ def export_command(
     except NotFoundError as error:
         raise _fail(f"PATIENT_ID: {error}") from None
     typer.echo(json.dumps(bundle, indent=2))
+
+
+class ReportAudience(StrEnum):
+    """Who ``bonecast report`` writes for."""
+
+    CLINICIAN = "clinician"
+    PATIENT = "patient"
+
+
+@app.command("report")
+def report_command(
+    patient: Annotated[str, typer.Argument(metavar="PATIENT", help="Registry id or MRN.")],
+    database: Database = DEFAULT_DATABASE,
+    audience: Annotated[
+        ReportAudience,
+        typer.Option(
+            "--audience",
+            help="clinician: the full report; patient: a one-page plain-language summary.",
+        ),
+    ] = ReportAudience.CLINICIAN,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write HTML (.html) or PDF (.pdf); default: text here."),
+    ] = None,
+    forecast_years: Annotated[
+        int, typer.Option("--forecast-years", help="Forecast horizon: 5-10 years (0: none).")
+    ] = 5,
+) -> None:
+    """A registered patient's report (clinician) or plain-language summary (patient).
+
+    Without ``--out`` the summary or report is printed as text wrapped to the terminal.
+    """
+    from bonecast.clinical import PatientError
+    from bonecast.registry import NotFoundError
+    from bonecast.reports.patient_report import render_report_html, render_report_pdf
+    from bonecast.reports.plain_text import html_text
+    from bonecast.services.assessments import current_assessment
+
+    if forecast_years and not 5 <= forecast_years <= 10:
+        raise _fail(f"--forecast-years: {forecast_years} is outside 5-10 (or 0 for none)")
+    if out is not None and out.suffix.lower() not in (".html", ".pdf"):
+        raise _fail(f"--out: {out.name} must end in .html or .pdf")
+    registry = _registry(database)
+    with registry.session() as session:
+        record = session.find_patient(patient)
+    if record is None and not patient.isdigit():
+        raise _fail(f"PATIENT: no patient with MRN {patient!r}")
+    try:
+        chart, result = current_assessment(
+            registry, record.id if record else int(patient), forecast_years=forecast_years
+        )
+    except NotFoundError as error:
+        raise _fail(f"PATIENT: {error}") from None
+    except PatientError as error:
+        raise _fail(f"PATIENT: cannot be assessed: {error}") from None
+    html = render_report_html(chart, result, audience.value)
+    if out is None:
+        console.print(html_text(html))
+        return
+    _writable(out, "--out")
+    if out.suffix.lower() == ".pdf":
+        out.write_bytes(render_report_pdf(html))
+    else:
+        out.write_text(html, encoding="utf-8")
+    console.print(f"Wrote [bold]{out}[/]")
 
 
 @app.command("export-sbml")

@@ -1,9 +1,9 @@
 """Browser fixtures: the web app served by uvicorn on loopback, and Debian's headless Chromium.
 
-The application runs on a SQLite registry with the demo data (no forecast, for speed) in a
-background thread for the whole session. The browser is ``/usr/bin/chromium`` driven by
-Playwright; without it the tests skip, unless ``CI`` is set, where they fail (``make chromium``
-installs it).
+The application runs on a SQLite registry with the demo data and a 5-year forecast (its plans
+are what the clinician reads) in a background thread for the whole session. The browser is
+``/usr/bin/chromium`` driven by Playwright; without it the tests skip, unless ``CI`` is set,
+where they fail (``make chromium`` installs it).
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 STARTUP_TIMEOUT_S = 30.0
+FORECAST_YEARS = 5
+STEP_TIMEOUT_MS = 60_000
+"""A patient page computes its forecast on first view (a few seconds on 2 busy cores)."""
 
 
 def _free_port() -> int:
@@ -68,7 +71,7 @@ def _wait_for_health(url: str, thread: threading.Thread) -> None:
 def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
     """The web app on a seeded SQLite registry, served on 127.0.0.1 at a free port."""
     database = tmp_path_factory.mktemp("browser") / "browser.db"
-    app = create_app(f"sqlite:///{database}", forecast_years=0)
+    app = create_app(f"sqlite:///{database}", forecast_years=FORECAST_YEARS)
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
@@ -130,7 +133,7 @@ def browser(
             base_url=live_app.base_url,
             accept_downloads=True,
         )
-        context.set_default_timeout(10_000)
+        context.set_default_timeout(STEP_TIMEOUT_MS)
         try:
             yield context
         finally:

@@ -27,11 +27,21 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     assert len(rows) == 92
     assert {"target_id", "target_pct", "model_pct", "difference_pp", "pass"} <= set(rows[0])
     assert all(r["reason_if_missed"] for r in rows if r["pass"] == "no")
-    assert len(list(out.glob("validation_*.png"))) == 18  # 15 trials, fractures, 2 male trials
+    assert (
+        len(list(out.glob("validation_*.png"))) == 19
+    )  # 15 trials, fractures, forest plot, 2 male trials
     with (out / "validation_men.csv").open(newline="") as handle:
         men = list(csv.DictReader(handle))
     assert [m["target_id"] for m in men] == ["M1", "M2", "M3", "M4"]
     assert "men: " in result.output and "male targets within tolerance" in result.output
+    assert all(r["in_predictive_interval"] in ("yes", "no", "") for r in rows)
+    assert sum(r["in_predictive_interval"] == "yes" for r in rows) >= 80
+    with (out / "validation_trial_effects.csv").open(newline="") as handle:
+        effects = list(csv.DictReader(handle))
+    assert {"sabre", "atac", "ibis2_stratum2"} <= {e["trial"] for e in effects}
+    for e in effects:
+        assert float(e["ci95_low_pp"]) < float(e["estimate_pp"]) < float(e["ci95_high_pp"])
+    assert "targets inside their 95 % predictive interval; between-trial SD" in result.output
     with (out / "validation_fractures.csv").open(newline="") as handle:
         fractures = list(csv.DictReader(handle))
     assert [f["literature"] for f in fractures] == ["1.49", "0.99", "0.64"]
@@ -41,6 +51,8 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     assert "validation_atac.png" in page and "not a medical device" in page
     assert "<h2>Fracture outcomes</h2>" in page and "validation_fractures.png" in page
     assert "<h2>Men</h2>" in page and "validation_men_burnett_bowie_men.png" in page
+    assert "<h2>Between-trial heterogeneity</h2>" in page
+    assert "validation_trial_effects.png" in page
     # the calibration's provenance is a readable list and a table of its stages
     assert "targets sha256:" in page and "<td>A natural progression</td>" in page
     assert "{'" not in page  # no raw Python dict

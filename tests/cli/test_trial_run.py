@@ -6,6 +6,7 @@ import copy
 import csv
 import io
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,62 @@ def test_unknown_engine_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["trial", "run", str(spec), "--out", str(out), "--engine", "gpu"])
     assert result.exit_code == 2 and "--engine" in result.output
     assert not out.exists()
+
+
+def test_predictive_interval_adds_between_trial_sd_and_sampling_error(tmp_path: Path) -> None:
+    """--predictive keeps the result columns and widens param_cri05/95 around the same draws
+    by the site's between-trial SD and sd / sqrt(n): wider than parameter uncertainty alone,
+    and at least the normal 90 % interval of that SD."""
+    from bonecast.simulation.calibration.heterogeneity import Heterogeneity, predictive_sd
+
+    spec = write_spec(tmp_path, SMALL_SPEC)
+    plain, predictive = tmp_path / "plain.csv", tmp_path / "predictive.csv"
+    args = ["trial", "run", str(spec), "--uncertainty", "40"]
+    assert runner.invoke(app, [*args, "--out", str(plain)]).exit_code == 0
+    result = runner.invoke(app, [*args, "--predictive", "--out", str(predictive)])
+    assert result.exit_code == 0, result.output
+    header, rows = read_rows(predictive)
+    assert header == [*RESULT_COLUMNS, "param_cri05", "param_cri95"]
+    plain_rows = {
+        (r["arm"], r["quantity"], r["month_from"], r["month"]): r for r in read_rows(plain)[1]
+    }
+    het = Heterogeneity.of(default_parameter_set())
+    for row in rows:
+        before = plain_rows[(row["arm"], row["quantity"], row["month_from"], row["month"])]
+        assert row["mean_pct_change"] == before["mean_pct_change"]  # fixed effects unchanged
+        width = float(row["param_cri95"]) - float(row["param_cri05"])
+        assert width > float(before["param_cri95"]) - float(before["param_cri05"])
+        scale = predictive_sd(het.tau(row["quantity"]), float(row["sd"]), 40)
+        assert width >= 2 * 1.6448 * scale - 1e-3
+
+
+def test_predictive_needs_draws_and_a_set_with_a_between_trial_sd(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, SMALL_SPEC)
+    out = tmp_path / "r.csv"
+    result = runner.invoke(app, ["trial", "run", str(spec), "--out", str(out), "--predictive"])
+    assert result.exit_code == 2 and "--uncertainty" in result.output
+    # a parameter set calibrated before the random effects still runs, and says why not here
+    params = default_parameter_set()
+    data = params.model_dump(mode="json")
+    del data["provenance"]["heterogeneity"]
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump(data), encoding="utf-8")
+    posterior = str(params.provenance["posterior_file"])
+    shipped = resources.files("bonecast.simulation").joinpath("data").joinpath(posterior)
+    (tmp_path / posterior).write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
+    ok = runner.invoke(
+        app, ["trial", "run", str(spec), "--out", str(out), "--parameters", str(old)]
+    )
+    assert ok.exit_code == 0, ok.output
+    refused = runner.invoke(
+        app,
+        [
+            *("trial", "run", str(spec), "--out", str(out)),
+            *("--parameters", str(old)),
+            "--predictive",
+            "--uncertainty",
+            "10",
+        ],
+    )
+    assert refused.exit_code == 2
+    assert "calibrated without trial random effects" in refused.output

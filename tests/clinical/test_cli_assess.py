@@ -87,15 +87,25 @@ def test_text_output_is_a_readable_summary_with_the_rule_trace(tmp_path: Path) -
     text = " ".join(result.stdout.split())
     for fragment in (
         "Bone health assessment as of 2026-01-15",
-        "WHO category: normal",
+        "WHO category: Normal",
         "No bone-directed therapy now",
-        "Rule aibl-monitor",
+        "Monitor: no bone-directed therapy now",
         "Rule trace",
         "QFracture-2012 algorithm (ClinRisk Ltd.)",
         "Inaccurate implementations of risk scores",
         " ".join(DISCLAIMER.split()),
     ):
         assert fragment in text, fragment
+    assert "aibl-monitor" not in text and "clinical.md" not in text  # words, not codes
+
+
+def test_text_output_wraps_to_a_narrow_terminal_and_cuts_nothing(tmp_path: Path) -> None:
+    path = str(_write(tmp_path, patient_dict()))
+    result = runner.invoke(app, ["assess", path], env={"COLUMNS": "60"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 60
+    assert "…" not in result.stdout  # Rich's ellipsis: nothing is truncated
 
 
 def test_facility_precision_study(tmp_path: Path) -> None:

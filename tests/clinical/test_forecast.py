@@ -169,7 +169,9 @@ def test_assess_cli_reports_the_forecast_in_json_and_text():
     assert {"month", "site", "bmd_g_cm2", "t_score", "t_score_low", "t_score_high"} <= set(point)
     assert data["forecast_details"]["scans_conditioned_on"] == 2
     text = runner.invoke(app, ["assess", path])
-    assert "BMD forecast" in text.output and "continue_ai" in text.output
+    words = " ".join(text.output.split())
+    assert "BMD forecast" in words and "Keep taking the aromatase inhibitor" in words
+    assert "continue_ai" not in words  # the plan's code stays in the JSON
     none = runner.invoke(app, ["assess", path, "--format", "json", "--forecast-years", "0"])
     assert json.loads(none.output)["forecast"] == []
     bad = runner.invoke(app, ["assess", path, "--forecast-years", "3"])

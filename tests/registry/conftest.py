@@ -17,7 +17,8 @@ from registry_samples import patient_in
 from sqlalchemy import Engine
 
 from bonecast.registry import PatientRecord, Registry, create_engine, downgrade, upgrade
-from bonecast.registry.models import Base
+from bonecast.registry.append_only import install_statements, remove_statements
+from bonecast.registry.models import Base, Setting
 
 POSTGRES_ENV = "BONECAST_TEST_POSTGRES_URL"
 
@@ -51,8 +52,14 @@ def registry(engine: Engine) -> Iterator[Registry]:
     """A registry on the migrated test database, emptied after the test."""
     yield Registry(engine)
     with engine.begin() as connection:
+        # the append-only triggers come off for the emptying, and back on, in one transaction
+        for statement in remove_statements(engine.dialect.name):
+            connection.exec_driver_sql(statement)
         for table in reversed(Base.metadata.sorted_tables):
-            connection.execute(table.delete())
+            if table is not Setting.__table__:  # the migration's secret key stays
+                connection.execute(table.delete())
+        for statement in install_statements(engine.dialect.name):
+            connection.exec_driver_sql(statement)
 
 
 @pytest.fixture

@@ -45,6 +45,27 @@ def test_fit_quality_does_not_regress(report):
     assert head["high_weight_pass"] >= 34
 
 
+def test_targets_lie_in_their_predictive_intervals_and_tau_is_reported(report):
+    """Issue 14 item 1: each target's 95 % predictive interval for a new trial (fixed-effect
+    prediction +/- 1.96 sqrt(tau^2 + sigma^2)) holds it about 95 % of the time (every row but
+    the two direction-only ones has one); tau per BMD site with its interval, and an effect for
+    every trial with a BMD target at that site."""
+    head = report.headline()
+    assert head["covered_total"] == 90
+    assert head["covered"] / head["covered_total"] >= 0.90
+    het = report.heterogeneity
+    assert het is not None
+    assert set(het.tau_pp) == {"lumbar_spine", "total_hip", "femoral_neck"}
+    for estimate, low, high in het.tau_pp.values():
+        assert low < estimate < high
+    trials = {(e.trial, e.site) for e in het.effects}
+    assert {("sabre", "total_hip"), ("atac", "lumbar_spine"), ("swan", "femoral_neck")} <= trials
+    # the effects are centred: a random effect's BLUPs average near 0 for each site
+    for site in het.tau_pp:
+        values = [e.estimate_pp for e in het.effects if e.site == site]
+        assert abs(np.mean(values)) < het.tau(site)
+
+
 def test_validation_reports_the_fracture_outcomes(report):
     """Issue 3 item 5 in the validation report: each fracture check has its literature value
     and source, and the model reproduces each direction (the sizes are tested in
@@ -130,6 +151,9 @@ def test_quick_calibration_lowers_the_objective_and_records_provenance(tmp_path)
         assert stage.objective_end <= stage.objective_start + 1e-9
     assert result.parameter_set.provenance["mode"] == "quick"
     assert len(result.posterior) == 20
+    stored = result.parameter_set.provenance["heterogeneity"]
+    assert set(stored["tau_pp"]) == {"lumbar_spine", "total_hip", "femoral_neck"}
+    assert len(stored["trial_effects"]) == len(result.heterogeneity.effects) > 20
     assert result.stages[-1].objective_end < result.stages[-1].objective_start
 
 

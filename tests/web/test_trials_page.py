@@ -68,14 +68,14 @@ def test_bad_spec_names_each_field_and_runs_nothing(clinician: TestClient) -> No
     assert "population.n:" in text and "colour: unknown key" in text
     assert DISCLAIMER in text
     assert _post(clinician, "name: [unclosed")[2].count("not valid YAML") == 1
-    assert not _jobs(clinician).jobs
+    assert _jobs(clinician).store.count() == 0
 
 
 def test_population_above_the_web_limit_is_refused(clinician: TestClient) -> None:
     big = {**SPEC, "population": {**SPEC["population"], "n": 20_001}}  # type: ignore[dict-item]
     code, _, text = _post(clinician, yaml.safe_dump(big))
     assert code == 422 and "at most 20000 patients per arm" in text
-    assert not _jobs(clinician).jobs
+    assert _jobs(clinician).store.count() == 0
 
 
 def test_good_spec_runs_with_plot_and_csv(clinician: TestClient) -> None:
@@ -117,16 +117,40 @@ def test_viewer_may_view_but_not_run(clinician: TestClient, sign_in: SignIn) -> 
         "/trials", data={"csrf_token": csrf_of(page.text), "spec": yaml.safe_dump(SPEC)}
     )
     assert response.status_code == 403
-    assert len(_jobs(viewer).jobs) == 1
+    assert _jobs(viewer).store.count() == 1
 
 
 def test_missing_csrf_token_is_refused(clinician: TestClient) -> None:
     response = clinician.post("/trials", data={"spec": yaml.safe_dump(SPEC)})
     assert response.status_code == 403
-    assert not _jobs(clinician).jobs
+    assert _jobs(clinician).store.count() == 0
 
 
 def test_unknown_job_and_unfinished_results(clinician: TestClient) -> None:
     assert clinician.get("/trials/nope").status_code == 404
     assert clinician.get("/trials/nope/results.csv").status_code == 404
     assert clinician.get("/trials", follow_redirects=False).status_code == 200
+
+
+def test_with_a_dask_scheduler_jobs_run_there_and_are_recorded(app_client: TestClient) -> None:
+    from distributed import LocalCluster
+
+    from bonecast.registry.trial_jobs import TrialJobStore
+    from bonecast.web.trials_page import _spec
+
+    registry = app_client.app.state.registry  # type: ignore[attr-defined]
+    text = yaml.safe_dump(SPEC)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster:
+        jobs = TrialJobs(TrialJobStore(registry.engine), scheduler=cluster.scheduler_address)
+        job_id = jobs.submit(text, _spec(text), "demo.clinician")
+        deadline = time.monotonic() + 60
+        while jobs.get(job_id).state not in ("done", "failed"):
+            assert time.monotonic() < deadline, "the trial did not finish within 60 s"
+            time.sleep(0.1)
+        jobs.pool.shutdown(wait=True)
+        assert cluster.scheduler.transition_counter > 0  # the chunks went through Dask
+    assert jobs.get(job_id).state == "done" and jobs.get(job_id).percent == 100
+    results = jobs.store.results(job_id)
+    assert results is not None
+    png, csv_text = results
+    assert png.startswith(b"\x89PNG") and csv_text.startswith(",".join(RESULT_COLUMNS))

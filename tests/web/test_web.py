@@ -80,11 +80,17 @@ def test_worklist_lists_patients_with_overdue_flags(clinician: TestClient) -> No
     assert found.text.count('href="/patients/') == 1
 
 
-def test_patient_page_has_chart_and_recommendation(clinician: TestClient) -> None:
+def test_patient_page_has_charts_and_recommendation(clinician: TestClient) -> None:
     page = clinician.get("/patients/1")
     assert page.status_code == 200
-    assert "<svg" in page.text and "Lumbar spine BMD" in page.text
-    assert "Recommendation" in page.text and "Rule trace" in page.text
+    for name in ("bmd", "age"):
+        assert f'src="/patients/1/charts/{name}.svg"' in page.text
+        chart = clinician.get(f"/patients/1/charts/{name}.svg")
+        assert chart.headers["content-type"] == "image/svg+xml"
+        assert "<svg" in chart.text and "Lumbar spine BMD" in chart.text
+    assert clinician.get("/patients/1/charts/nothing.svg").status_code == 404
+    assert "Recommendation" in page.text and "Rules that fired" in page.text
+    assert "Treatment history" in page.text
     assert DISCLAIMER in page.text
     assert "Add a scan" in page.text
 
@@ -94,7 +100,11 @@ def test_invalid_scan_names_the_field_and_writes_nothing(clinician: TestClient) 
     token = csrf_of(clinician.get("/patients/1").text)
     response = clinician.post("/patients/1/scans", data=SCAN | {"csrf_token": token})
     assert response.status_code == 422
-    assert "sites.total_hip.bmd_g_cm2: 2.5 is outside 0.2-2.0 g/cm2" in response.text
+    summary = response.text.split('id="error-summary"', 1)[1].split("</div>", 1)[0]
+    link = '<a href="#f-sites-total_hip-bmd_g_cm2">Total hip BMD: 2.5 is outside 0.2-2.0 g/cm2</a>'
+    assert link in summary
+    assert 'id="f-sites-total_hip-bmd_g_cm2"' in response.text  # the link's target
+    assert 'value="2.5"' in response.text  # what was typed is kept
     assert _scan_count(clinician, 1) == before
     fixed = SCAN | {"sites.total_hip.bmd_g_cm2": "0.85", "csrf_token": token}
     response = clinician.post("/patients/1/scans", data=fixed, follow_redirects=False)
@@ -114,7 +124,7 @@ def test_lab_and_treatment_forms(clinician: TestClient) -> None:
             "csrf_token": token,
         },
     )
-    assert bad.status_code == 422 and "unit: &#39;mg/dL&#39; is not a unit of ctx" in bad.text
+    assert bad.status_code == 422 and "Unit: &#39;mg/dL&#39; is not a unit of ctx" in bad.text
     good = clinician.post(
         "/patients/2/treatments",
         data={"drug": "denosumab", "start_date": "2026-01-01", "csrf_token": token},
@@ -134,11 +144,20 @@ def test_viewer_sees_no_forms_and_cannot_write(sign_in: SignIn) -> None:
 def test_reports_html_and_pdf(clinician: TestClient) -> None:
     html = clinician.get("/patients/1/report")
     assert html.status_code == 200 and DISCLAIMER in html.text
-    assert "data:image/svg+xml;base64," in html.text and "Change against the previous" in html.text
+    assert 'src="/patients/1/charts/bmd.svg"' in html.text
+    assert "Scans and results" in html.text and "Treatment history" in html.text
     assert len(HTML(string=html.text).render().pages) >= 1
-    pdf = clinician.get("/patients/1/report.pdf")
-    assert pdf.headers["content-type"] == "application/pdf"
-    assert pdf.content.startswith(b"%PDF")
+    for path in ("/patients/1/report.pdf", "/patients/1/summary.pdf"):
+        pdf = clinician.get(path)
+        assert pdf.headers["content-type"] == "application/pdf"
+        assert pdf.content.startswith(b"%PDF")
+    summary = clinician.get("/patients/1/summary")
+    assert summary.status_code == 200 and "Your bone health summary" in summary.text
+
+
+def test_favicon(app_client: TestClient) -> None:
+    icon = app_client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
 
 
 def test_seeding_makes_about_fifty_patients_once(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 ``create_app(database_url)`` opens the registry and migrates it to the latest schema when the
 application starts. Registry and assessment errors become JSON answers: 404 for an unknown
-record, 409 for a duplicate, 422 for invalid input naming each field (nothing is written).
+record, 409 for a duplicate, 422 for invalid input naming each field (nothing is written), 429
+after too many failed sign-ins; every 4xx body is ``{"detail": message or [problems]}``.
+Security headers are on every response (:mod:`bonecast.api.security_headers`).
 Error bodies may quote patient data back to the caller; nothing here logs them. Every response
 carries a ``Server-Timing`` header (:mod:`bonecast.api.server_timing`).
 """
@@ -22,6 +24,7 @@ from bonecast import DISCLAIMER, __version__
 from bonecast.api import cds_hooks, rest
 from bonecast.api.auth import RegistryDep, TokenCache
 from bonecast.api.cds_settings import CdsCorsMiddleware, CdsSettings
+from bonecast.api.security_headers import SecurityHeadersMiddleware
 from bonecast.api.server_timing import ServerTimingMiddleware
 from bonecast.clinical import PatientError
 from bonecast.registry import (
@@ -33,6 +36,7 @@ from bonecast.registry import (
     upgrade,
 )
 from bonecast.services import prepare_forecasts
+from bonecast.web.security import Signer, secret_key
 
 
 class Health(BaseModel):
@@ -81,7 +85,11 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(
-    database_url: str, *, forecast_years: int = 5, cds: CdsSettings | None = None
+    database_url: str,
+    *,
+    forecast_years: int = 5,
+    cds: CdsSettings | None = None,
+    trial_scheduler: str | None = None,
 ) -> FastAPI:
     """The bonecast web application on the registry at ``database_url``.
 
@@ -90,12 +98,15 @@ def create_app(
     ``forecast_years`` is the horizon of the forecast on the web pages and reports (0: none);
     with one, the compiled forecast engine is loaded in the background at start-up and a write
     to a chart computes the patient's assessment ahead (:func:`bonecast.services.warm_assessment`).
+    ``trial_scheduler``: the address of a Dask scheduler that runs the trial page's jobs.
     """
     registry = Registry(database_url)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(upgrade, registry.engine)
+        app.state.web_signer = Signer(await run_in_threadpool(secret_key, registry))
+        await run_in_threadpool(app.state.trial_jobs.store.fail_interrupted)
         if forecast_years:
             prepare_forecasts()
         yield
@@ -107,6 +118,8 @@ def create_app(
         version=__version__,
         description=f"Bone health on aromatase inhibitors: REST API and CDS Hooks. {DISCLAIMER}",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN, which the CSP forbids
+        redoc_url=None,
     )
     app.state.registry = registry
     app.state.token_cache = TokenCache()
@@ -114,6 +127,7 @@ def create_app(
     app.state.cds_settings = cds or CdsSettings.from_env()
     app.add_middleware(ServerTimingMiddleware)
     app.add_middleware(CdsCorsMiddleware, settings=app.state.cds_settings)
+    app.add_middleware(SecurityHeadersMiddleware)
     _add_error_handlers(app)
 
     @app.get("/health", tags=["health"], response_model=Health)
@@ -131,5 +145,5 @@ def create_app(
     from bonecast.web import mount_trials, mount_web
 
     mount_web(app, forecast_years)
-    mount_trials(app)
+    mount_trials(app, trial_scheduler)
     return app

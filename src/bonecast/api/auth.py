@@ -4,9 +4,10 @@ Tokens come from ``bonecast token create`` and are checked with
 :meth:`bonecast.registry.RegistrySession.verify_token`; a token found valid is trusted for
 :data:`TOKEN_CACHE_SECONDS` more without asking the database again (:class:`TokenCache`, per
 server process), so revoking a token, deactivating its user, changing her role or the token's
-expiry take effect within that time. An invalid token is never cached. Roles: ``admin`` and
-``clinician`` read and write, ``viewer`` reads. No token or an unknown, revoked or expired one:
-401; a viewer writing: 403.
+expiry take effect within that time. An invalid token is never cached, and counts as a failed
+sign-in of the client's address (:mod:`bonecast.api.throttle`: 429 once locked out).
+Roles: ``admin`` and ``clinician`` read and write, ``viewer`` reads. No token or an unknown,
+revoked or expired one: 401; a viewer writing: 403.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from bonecast.api import throttle
 from bonecast.registry import Registry, UserRecord
 from bonecast.registry.security import token_hash
 
@@ -87,6 +89,11 @@ def current_user(
     if credentials is not None:
         tokens: TokenCache = request.app.state.token_cache
         user = tokens.user(credentials.credentials, verify)
+        if user is None:  # a bad token: throttled per client address like failed sign-ins
+            keys = throttle.keys_of(request)
+            throttle.refuse_if_locked(registry, keys)
+            if (locked := throttle.count_failure(registry, keys)) is not None:
+                raise throttle.TooManyFailuresError(locked)
     if user is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

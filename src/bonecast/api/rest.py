@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Res
 from starlette.concurrency import run_in_threadpool
 
 from bonecast.api.auth import Reader, RegistryDep, Writer
+from bonecast.api.params import RecordId
 from bonecast.clinical import DEFAULT_RULE_SET, Assessment, rule_set_names
 from bonecast.registry import (
     ImportReport,
@@ -37,6 +38,7 @@ from bonecast.registry import (
     import_csv,
 )
 from bonecast.services import WorklistRow, assess_patient, warm_assessment, worklist
+from bonecast.validation import enum_schema
 
 router = APIRouter(prefix="/api/v1")
 _T = TypeVar("_T")
@@ -96,7 +98,13 @@ def _guideline(guideline: str) -> str:
     return guideline
 
 
-Guideline = Annotated[str, Query(description="rule set name, e.g. aibl-2025 or aibl-2017")]
+Guideline = Annotated[
+    str,
+    Query(
+        description="rule set name, e.g. aibl-2025 or aibl-2017",
+        json_schema_extra=enum_schema(rule_set_names),
+    ),
+]
 
 # --- patients ------------------------------------------------------------------------------
 
@@ -120,14 +128,14 @@ def create_patient(registry: RegistryDep, user: Writer, patient: PatientIn) -> P
 
 
 @router.get("/patients/{patient_id}", tags=["patients"])
-def get_patient(registry: RegistryDep, _user: Reader, patient_id: int) -> PatientRecord:
+def get_patient(registry: RegistryDep, _user: Reader, patient_id: RecordId) -> PatientRecord:
     """One patient."""
     return _read(registry, lambda s: s.get_patient(patient_id))
 
 
 @router.put("/patients/{patient_id}", tags=["patients"])
 def update_patient(
-    registry: RegistryDep, user: Writer, warm: ChartWarmer, patient_id: int, patient: PatientIn
+    registry: RegistryDep, user: Writer, warm: ChartWarmer, patient_id: RecordId, patient: PatientIn
 ) -> PatientRecord:
     """Replace a patient's values."""
     record = _write(registry, user, lambda s: s.update_patient(patient_id, patient))
@@ -136,7 +144,7 @@ def update_patient(
 
 
 @router.get("/patients/{patient_id}/chart", tags=["patients"])
-def get_chart(registry: RegistryDep, _user: Reader, patient_id: int) -> PatientChart:
+def get_chart(registry: RegistryDep, _user: Reader, patient_id: RecordId) -> PatientChart:
     """Everything recorded about a patient, each list in date order."""
     return _read(registry, lambda s: s.chart(patient_id))
 
@@ -153,14 +161,14 @@ def get_worklist(
 
 
 @router.get("/patients/{patient_id}/scans", tags=["scans"])
-def list_scans(registry: RegistryDep, _user: Reader, patient_id: int) -> list[ScanRecord]:
+def list_scans(registry: RegistryDep, _user: Reader, patient_id: RecordId) -> list[ScanRecord]:
     """A patient's DXA scans, earliest first."""
     return _read(registry, lambda s: s.list_scans(patient_id))
 
 
 @router.post("/patients/{patient_id}/scans", status_code=_CREATED, tags=["scans"])
 def add_scan(
-    registry: RegistryDep, user: Writer, warm: ChartWarmer, patient_id: int, scan: ScanIn
+    registry: RegistryDep, user: Writer, warm: ChartWarmer, patient_id: RecordId, scan: ScanIn
 ) -> ScanRecord:
     """Record a DXA scan (409 if the patient has one on that date)."""
     return _write_chart(registry, user, warm, lambda s: s.add_scan(patient_id, scan))
@@ -168,7 +176,7 @@ def add_scan(
 
 @router.put("/scans/{scan_id}", tags=["scans"])
 def correct_scan(
-    registry: RegistryDep, user: Writer, warm: ChartWarmer, scan_id: int, scan: ScanIn
+    registry: RegistryDep, user: Writer, warm: ChartWarmer, scan_id: RecordId, scan: ScanIn
 ) -> ScanRecord:
     """Replace a scan's values (the audit log keeps the old ones)."""
     return _write_chart(registry, user, warm, lambda s: s.correct_scan(scan_id, scan))
@@ -176,7 +184,7 @@ def correct_scan(
 
 @router.get("/patients/{patient_id}/labs", tags=["labs"])
 def list_labs(
-    registry: RegistryDep, _user: Reader, patient_id: int, marker: str | None = None
+    registry: RegistryDep, _user: Reader, patient_id: RecordId, marker: str | None = None
 ) -> list[LabRecord]:
     """A patient's laboratory results (optionally of one marker), earliest first."""
     return _read(registry, lambda s: s.list_labs(patient_id, marker))
@@ -184,7 +192,7 @@ def list_labs(
 
 @router.post("/patients/{patient_id}/labs", status_code=_CREATED, tags=["labs"])
 def add_lab(
-    registry: RegistryDep, user: Writer, warm: ChartWarmer, patient_id: int, lab: LabIn
+    registry: RegistryDep, user: Writer, warm: ChartWarmer, patient_id: RecordId, lab: LabIn
 ) -> LabRecord:
     """Record a laboratory result."""
     return _write_chart(registry, user, warm, lambda s: s.add_lab(patient_id, lab))
@@ -192,21 +200,27 @@ def add_lab(
 
 @router.put("/labs/{lab_id}", tags=["labs"])
 def correct_lab(
-    registry: RegistryDep, user: Writer, warm: ChartWarmer, lab_id: int, lab: LabIn
+    registry: RegistryDep, user: Writer, warm: ChartWarmer, lab_id: RecordId, lab: LabIn
 ) -> LabRecord:
     """Replace a laboratory result's values."""
     return _write_chart(registry, user, warm, lambda s: s.correct_lab(lab_id, lab))
 
 
 @router.get("/patients/{patient_id}/treatments", tags=["treatments"])
-def list_treatments(registry: RegistryDep, _user: Reader, patient_id: int) -> list[TreatmentRecord]:
+def list_treatments(
+    registry: RegistryDep, _user: Reader, patient_id: RecordId
+) -> list[TreatmentRecord]:
     """A patient's treatments, by start date."""
     return _read(registry, lambda s: s.list_treatments(patient_id))
 
 
 @router.post("/patients/{patient_id}/treatments", status_code=_CREATED, tags=["treatments"])
 def add_treatment(
-    registry: RegistryDep, user: Writer, warm: ChartWarmer, patient_id: int, treatment: TreatmentIn
+    registry: RegistryDep,
+    user: Writer,
+    warm: ChartWarmer,
+    patient_id: RecordId,
+    treatment: TreatmentIn,
 ) -> TreatmentRecord:
     """Record a treatment."""
     return _write_chart(registry, user, warm, lambda s: s.add_treatment(patient_id, treatment))
@@ -217,7 +231,7 @@ def correct_treatment(
     registry: RegistryDep,
     user: Writer,
     warm: ChartWarmer,
-    treatment_id: int,
+    treatment_id: RecordId,
     treatment: TreatmentIn,
 ) -> TreatmentRecord:
     """Replace a treatment's values (e.g. to record its stop date)."""
@@ -228,7 +242,7 @@ def correct_treatment(
 
 @router.get("/patients/{patient_id}/risk-factors", tags=["risk factors"])
 def get_risk_factors(
-    registry: RegistryDep, _user: Reader, patient_id: int
+    registry: RegistryDep, _user: Reader, patient_id: RecordId
 ) -> RiskFactorsRecord | None:
     """A patient's clinical risk factors (``null`` if none are recorded)."""
     return _read(registry, lambda s: s.get_risk_factors(patient_id))
@@ -239,7 +253,7 @@ def set_risk_factors(
     registry: RegistryDep,
     user: Writer,
     warm: ChartWarmer,
-    patient_id: int,
+    patient_id: RecordId,
     risk_factors: RiskFactorsIn,
 ) -> RiskFactorsRecord:
     """Record or correct a patient's clinical risk factors."""
@@ -255,7 +269,7 @@ def set_risk_factors(
 def get_assessment(
     registry: RegistryDep,
     user: Reader,
-    patient_id: int,
+    patient_id: RecordId,
     guideline: Guideline = DEFAULT_RULE_SET,
     forecast_years: Annotated[int, Query(description=_FORECAST_CHOICES)] = 5,
 ) -> Response:
@@ -313,6 +327,6 @@ def import_fhir(
 
 
 @router.get("/patients/{patient_id}/fhir", tags=["export"])
-def export_fhir(registry: RegistryDep, _user: Reader, patient_id: int) -> dict[str, Any]:
+def export_fhir(registry: RegistryDep, _user: Reader, patient_id: RecordId) -> dict[str, Any]:
     """The patient's chart as a FHIR R4 Bundle (``type: collection``)."""
     return _read(registry, lambda s: export_patient(s, patient_id))

@@ -37,21 +37,26 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve(database_url: str, host: str, port: int) -> None:
+def _serve(database_url: str, host: str, port: int, scheduler: str | None) -> None:
     """One server process (the target of each spawned worker)."""
     with listening_socket(host, port) as sock:
-        config = uvicorn.Config(create_app(database_url), host=host, port=port, access_log=False)
+        application = create_app(database_url, trial_scheduler=scheduler)
+        config = uvicorn.Config(application, host=host, port=port, access_log=False)
         uvicorn.Server(config).run(sockets=[sock])
 
 
-def run_workers(database_url: str, host: str, port: int, workers: int) -> int:
+def run_workers(
+    database_url: str, host: str, port: int, workers: int, scheduler: str | None = None
+) -> int:
     """Run ``workers`` server processes until one stops or Ctrl-C; then stop them all.
 
     Returns the exit code of the first process that stopped on its own (0 after Ctrl-C).
     """
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=_serve, args=(database_url, host, port), name=f"bonecast-{k}")
+        context.Process(
+            target=_serve, args=(database_url, host, port, scheduler), name=f"bonecast-{k}"
+        )
         for k in range(workers)
     ]
     for process in processes:

@@ -1,4 +1,8 @@
-"""Readable text for an :class:`~bonecast.clinical.assessment.Assessment` (Rich renderables)."""
+"""Readable text for an :class:`~bonecast.clinical.assessment.Assessment` (Rich renderables).
+
+Words, not codes (:mod:`bonecast.labels`); tables fold long cells rather than cut them, so the
+text wraps to the terminal's width and nothing is truncated.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from bonecast import labels
 from bonecast.clinical.assessment import Assessment
+from bonecast.clinical.explain import agent_text, marker_verdict, plan_views
 from bonecast.simulation import SITES
 
 COUNTED_FROM = {
@@ -19,6 +25,10 @@ COUNTED_FROM = {
     "follow_on_start": "the follow-on bisphosphonate",
 }
 SEVERITY_STYLE = {"critical": "bold white on red", "warning": "bold yellow", "info": "cyan"}
+
+
+def _checked(verification: str) -> str:
+    return labels.VERIFICATION.get(verification, verification)
 
 
 def _number(value: float | None, digits: int = 1, unit: str = "") -> str:
@@ -36,10 +46,11 @@ def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[str]]) ->
 
 def _header(a: Assessment) -> RenderableType:
     p = a.patient
-    who = a.who_category.value.replace("_", " ") if a.who_category else "not applicable"
+    who = labels.category(a.who_category)
+    risk_factors = [labels.words(t.text) for t in a.rule_trace if t.kind == "risk_factor"]
     lines = [
-        f"[bold]Bone health assessment[/] as of {a.as_of} - guideline [bold]{a.guideline.name}[/] "
-        f"({a.guideline.title}; {a.guideline.verification})",
+        f"[bold]Bone health assessment[/] as of {a.as_of} - guideline [bold]{a.guideline.title}[/] "
+        f"({labels.VERIFICATION.get(a.guideline.verification, a.guideline.verification)})",
         ", ".join(
             part for part in (p.sex, f"{p.age_years:g} years", p.menopausal_status or "") if part
         )
@@ -47,14 +58,10 @@ def _header(a: Assessment) -> RenderableType:
         f"aromatase inhibitor: {'yes' if p.on_aromatase_inhibitor else 'no'}; "
         f"ovarian suppression: {'yes' if p.ovarian_suppression else 'no'}",
         f"Lowest T-score: [bold]{_number(a.lowest_t_score)}[/] "
-        f"({a.lowest_t_score_site or 'no BMD'}); "
+        f"({labels.site(a.lowest_t_score_site) if a.lowest_t_score_site else 'no BMD'}); "
         f"WHO category: [bold]{who}[/]"
-        + (
-            f"; Z-scores: {a.z_score_category.value.replace('_', ' ')}"
-            if a.z_score_category
-            else ""
-        ),
-        f"Risk factors counted: {', '.join(a.risk_factors_present) or 'none'}",
+        + (f"; Z-scores: {labels.category(a.z_score_category)}" if a.z_score_category else ""),
+        f"Risk factors counted: {'; '.join(risk_factors) or 'none'}",
     ]
     return Text.from_markup("\n".join(lines))
 
@@ -68,28 +75,29 @@ def _recommendation(a: Assessment) -> RenderableType:
     )
     dxa = r.next_dxa
     parts: list[RenderableType] = [
-        Text.from_markup(
-            f"{verdict}\nRule [bold]{r.rule_id}[/]: {r.rule}\n"
-            f"Source: {r.source} [{r.verification}]\n"
+        Text.assemble(
+            Text.from_markup(verdict),
+            f"\n{labels.decision(r.decision)}: {labels.words(r.rule)}\n",
+            (f"Source: {labels.cite(r.source)} ({_checked(r.verification)})\n", "dim"),
             f"Next DXA: due {dxa.due}{' (overdue)' if dxa.overdue else ''}, {dxa.months} months "
-            f"after {COUNTED_FROM[dxa.counted_from]}: {dxa.reason}"
+            f"after {COUNTED_FROM[dxa.counted_from]}: {labels.words(dxa.reason)}",
         )
     ]
     for g in r.agents:
         parts.append(
             Text.assemble(
-                (f"- {g.drug} {g.dose_mg:g} mg {g.route.value}", "bold"),
-                f", {g.schedule}, {g.duration} ",
-                (f"({g.source}) [{g.verification}]", "dim"),
+                (f"- {agent_text(g)}", "bold"),
+                f", {labels.words(g.duration)} ",
+                (f"({labels.cite(g.source)}; {_checked(g.verification)})", "dim"),
             )
         )
     for advice in r.advice:
         style = SEVERITY_STYLE[advice.severity]
         parts.append(
             Text.assemble(
-                (f" {advice.severity.upper()} ", style),
-                f" {advice.text} ",
-                (f"({advice.rule_id})", "dim"),
+                (f" {labels.SEVERITIES[advice.severity]} ", style),
+                f" {labels.words(advice.text)} ",
+                (f"({labels.cite(advice.source)})", "dim"),
             )
         )
     return Panel(Group(*parts), title="Recommendation", title_align="left")
@@ -101,12 +109,12 @@ def _scores(a: Assessment) -> RenderableType:
         ("site", "BMD g/cm2", "T", "Z", "sBMD mg/cm2", "T-score from"),
         (
             (
-                s.site,
+                labels.site(s.site),
                 _number(s.bmd_g_cm2, 3),
                 _number(s.t_score),
                 _number(s.z_score),
                 _number(s.sbmd_mg_cm2, 0),
-                (s.t_score_source or "-")
+                labels.words(s.t_score_source or "-")
                 + (f"; excluded {', '.join(s.vertebrae_excluded)}" if s.vertebrae_excluded else ""),
             )
             for s in a.scores.values()
@@ -120,13 +128,15 @@ def _changes(a: Assessment) -> RenderableType:
         ("site", "from", "to", "change %", "%/year", "LSC %", "real change"),
         (
             (
-                c.site,
+                labels.site(c.site),
                 str(c.from_date),
                 str(c.to_date),
                 _number(c.pct_change),
                 _number(c.annualised_pct_change),
                 _number(c.lsc_pct),
-                {True: "yes", False: "no", None: f"not comparable ({c.note})"}[c.significant],
+                {True: "yes", False: "no", None: f"not comparable ({labels.words(c.note or '')})"}[
+                    c.significant
+                ],
             )
             for c in a.changes
         ),
@@ -141,7 +151,7 @@ def _fracture(a: Assessment) -> RenderableType:
         (
             (
                 e.model,
-                e.outcome.replace("_", " "),
+                labels.outcome(e.outcome),
                 str(e.horizon_years),
                 _number(e.risk_pct),
                 _number(e.risk_pct_on_ai),
@@ -154,7 +164,7 @@ def _fracture(a: Assessment) -> RenderableType:
     notes = [
         f"{model} does not account for: {'; '.join(items)}." for model, items in limits.items()
     ]
-    notes += risk.not_computed
+    notes += [labels.words(line) for line in risk.not_computed]
     if any(e.model != "FRAX" for e in risk.estimates):
         notes += [risk.qfracture_attribution, risk.qfracture_disclaimer]
     return Group(table, Text("\n".join(notes), style="dim"))
@@ -170,14 +180,14 @@ def _markers(a: Assessment) -> RenderableType:
         ("marker", "latest", "reference", "change %", "LSC %", "verdict"),
         (
             (
-                m.marker,
+                labels.marker(m.marker),
                 f"{m.latest_value:g} {m.unit} ({m.latest_date})",
                 interval(m.reference_interval.low, m.reference_interval.high)
                 if m.reference_interval
                 else "-",
                 _number(m.pct_change),
                 f"{m.lsc_pct:g}",
-                (m.verdict or "-").replace("_", " "),
+                marker_verdict(m),
             )
             for m in a.markers.results
         ),
@@ -187,10 +197,9 @@ def _markers(a: Assessment) -> RenderableType:
 def _trace(a: Assessment) -> RenderableType:
     lines = Text("Rule trace\n", style="bold")
     for t in a.rule_trace:
-        lines.append(f"- {t.kind.replace('_', ' ')} ")
-        lines.append(t.rule_id, style="bold")
-        lines.append(f": {t.text} ")
-        lines.append(f"({t.source}) [{t.verification}]\n", style="dim")
+        lines.append(f"- {t.kind.replace('_', ' ')}: ")
+        lines.append(f"{labels.words(t.text)} ")
+        lines.append(f"({labels.cite(t.source)}; {_checked(t.verification)})\n", style="dim")
     return lines
 
 
@@ -204,10 +213,10 @@ def _forecast(a: Assessment) -> RenderableType:
         title=f"BMD forecast ({details.horizon_years} years; T-score, 5-95 % band)",
         title_justify="left",
     )
-    table.add_column("plan", no_wrap=True)
-    table.add_column("site", no_wrap=True)
+    table.add_column("plan", overflow="fold")
+    table.add_column("site", overflow="fold")
     for month in years:
-        table.add_column(f"year {month // 12}")
+        table.add_column(f"year {month // 12}", overflow="fold")
     for plan in details.plans:
         for site in sites:
             cells = [
@@ -216,9 +225,14 @@ def _forecast(a: Assessment) -> RenderableType:
                 for p in a.forecast
                 if p.plan == plan.name and p.site == site and p.month == month
             ]
-            table.add_row(plan.name, site, *cells)
-    plans = "\n".join(f"- {p.name}: {p.description}" for p in details.plans)
-    narrowing = ", ".join(f"{k} {v:g} %" for k, v in details.band_narrowing_pct.items())
+            table.add_row(labels.plan(plan.name), labels.site(site), *cells)
+    plans = "\n".join(
+        f"- {v.title}: {v.what}" + (f"; agent {v.agent}, {v.duration}" if v.agent else "")
+        for v in plan_views(a)
+    )
+    narrowing = ", ".join(
+        f"{labels.site(k)} {v:g} %" for k, v in details.band_narrowing_pct.items()
+    )
     lines = [plans]
     markers = (
         f" and {details.markers_conditioned_on} turnover marker value(s)"
@@ -231,11 +245,11 @@ def _forecast(a: Assessment) -> RenderableType:
         f"({details.effective_twins:g} of {details.twins} twins)."
     )
     lines += [
-        f"- {fit.site} {fit.date}: measured {fit.measured_bmd_g_cm2:.3f}, forecast "
+        f"- {labels.site(fit.site)} {fit.date}: measured {fit.measured_bmd_g_cm2:.3f}, forecast "
         f"{fit.bmd_g_cm2:.3f} ({fit.bmd_low_g_cm2:.3f}-{fit.bmd_high_g_cm2:.3f}) g/cm2"
         for fit in details.fit_to_scans
     ]
-    lines += [f"- {note}" for note in details.notes]
+    lines += [f"- {labels.words(note)}" for note in details.notes]
     return Group(table, Text("\n".join(lines), style="dim"))
 
 
@@ -253,6 +267,7 @@ def render_text(a: Assessment) -> RenderableType:
         parts.append(_forecast(a))
     parts.append(_trace(a))
     if a.warnings:
-        parts.append(Text("Notes:\n" + "\n".join(f"- {w}" for w in a.warnings), style="yellow"))
+        notes = "\n".join(f"- {labels.words(w)}" for w in a.warnings)
+        parts.append(Text("Notes:\n" + notes, style="yellow"))
     parts.append(Text(a.disclaimer, style="bold"))
     return Group(*parts)

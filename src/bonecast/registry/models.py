@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -356,3 +358,83 @@ class AuditEntry(Base):
     entity_id: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(8))
     changes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    previous_hash: Mapped[str | None] = mapped_column(String(64))
+    """``row_hash`` of the entry before this one (``None`` for the first)."""
+    row_hash: Mapped[str | None] = mapped_column(String(64))
+    """SHA-256 over ``previous_hash`` and this entry's values (:mod:`bonecast.registry.audit`)."""
+
+
+SECRET_KEY_SETTING = "secret_key"
+"""The setting holding the key that signs web sessions (made by migration 0003)."""
+
+
+class Setting(Base):
+    """A registry-wide setting, e.g. the key that signs web sessions (shared by every worker)."""
+
+    __tablename__ = "settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, info={"secret": True})
+
+
+ThrottleScope = Literal["username", "address"]
+THROTTLE_SCOPES: tuple[str, ...] = get_args(ThrottleScope)
+
+
+class SignInFailure(Base):
+    """A failed sign-in or bad API token, counted per username and per client address."""
+
+    __tablename__ = "signin_failures"
+    __table_args__ = (
+        CheckConstraint(_in("scope", THROTTLE_SCOPES), name="scope"),
+        Index("ix_signin_failures_scope_key_at", "scope", "key", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Lockout(Base):
+    """A username or client address refused sign-in until ``until`` (UTC)."""
+
+    __tablename__ = "lockouts"
+    __table_args__ = (
+        CheckConstraint(_in("scope", THROTTLE_SCOPES), name="scope"),
+        Index("ix_lockouts_scope_key", "scope", "key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    until: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+TrialState = Literal["queued", "running", "done", "failed"]
+TRIAL_STATES: tuple[str, ...] = get_args(TrialState)
+
+
+class TrialJob(Base):
+    """A virtual trial started on the web page: its spec, progress and, once done, its results.
+
+    Written by the server process that runs it (``runner``: host and process id), read by every
+    worker. ``patient_days_done`` of ``patient_days_total`` is the progress; ``plot_png`` and
+    ``results_csv`` hold the results. Holds no patient data, so it is not audited.
+    """
+
+    __tablename__ = "trial_jobs"
+    __table_args__ = (CheckConstraint(_in("state", TRIAL_STATES), name="state"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    started_by: Mapped[str] = mapped_column(String(100))
+    spec: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(8))
+    runner: Mapped[str] = mapped_column(String(255))
+    patient_days_total: Mapped[int] = mapped_column(BigInteger)
+    patient_days_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    plot_png: Mapped[bytes | None] = mapped_column(LargeBinary)
+    results_csv: Mapped[str | None] = mapped_column(Text)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func, inspect, or_, select
@@ -31,7 +31,7 @@ from bonecast.clinical import Assessment, SitePrecision
 from bonecast.registry import audit, models, security
 from bonecast.registry.database import create_engine, current_revision
 from bonecast.registry.errors import ConflictError, NotFoundError
-from bonecast.registry.models import Role
+from bonecast.registry.models import Role, ThrottleScope
 from bonecast.registry.schemas import (
     AssessmentRecord,
     AuditRecord,
@@ -609,6 +609,86 @@ class RegistrySession:
         if row.expires_at is not None and row.expires_at <= models.utcnow():
             return None
         return _user_record(row.user)
+
+    # --- settings and sign-in throttling ----------------------------------------------------
+
+    def setting(self, name: str) -> str | None:
+        """A registry-wide setting (e.g. ``secret_key``), or ``None`` when unset."""
+        row = self._session.get(models.Setting, name)
+        return row.value if row else None
+
+    def set_setting(self, name: str, value: str) -> None:
+        """Set a registry-wide setting (audited, the value redacted)."""
+        self._require_actor()
+        row = self._session.get(models.Setting, name)
+        if row is None:
+            self._session.add(models.Setting(name=name, value=value))
+        else:
+            row.value = value
+        self._flush()
+
+    def locked_for(self, keys: Mapping[ThrottleScope, str]) -> float | None:
+        """Seconds until the latest lockout of any of ``keys`` (scope: value) ends, if locked."""
+        now = models.utcnow()
+        until = self._session.scalar(
+            select(func.max(models.Lockout.until)).where(
+                or_(
+                    *(
+                        (models.Lockout.scope == s) & (models.Lockout.key == k)
+                        for s, k in keys.items()
+                    )
+                ),
+                models.Lockout.until > now,
+            )
+        )
+        return (until - now).total_seconds() if until is not None else None
+
+    def record_failure(
+        self,
+        keys: Mapping[ThrottleScope, str],
+        limits: Mapping[ThrottleScope, int],
+        window_s: float,
+    ) -> float | None:
+        """Count a failed sign-in for each of ``keys``; a key with ``limits[scope]`` failures in
+        the last ``window_s`` seconds is locked out for ``window_s`` seconds (both audited).
+
+        Returns the seconds of a lockout begun now, else ``None``.
+        """
+        self._require_actor()
+        now = models.utcnow()
+        since = now - timedelta(seconds=window_s)
+        locked = None
+        for scope, key in keys.items():
+            self._session.add(models.SignInFailure(scope=scope, key=key, at=now))
+            self._flush()
+            failures = self._session.scalar(
+                select(func.count()).where(
+                    models.SignInFailure.scope == scope,
+                    models.SignInFailure.key == key,
+                    models.SignInFailure.at > since,
+                )
+            )
+            if (failures or 0) >= limits[scope]:
+                until = now + timedelta(seconds=window_s)
+                self._session.add(models.Lockout(scope=scope, key=key, at=now, until=until))
+                self._flush()
+                locked = window_s
+        return locked
+
+    def lift_lockout(self, scope: ThrottleScope, key: str) -> int:
+        """End the lockouts of ``key`` and forget its failures (audited); returns how many
+        lockouts were active."""
+        self._require_actor()
+        now = models.utcnow()
+        active = 0
+        for model in (models.Lockout, models.SignInFailure):
+            rows = self._session.scalars(select(model).filter_by(scope=scope, key=key)).all()
+            for row in rows:
+                if isinstance(row, models.Lockout) and row.until > now:
+                    active += 1
+                self._session.delete(row)
+        self._flush()
+        return active
 
     # --- audit log --------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ from bonecast.clinical.patient import (
 from bonecast.registry.errors import InvalidInputError
 from bonecast.registry.models import AuditAction, Role
 from bonecast.simulation import DRUGS, SITES, Route
-from bonecast.validation import within
+from bonecast.validation import enum_schema, one_of, within
 
 VERTEBRAE: tuple[str, ...] = ("L1", "L2", "L3", "L4")
 """Lumbar vertebrae that a scan may report one by one."""
@@ -69,22 +69,18 @@ def _not_future(value: date) -> date:
     return value
 
 
-def _one_of(what: str, accepted: tuple[str, ...]) -> AfterValidator:
-    def check(value: str) -> str:
-        if value not in accepted:
-            raise ValueError(f"unknown {what} {value!r}; accepted: {', '.join(accepted)}")
-        return value
-
-    return AfterValidator(check)
-
-
-PastDate = Annotated[date, AfterValidator(_not_future)]
+PastDate = Annotated[
+    date,
+    AfterValidator(_not_future),
+    Field(description="a date that is not in the future (anywhere on Earth: UTC+14)"),
+]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Site = Annotated[str, _one_of("site", SITES)]
-Vertebra = Annotated[str, _one_of("vertebra", VERTEBRAE)]
+Site = Annotated[str, one_of("site", SITES)]
+Vertebra = Annotated[str, one_of("vertebra", VERTEBRAE)]
 Tbs = Annotated[float, within(0.5, 2.0, "0.5-2.0 (TBS, unitless)")]
 Positive = Annotated[float, Field(gt=0)]
+_AT_LEAST_ONE = Field(json_schema_extra={"minProperties": 1})  # checked by the model's validator
 _EARLIEST_BIRTH = date(1900, 1, 1)
 
 
@@ -129,11 +125,20 @@ class SiteValues(Measurement):
     """One DXA site as the registry stores it: the clinical site schema, read from forms and
     files (numbers given as text are accepted)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=False,
+        json_schema_extra={"minProperties": 1, "description": "give bmd_g_cm2, t_score or z_score"},
+    )
 
 
 class VertebraValues(_Input):
     """One lumbar vertebra; ``excluded`` marks it non-assessable (e.g. fractured)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"minProperties": 1, "description": "give bmd_g_cm2, t_score or both"}
+    )
 
     bmd_g_cm2: Bmd | None = None
     t_score: Score | None = None
@@ -154,7 +159,7 @@ class ScanIn(_Input):
     scanner_model: Label | None = None
     scanner_serial: Label | None = None
     facility: Name | None = None
-    sites: dict[Site, SiteValues]
+    sites: Annotated[dict[Site, SiteValues], _AT_LEAST_ONE]
     vertebrae: dict[Vertebra, VertebraValues] = Field(default_factory=dict)
     tbs: Tbs | None = None
 
@@ -166,13 +171,17 @@ class ScanIn(_Input):
         return value
 
 
+def _lab_units() -> tuple[str, ...]:
+    return tuple(sorted({unit for test in lab_tests().values() for unit in test["units"]}))
+
+
 class LabIn(_Input):
     """A laboratory result; ``marker`` and ``unit`` are a pair of ``clinical/data/labs.yaml``."""
 
     sample_date: PastDate
-    marker: str
+    marker: Annotated[str, Field(json_schema_extra=enum_schema(lambda: tuple(lab_tests())))]
     value: Positive
-    unit: str
+    unit: Annotated[str, Field(json_schema_extra=enum_schema(_lab_units))]
     assay: Label | None = None
 
     @field_validator("marker")
@@ -202,7 +211,7 @@ class TreatmentIn(_Input):
     ``last_dose_date`` the last dose given (denosumab: the last injection).
     """
 
-    drug: str
+    drug: Annotated[str, Field(json_schema_extra=enum_schema(tuple(DRUGS)))]
     dose_mg: Positive | None = None
     route: Route | None = None
     interval_days: Positive | None = None
@@ -263,7 +272,7 @@ class PrecisionStudyIn(_Input):
     scanner_serial: Label | None = None
     technologist: Name | None = None
     study_date: PastDate
-    sites: dict[Site, SitePrecisionIn]
+    sites: Annotated[dict[Site, SitePrecisionIn], _AT_LEAST_ONE]
 
     @field_validator("sites")
     @classmethod

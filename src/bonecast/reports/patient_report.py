@@ -1,25 +1,36 @@
-"""The per-patient report: HTML (Jinja2, shipped templates) and PDF (WeasyPrint).
+"""The per-patient reports: the clinician's report and the patient's summary, HTML and PDF.
 
-Demographics, scanner, results table, diagnosis, change against the previous scan with the LSC
-verdict, fracture risk, recommendation with its source, next scan, the BMD chart and the
-disclaimer. Not a medical device.
+HTML from shipped Jinja2 templates (the sections shared with the web page are in
+``templates/_sections.html``), PDF from WeasyPrint: every page carries the patient, the report
+date and "page x of y", and the PDF is tagged (PDF/UA-1) so screen readers can read it. Not a
+medical device.
 """
 
 from __future__ import annotations
 
 import base64
-from datetime import date
+from importlib.resources import files
+from typing import Literal
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from bonecast import DISCLAIMER, __version__
 from bonecast.clinical import Assessment
 from bonecast.registry import PatientChart
-from bonecast.reports.patient_charts import bmd_chart
+from bonecast.reports.patient_view import CHARTS, chart_svg, summary_facts, view
+
+Audience = Literal["clinician", "patient"]
+"""Who a report is written for."""
 
 _environment = Environment(
     loader=PackageLoader("bonecast.reports", "templates"), autoescape=select_autoescape()
 )
+PDF_VARIANT = "pdf/ua-1"
+"""WeasyPrint's tagged, accessible PDF variant."""
+
+
+def stylesheet() -> str:
+    """The reports' stylesheet (embedded in PDFs and saved files, linked from web pages)."""
+    return files("bonecast.reports").joinpath("static/report.css").read_text(encoding="utf-8")
 
 
 def _data_uri(svg: str) -> str:
@@ -27,22 +38,40 @@ def _data_uri(svg: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
 
 
-def render_report_html(chart: PatientChart, assessment: Assessment) -> str:
-    """The report of one patient as a standalone HTML page."""
-    template = _environment.get_template("patient_report.html")
-    return template.render(
-        chart=chart,
-        assessment=assessment,
-        chart_src=_data_uri(bmd_chart(chart, assessment)),
-        disclaimer=DISCLAIMER,
-        version=__version__,
-        printed=date.today(),
-    )
+def render_report_html(
+    chart: PatientChart,
+    assessment: Assessment,
+    audience: Audience = "clinician",
+    standalone: bool = True,
+) -> str:
+    """The report of one patient as an HTML page.
+
+    ``standalone`` embeds the stylesheet and the charts (data URIs), for PDFs and saved files;
+    otherwise they are linked (``/static/report.css``, ``/patients/{id}/charts/{name}.svg``).
+    """
+    context = view(chart, assessment)
+    context["stylesheet"] = stylesheet() if standalone else None
+    if audience == "patient":
+        context["summary"] = summary_facts(chart, assessment)
+        return _environment.get_template("patient_summary.html").render(**context)
+    for name in CHARTS:
+        if name == "markers" and not context["has_markers"]:
+            context[f"{name}_src"] = None
+        elif standalone:
+            context[f"{name}_src"] = _data_uri(chart_svg(name, chart, assessment) or "")
+        else:
+            context[f"{name}_src"] = chart_url(chart.patient.id, name)
+    return _environment.get_template("patient_report.html").render(**context)
+
+
+def chart_url(patient_id: int, name: str) -> str:
+    """Where the web app serves a patient's chart."""
+    return f"/patients/{patient_id}/charts/{name}.svg"
 
 
 def render_report_pdf(html: str) -> bytes:
-    """The report HTML as a PDF document."""
+    """A standalone report HTML as a tagged PDF document."""
     from weasyprint import HTML  # imported late: it loads Pango
 
-    pdf: bytes = HTML(string=html).write_pdf()
+    pdf: bytes = HTML(string=html).write_pdf(pdf_variant=PDF_VARIANT)
     return pdf

@@ -1,4 +1,5 @@
-"""The validation report: target table (CSV), one figure per trial, an HTML summary."""
+"""The validation report: target table (CSV), one figure per trial, the trial random effects
+(table and forest plot), the fracture checks and an HTML summary."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import matplotlib.pyplot as plt
 
 from bonecast import DISCLAIMER
 from bonecast.reports.plots import TITLES
+from bonecast.simulation.calibration.heterogeneity import PROVENANCE_KEY, Heterogeneity
 from bonecast.simulation.calibration.validation import (
     FRACTURE_ARMS,
     TargetCheck,
@@ -37,6 +39,9 @@ TABLE_COLUMNS = (
     "fitted",
     "pass",
     "reason_if_missed",
+    "predictive_low_pct",
+    "predictive_high_pct",
+    "in_predictive_interval",
 )
 
 
@@ -76,8 +81,72 @@ def write_table(report: ValidationReport, path: Path) -> None:
                     ""
                     if _passes(c)
                     else report.miss_reasons.get(row.target_id, "no reason recorded"),
+                    *_predictive_fields(c),
                 ]
             )
+
+
+def _predictive_fields(check: TargetCheck) -> list[str]:
+    interval, covered = check.predictive_interval, check.covered()
+    bounds = ["", ""] if interval is None else [f"{v:.2f}" for v in interval]
+    return [*bounds, "" if covered is None else ("yes" if covered else "no")]
+
+
+EFFECT_COLUMNS = ("trial", "site", "estimate_pp", "ci95_low_pp", "ci95_high_pp", "targets")
+"""Columns of ``validation_trial_effects.csv``."""
+
+
+def write_effects_table(heterogeneity: Heterogeneity, path: Path) -> None:
+    """One row per trial and site: the estimated random effect with its 95 % interval."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(EFFECT_COLUMNS)
+        for e in heterogeneity.effects:
+            values = (e.estimate_pp, e.low_pp, e.high_pp)
+            writer.writerow([e.trial, e.site, *(f"{v:.2f}" for v in values), e.targets])
+
+
+def plot_forest(heterogeneity: Heterogeneity, path: Path) -> None:
+    """Forest plot per site: each trial's effect (pp) with its 95 % interval, and the band
+    +/- 1.96 tau in which a new trial's effect is expected to fall."""
+    sites = list(heterogeneity.tau_pp)
+    per_site = {s: [e for e in heterogeneity.effects if e.site == s] for s in sites}
+    tallest = max(len(v) for v in per_site.values())
+    fig, axes = plt.subplots(
+        1, len(sites), figsize=(4.6 * len(sites), 0.9 + 0.32 * tallest), squeeze=False
+    )
+    for ax, site in zip(axes.flat, sites, strict=True):
+        effects = per_site[site]
+        tau, low, high = heterogeneity.tau_pp[site]
+        ax.axvspan(-1.96 * tau, 1.96 * tau, color="0.85", lw=0)
+        ax.axvline(0.0, color="0.4", lw=0.8)
+        y = list(range(len(effects)))[::-1]
+        ax.errorbar(
+            [e.estimate_pp for e in effects],
+            y,
+            xerr=[
+                [e.estimate_pp - e.low_pp for e in effects],
+                [e.high_pp - e.estimate_pp for e in effects],
+            ],
+            fmt="s",
+            color="k",
+            ms=5,
+            capsize=2,
+        )
+        ax.set_yticks(y, [f"{e.trial} ({e.targets})" for e in effects], fontsize=8)
+        ax.set_ylim(-0.8, tallest - 0.2)
+        ax.set_title(
+            f"{TITLES.get(site, site)}\ntau {tau:.2f} pp (95 % {low:.2f}-{high:.2f})", fontsize=9
+        )
+        ax.set_xlabel("trial effect, pp (model + effect = trial)")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(
+        "Trial random effects with 95 % intervals; grey: +/- 1.96 tau (number of targets)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot_trial_targets(report: ValidationReport, trial: str, path: Path) -> None:
@@ -142,6 +211,30 @@ def plot_trial_targets(report: ValidationReport, trial: str, path: Path) -> None
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+LARGE_TAU_PP = 1.5
+"""Between-trial SD above which the report explains what drives it (issue 14)."""
+
+
+def tau_notes(heterogeneity: Heterogeneity) -> list[str]:
+    """For each site whose tau exceeds :data:`LARGE_TAU_PP`, the trials that carry it (the
+    three largest effects), in words."""
+    notes = []
+    for site, (tau, low, high) in heterogeneity.tau_pp.items():
+        if tau <= LARGE_TAU_PP:
+            continue
+        largest = sorted(
+            (e for e in heterogeneity.effects if e.site == site),
+            key=lambda e: -abs(e.estimate_pp),
+        )[:3]
+        named = ", ".join(f"{e.trial} {e.estimate_pp:+.2f} pp" for e in largest)
+        notes.append(
+            f"{TITLES.get(site, site)}: tau {tau:.2f} pp (95 % {low:.2f}-{high:.2f}) is above "
+            f"{LARGE_TAU_PP:g} pp; it is carried mostly by {named}: the trials whose targets "
+            "the fixed effects miss (see Misses for why each is believed to differ)."
+        )
+    return notes
 
 
 FRACTURE_COLUMNS = ("outcome", "literature", "model", "rule", "reproduced", "source", "note")
@@ -230,6 +323,10 @@ def _summary(report: ValidationReport, check: TargetCheck) -> dict[str, object]:
         "weight": row.weight + ("" if row.verified else "*"),
         "ok": ok,
         "reason": "" if ok else report.miss_reasons.get(row.target_id, "no reason recorded"),
+        "predictive": ""
+        if check.predictive_interval is None
+        else "{:.2f} to {:.2f}".format(*check.predictive_interval),
+        "covered": {None: "", True: "yes", False: "no"}[check.covered()],
     }
 
 
@@ -250,7 +347,9 @@ def write_html(
         head=report.headline(),
         params=params,
         digest=params.digest(),
-        provenance=params.provenance,
+        provenance={k: v for k, v in params.provenance.items() if k != PROVENANCE_KEY},
+        heterogeneity=report.heterogeneity,
+        tau_notes=[] if report.heterogeneity is None else tau_notes(report.heterogeneity),
         table=table,
         misses=[r for r in rows if not r["ok"]],
         rows=rows,
@@ -274,6 +373,9 @@ def write_validation_report(report: ValidationReport, folder: str | Path) -> Pat
         name = f"validation_{trial}.png"
         plot_trial_targets(report, trial, folder / name)
         figures[trial] = name
+    if report.heterogeneity is not None:
+        write_effects_table(report.heterogeneity, folder / "validation_trial_effects.csv")
+        plot_forest(report.heterogeneity, folder / "validation_trial_effects.png")
     write_fracture_table(report, folder / "validation_fractures.csv")
     plot_fractures(report, folder / "validation_fractures.png")
     men_figures = None

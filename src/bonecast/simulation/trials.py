@@ -38,6 +38,11 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bonecast.simulation.calibration.heterogeneity import (
+    Heterogeneity,
+    predictive_quantiles,
+    predictive_sd,
+)
 from bonecast.simulation.executors import Executor, SerialExecutor
 from bonecast.simulation.fracture import (
     FRACTURE_QUANTITIES,
@@ -105,7 +110,8 @@ RESULT_COLUMNS = (
 
 UNCERTAINTY_COLUMNS = ("param_cri05", "param_cri95")
 """Columns appended (compatible extension) when parameter uncertainty is requested: the 5-95 %
-credible interval of the typical patient's change over posterior parameter draws."""
+credible interval of the typical patient's change over posterior parameter draws (with
+``predictive``, the 5-95 % predictive interval of a new trial's mean change; same columns)."""
 
 CHUNK_SIZE = 10_000
 """Patients simulated at once (at most); results do not depend on it (counter-based randomness,
@@ -398,13 +404,13 @@ def _change(quantity: str, before: Array, after: Array) -> Array:
     return np.asarray(100.0 * (after / before - 1.0))
 
 
-def _parameter_credible_intervals(
+def _parameter_draw_changes(
     spec: TrialSpec, params: ParameterSet, record_days: Sequence[int], draws: int
-) -> dict[RowKey, tuple[float, float]]:
-    """5-95 % interval of the typical patient's change over posterior draws, per output row.
+) -> dict[RowKey, Array]:
+    """The typical patient's change under each posterior draw, per output row.
 
     One batch of ``draws`` (at most a few hundred) typical patients per arm, whatever the
-    population size, so it runs here and its percentiles are NumPy's exact ones.
+    population size, so it runs here.
     """
     sample = posterior_draws(params)[:draws]
     if not sample:
@@ -413,7 +419,7 @@ def _parameter_credible_intervals(
         spec.population.model_copy(update={"n": 1, "variability": False}), params, spec.seed
     ).with_parameter_draws(sample)
     column = {day: i for i, day in enumerate(record_days)}
-    out: dict[RowKey, tuple[float, float]] = {}
+    out: dict[RowKey, Array] = {}
     for arm in spec.arms:
         sim = simulate(
             typical, arm.treatments, spec.horizon_days, seed=spec.seed, record_days=record_days
@@ -421,14 +427,34 @@ def _parameter_credible_intervals(
         for q in spec.outputs.quantities:
             values = _observed(q, sim, typical, arm.treatments)
             for month_from, month in spec.output_pairs():
-                change = _change(
+                out[(arm.name, q, month_from, month)] = _change(
                     q,
                     values[column[month_to_day(month_from)]],
                     values[column[month_to_day(month)]],
                 )
-                low, high = np.percentile(change, [5, 95])
-                out[(arm.name, q, month_from, month)] = (float(low), float(high))
     return out
+
+
+@dataclass(frozen=True)
+class _Intervals:
+    """How the 5-95 % columns are made from the posterior draws' changes: their percentiles
+    (parameter uncertainty) or, with ``heterogeneity``, the predictive interval of a new
+    trial's mean change (draws widened by the site's between-trial SD and the sampling error
+    of a mean of ``n`` women; :mod:`bonecast.simulation.calibration.heterogeneity`)."""
+
+    changes: dict[RowKey, Array]
+    heterogeneity: Heterogeneity | None
+    n: int
+
+    def of(self, key: RowKey, sd: float | None) -> list[float | None]:
+        """The 5 and 95 % bounds of row ``key`` whose between-patient SD is ``sd``."""
+        if key not in self.changes:
+            return [None, None]
+        scale = 0.0
+        if self.heterogeneity is not None:
+            scale = predictive_sd(self.heterogeneity.tau(key[1]), sd, self.n)
+        low, high = predictive_quantiles(self.changes[key], scale, (0.05, 0.95))
+        return [float(low), float(high)]
 
 
 def _merged(mine: dict[K, Summary], theirs: dict[K, Summary]) -> dict[K, Summary]:
@@ -533,9 +559,7 @@ class TrialChunk:
         return ChunkSummary(bounds[1] - bounds[0], rows, bands)
 
 
-def _summary_rows(
-    summary: ChunkSummary, credible: dict[RowKey, tuple[float, float]]
-) -> list[SummaryRow]:
+def _summary_rows(summary: ChunkSummary, intervals: _Intervals) -> list[SummaryRow]:
     """The result rows of merged summaries (``n`` = patients merged so far)."""
     rows = []
     for key, s in summary.rows.items():
@@ -544,7 +568,7 @@ def _summary_rows(
         if quantity not in FRACTURE_QUANTITIES:
             p05, median, p95 = s.percentiles([5, 50, 95])
             spread = [median, s.sd, p05, p95]
-        cri = credible.get(key, (None, None))
+        cri = intervals.of(key, spread[1])
         rows.append(SummaryRow(arm, quantity, month_from, month, s.count, s.mean, *spread, *cri))
     return rows
 
@@ -575,6 +599,7 @@ def run_trial(
     engine: Engine = "numpy",
     executor: Executor | None = None,
     on_rows: Callable[[list[SummaryRow]], None] | None = None,
+    predictive: bool = False,
 ) -> TrialResult:
     """Run every arm of ``spec`` and summarise it.
 
@@ -596,6 +621,10 @@ def run_trial(
     patient's change over that many posterior draws of the calibrated parameters (parameter
     uncertainty, separate from the between-patient spread of the other columns); it is
     computed first, so a parameter set without a posterior fails before any chunk runs.
+    ``predictive`` (with ``parameter_draws``) makes those columns the 5-95 % *predictive*
+    interval of a new trial's mean change: the draws widened by the site's between-trial SD
+    tau and the sampling error sd / sqrt(n) of the spec's n women (fracture and marker rows:
+    no tau); a set without a between-trial SD fails here too.
 
     ``progress`` is called with simulated patient-days as they complete (serial runs: about
     monthly; distributed runs: per finished chunk), for a progress bar; the total is
@@ -611,10 +640,14 @@ def run_trial(
         }
     )
     record_days = tuple(sorted({month_to_day(m) for m in grid_months}))
-    credible = (
-        _parameter_credible_intervals(spec, params, record_days, parameter_draws)
+    if predictive and not parameter_draws:
+        raise ValueError("a predictive interval needs posterior draws (parameter_draws > 0)")
+    intervals = _Intervals(
+        _parameter_draw_changes(spec, params, record_days, parameter_draws)
         if parameter_draws
-        else {}
+        else {},
+        Heterogeneity.of(params) if predictive else None,
+        spec.population.n,
     )
     runner = executor or SerialExecutor()
     size = chunk_size or min(CHUNK_SIZE, math.ceil(n / runner.parallelism))
@@ -630,10 +663,10 @@ def run_trial(
         if progress is not None and not serial:
             progress(len(spec.arms) * chunk.patients * spec.horizon_days)
         if on_rows is not None:
-            on_rows(_summary_rows(merged, credible))
+            on_rows(_summary_rows(merged, intervals))
     return TrialResult(
         spec,
-        _summary_rows(merged, credible),
+        _summary_rows(merged, intervals),
         _bands(merged, grid_months),
         params.name,
         params.digest(),

@@ -14,13 +14,14 @@ from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request, s
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup
+from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from bonecast import DISCLAIMER, __version__
+from bonecast import DISCLAIMER, __version__, labels
+from bonecast.api import throttle
 from bonecast.api.auth import WRITER_ROLES, RegistryDep
+from bonecast.api.params import RecordId
 from bonecast.clinical.patient import lab_tests
 from bonecast.registry import (
     ConflictError,
@@ -32,15 +33,20 @@ from bonecast.registry import (
     UserRecord,
     parse,
 )
-from bonecast.reports.patient_charts import bmd_chart
-from bonecast.reports.patient_report import render_report_html, render_report_pdf
+from bonecast.reports.patient_report import (
+    Audience,
+    chart_url,
+    render_report_html,
+    render_report_pdf,
+)
+from bonecast.reports.patient_view import CHARTS, chart_svg, view
 from bonecast.services.assessments import (
     WorklistRow,
     current_assessment,
     warm_assessment,
     worklist,
 )
-from bonecast.simulation import DRUGS, SITES
+from bonecast.simulation import DRUGS, SITES, Route
 from bonecast.web.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -52,12 +58,39 @@ from bonecast.web.security import (
 
 _templates = Jinja2Templates(
     env=Environment(
-        loader=PackageLoader("bonecast.web", "templates"), autoescape=select_autoescape()
+        loader=ChoiceLoader(
+            [
+                PackageLoader("bonecast.web", "templates"),
+                PackageLoader("bonecast.reports", "templates"),
+            ]
+        ),
+        autoescape=select_autoescape(),
     )
 )
-_templates.env.globals.update(disclaimer=DISCLAIMER, version=__version__)
+_templates.env.globals.update(
+    disclaimer=DISCLAIMER, version=__version__, labels=labels, chart_url=chart_url
+)
 _COOKIE_OPTIONS: dict[str, Any] = {"httponly": True, "samesite": "lax", "path": "/"}
 _FORMS: dict[str, type[BaseModel]] = {"scans": ScanIn, "labs": LabIn, "treatments": TreatmentIn}
+_FIELD_NAMES = frozenset(
+    [
+        "scan_date",
+        "scanner",
+        "scanner_serial",
+        "facility",
+        *(f"sites.{site}.{part}" for site in SITES for part in ("bmd_g_cm2", "t_score")),
+        "sample_date",
+        "marker",
+        "value",
+        "unit",
+        "drug",
+        "dose_mg",
+        "route",
+        "start_date",
+        "stop_date",
+    ]
+)
+"""The inputs of the patient page's forms (an error on one of them links to it)."""
 _SORTS: dict[str, Callable[[WorklistRow], Any]] = {
     "name": lambda row: ((row.family_name or "").lower(), (row.given_name or "").lower()),
     "due": lambda row: (row.next_dxa_due is None, row.next_dxa_due),
@@ -148,6 +181,15 @@ def signin_page(request: Request) -> HTMLResponse:
     return response
 
 
+def _signin_refused(
+    request: Request, code: int, error: str, retry_after: int | None = None
+) -> Response:
+    response = render_page(request, "signin.html", code, csrf_token=_csrf(request), error=error)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 @router.post("/signin")
 def signin(
     request: Request,
@@ -155,16 +197,23 @@ def signin(
     username: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
 ) -> Response:
-    """Sign in: a session cookie and a new CSRF token, or the form again with an error."""
-    with registry.session() as session:
-        user = session.authenticate(username.strip(), password)
+    """Sign in: a session cookie and a new CSRF token, or the form again with an error.
+
+    Throttled per username and client address (:mod:`bonecast.api.throttle`): 429 while locked.
+    """
+    keys = throttle.keys_of(request, username)
+    try:
+        throttle.refuse_if_locked(registry, keys)
+        with registry.session() as session:
+            user = session.authenticate(username.strip(), password)
+        if user is None and (locked := throttle.count_failure(registry, keys)) is not None:
+            raise throttle.TooManyFailuresError(locked)
+    except throttle.TooManyFailuresError as error:
+        message = f"Too many failed sign-ins. {str(error.detail).capitalize()}."
+        return _signin_refused(request, error.status_code, message, error.retry_after)
     if user is None:
-        return render_page(
-            request,
-            "signin.html",
-            status.HTTP_401_UNAUTHORIZED,
-            csrf_token=_csrf(request),
-            error="Unknown username or wrong password.",
+        return _signin_refused(
+            request, status.HTTP_401_UNAUTHORIZED, "Unknown username or wrong password."
         )
     response = RedirectResponse("/worklist", status.HTTP_303_SEE_OTHER)
     signer = _signer(request)
@@ -226,26 +275,27 @@ def _patient_page(
     chart, assessment = current_assessment(
         registry, patient_id, forecast_years=request.app.state.web_forecast_years
     )
+    context = view(chart, assessment)
     return render_page(
         request,
         "patient.html",
         code,
         who=who,
-        chart=chart,
-        assessment=assessment,
-        chart_svg=Markup(bmd_chart(chart, assessment)),  # our own matplotlib SVG
         form=form,
         values=values or {},
         errors={p.field: p.message for p in problems or []},
+        field_names=_FIELD_NAMES,
         sites=SITES,
-        drugs=DRUGS,
-        labs=lab_tests(),
-        units=_lab_units(),
+        lab_options=[(code, labels.marker(code)) for code in lab_tests()],
+        unit_options=[(unit, unit) for unit in _lab_units()],
+        drug_options=[(name, labels.drug(name)) for name in DRUGS],
+        route_options=[(route.value, labels.ROUTES[route]) for route in Route],
+        **context,
     )
 
 
 @router.get("/patients/{patient_id}")
-def patient_page(request: Request, who: VisitorDep, patient_id: int) -> HTMLResponse:
+def patient_page(request: Request, who: VisitorDep, patient_id: RecordId) -> HTMLResponse:
     """One patient: BMD chart, forecast, recommendation with trace, fracture risk, markers."""
     return _patient_page(request, who, patient_id)
 
@@ -266,7 +316,7 @@ def _nested(values: dict[str, str]) -> dict[str, Any]:
 
 @router.post("/patients/{patient_id}/{kind}")
 async def add_record(
-    request: Request, who: Annotated[Visitor, Depends(writer)], patient_id: int, kind: str
+    request: Request, who: Annotated[Visitor, Depends(writer)], patient_id: RecordId, kind: str
 ) -> Response:
     """Add a scan, lab or treatment; on error the form again, naming each field (no write)."""
     model = _FORMS.get(kind)
@@ -298,27 +348,67 @@ async def add_record(
     )
 
 
-def _report(request: Request, patient_id: int) -> str:
+def _report(request: Request, patient_id: int, audience: Audience, standalone: bool) -> str:
     chart, assessment = current_assessment(
         request.app.state.registry,
         patient_id,
         forecast_years=request.app.state.web_forecast_years,
     )
-    return render_report_html(chart, assessment)
+    return render_report_html(chart, assessment, audience, standalone=standalone)
+
+
+def _pdf(request: Request, patient_id: int, audience: Audience, name: str) -> Response:
+    pdf = render_report_pdf(_report(request, patient_id, audience, standalone=True))
+    headers = {"Content-Disposition": f'inline; filename="bonecast-{name}-{patient_id}.pdf"'}
+    return Response(pdf, media_type="application/pdf", headers=headers)
 
 
 @router.get("/patients/{patient_id}/report")
-def report_html(request: Request, _who: VisitorDep, patient_id: int) -> HTMLResponse:
-    """The patient's report as HTML."""
-    return HTMLResponse(_report(request, patient_id))
+def report_html(request: Request, _who: VisitorDep, patient_id: RecordId) -> HTMLResponse:
+    """The clinician's report as HTML."""
+    return HTMLResponse(_report(request, patient_id, "clinician", standalone=False))
 
 
 @router.get("/patients/{patient_id}/report.pdf")
-def report_pdf(request: Request, _who: VisitorDep, patient_id: int) -> Response:
-    """The patient's report as PDF."""
-    pdf = render_report_pdf(_report(request, patient_id))
-    headers = {"Content-Disposition": f'inline; filename="bonecast-report-{patient_id}.pdf"'}
-    return Response(pdf, media_type="application/pdf", headers=headers)
+def report_pdf(request: Request, _who: VisitorDep, patient_id: RecordId) -> Response:
+    """The clinician's report as PDF."""
+    return _pdf(request, patient_id, "clinician", "report")
+
+
+@router.get("/patients/{patient_id}/summary")
+def summary_html(request: Request, _who: VisitorDep, patient_id: RecordId) -> HTMLResponse:
+    """The plain-language summary for the patient, as HTML."""
+    return HTMLResponse(_report(request, patient_id, "patient", standalone=False))
+
+
+@router.get("/patients/{patient_id}/summary.pdf")
+def summary_pdf(request: Request, _who: VisitorDep, patient_id: RecordId) -> Response:
+    """The plain-language summary for the patient, as PDF."""
+    return _pdf(request, patient_id, "patient", "summary")
+
+
+@router.get("/patients/{patient_id}/charts/{name}.svg")
+def chart_image(request: Request, _who: VisitorDep, patient_id: RecordId, name: str) -> Response:
+    """One chart of the patient as an SVG image (an image, so no inline style on the page)."""
+    if name not in CHARTS:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"unknown chart; accepted: {', '.join(CHARTS)}"
+        )
+    chart, assessment = current_assessment(
+        request.app.state.registry,
+        patient_id,
+        forecast_years=request.app.state.web_forecast_years,
+    )
+    svg = chart_svg(name, chart, assessment)
+    if svg is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no marker results to chart")
+    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/favicon.ico")
+def favicon() -> RedirectResponse:
+    """Browsers ask for /favicon.ico: the SVG icon of the static folder."""
+    return RedirectResponse("/static/favicon.svg", status.HTTP_301_MOVED_PERMANENTLY)
 
 
 def mount_web(app: FastAPI, forecast_years: int = 5) -> None:
@@ -327,8 +417,8 @@ def mount_web(app: FastAPI, forecast_years: int = 5) -> None:
     async def to_signin(_request: Request, _error: Exception) -> RedirectResponse:
         return RedirectResponse("/signin", status.HTTP_303_SEE_OTHER)
 
-    app.state.web_signer = Signer()
     app.state.web_forecast_years = forecast_years
     app.add_exception_handler(SignInRequiredError, to_signin)
-    app.mount("/static", StaticFiles(packages=[("bonecast.web", "static")]), name="static")
+    static = StaticFiles(packages=[("bonecast.web", "static"), ("bonecast.reports", "static")])
+    app.mount("/static", static, name="static")
     app.include_router(router)

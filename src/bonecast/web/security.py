@@ -2,8 +2,10 @@
 
 The session cookie holds only the user id and an expiry, signed with HMAC-SHA256; the CSRF
 token is a random value kept in its own signed cookie and repeated in every form (double
-submit). Both cookies are HttpOnly and SameSite=Lax. The key comes from ``BONECAST_SECRET_KEY``
-or is made at start (sessions then end when the server restarts).
+submit). Both cookies are HttpOnly and SameSite=Lax. The key is ``BONECAST_SECRET_KEY`` when set,
+else the registry's ``secret_key`` setting (made by ``bonecast db upgrade``), so every worker
+process and every restart signs with the same key. ``bonecast db rotate-key`` replaces it (every
+session ends once the servers restart).
 """
 
 from __future__ import annotations
@@ -15,18 +17,45 @@ import os
 import secrets
 import time
 
+from bonecast.registry import Registry
+from bonecast.registry.models import SECRET_KEY_SETTING
+
 SESSION_COOKIE = "bonecast_session"
 CSRF_COOKIE = "bonecast_csrf"
 CSRF_FIELD = "csrf_token"
 SESSION_SECONDS = 8 * 3600
+SECRET_KEY_ENV = "BONECAST_SECRET_KEY"
+
+
+class SecretKeyMissingError(RuntimeError):
+    """Neither ``BONECAST_SECRET_KEY`` nor the registry holds a key to sign sessions with."""
+
+
+def secret_key(registry: Registry) -> bytes:
+    """The session-signing key: ``BONECAST_SECRET_KEY``, else the registry's setting."""
+    env = os.environ.get(SECRET_KEY_ENV)
+    if env:
+        return env.encode()
+    with registry.session() as session:
+        stored = session.setting(SECRET_KEY_SETTING)
+    if not stored:
+        raise SecretKeyMissingError(
+            f"no key to sign sessions with: set {SECRET_KEY_ENV} (the same value for every "
+            "server process) or run 'bonecast db upgrade' (stores one in the registry)"
+        )
+    return stored.encode()
+
+
+def new_secret_key() -> str:
+    """A fresh random key (256 bits, URL-safe text)."""
+    return secrets.token_urlsafe(32)
 
 
 class Signer:
     """Signs short strings with HMAC-SHA256 and checks them back."""
 
-    def __init__(self, key: bytes | None = None) -> None:
-        env = os.environ.get("BONECAST_SECRET_KEY")
-        self._key = key or (env.encode() if env else secrets.token_bytes(32))
+    def __init__(self, key: bytes) -> None:
+        self._key = key
 
     def _mac(self, value: str) -> str:
         digest = hmac.new(self._key, value.encode(), hashlib.sha256).digest()

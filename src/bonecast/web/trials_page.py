@@ -1,9 +1,10 @@
 """The virtual-trial page for researchers: edit or upload a spec, run it, see the plot and CSV.
 
-Jobs are kept in this process's memory (the last :data:`MAX_JOBS`, run :data:`WORKERS` at a
-time in a thread pool): they are lost when the server restarts and are not shared between
-worker processes, which is fine for a single clinic server. Every signed-in user sees the
-jobs; admins and clinicians may start one, viewers get 403.
+Jobs are kept in the registry (:mod:`bonecast.registry.trial_jobs`): every worker process shows
+them, and finished ones survive a restart; a job whose process stopped is shown as failed. The
+process that receives a job runs it (:data:`WORKERS` at a time per process, in a thread pool),
+on the Dask scheduler given to :func:`mount_trials` when there is one (``serve --scheduler``).
+Every signed-in user sees the jobs; admins and clinicians may start one, viewers get 403.
 """
 
 from __future__ import annotations
@@ -11,114 +12,154 @@ from __future__ import annotations
 import secrets
 import tempfile
 import threading
-from collections import OrderedDict
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import yaml
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
+from bonecast.registry.trial_jobs import INTERRUPTED, TrialJobRecord, TrialJobStore
 from bonecast.reports.plots import plot_trial
 from bonecast.simulation import TrialSpec, TrialSpecError, parse_trial_spec, run_trial
+from bonecast.simulation.executors import Executor, dask_executor
 from bonecast.web.pages import Visitor, VisitorDep, check_csrf, render_page, writer
 
 MAX_N = 20_000
 """Largest population per arm the web page runs (the command line has no such limit)."""
-MAX_JOBS = 50
-"""Jobs kept in memory; the oldest finished ones are forgotten first."""
 WORKERS = 2
-"""Trials run at the same time; later ones wait in the queue."""
+"""Trials run at the same time by one server process; later ones wait in the queue."""
+PROGRESS_SECONDS = 0.5
+"""Progress is written to the registry at most this often."""
 EXAMPLE_SPEC = files("bonecast.web").joinpath("static/example_trial.yaml").read_text("utf-8")
 
-State = Literal["queued", "running", "done", "failed"]
 
-
-@dataclass
+@dataclass(frozen=True)
 class TrialJob:
-    """One run of a trial spec and, once done, its plot (PNG) and result CSV."""
+    """A job as the pages show it: the stored record and its spec."""
 
-    id: str
-    spec: TrialSpec
-    started_by: str
-    total: int
-    created: datetime = field(default_factory=lambda: datetime.now(UTC))
-    state: State = "queued"
-    done: int = 0
-    error: str | None = None
-    png: bytes | None = None
-    csv: str | None = None
+    record: TrialJobRecord
+
+    @property
+    def id(self) -> str:
+        """The job's id (in its URL)."""
+        return self.record.id
+
+    @cached_property
+    def spec(self) -> TrialSpec:
+        """The trial spec the job runs."""
+        return _spec(self.record.spec)
+
+    @property
+    def started_by(self) -> str:
+        """Who started it."""
+        return self.record.started_by
+
+    @property
+    def created(self) -> datetime:
+        """When it was submitted (UTC)."""
+        return self.record.created_at
+
+    @property
+    def state(self) -> str:
+        """queued, running, done or failed."""
+        return self.record.state
+
+    @property
+    def error(self) -> str | None:
+        """Why it failed."""
+        return self.record.error
 
     @property
     def percent(self) -> int:
         """Patient-days simulated, in percent of all (100 once done)."""
         if self.state == "done":
             return 100
-        return min(99, 100 * self.done // max(1, self.total))
+        return min(
+            99, 100 * self.record.patient_days_done // max(1, self.record.patient_days_total)
+        )
 
-    def advance(self, patient_days: int) -> None:
-        """Progress callback of :func:`run_trial`."""
-        self.done += patient_days
 
-    def run(self) -> None:
-        """Run the trial, then draw the plot and write the CSV (in a worker thread)."""
-        self.state = "running"
-        try:
-            result = run_trial(self.spec, progress=self.advance)
-            with tempfile.TemporaryDirectory() as tmp:
-                plot_trial(result, Path(tmp) / "plot.png")
-                result.write_csv(Path(tmp) / "results.csv")
-                self.png = (Path(tmp) / "plot.png").read_bytes()
-                self.csv = (Path(tmp) / "results.csv").read_text("utf-8")
-        except Exception as error:  # shown on the job's page rather than lost in the pool
-            self.error = f"{type(error).__name__}: {error}"
-            self.state = "failed"
-        else:
-            self.state = "done"
+class ServerStoppingError(Exception):
+    """Raised in a running trial when the server stops (ends the run at its next progress)."""
 
 
 class TrialJobs:
-    """The jobs of this process, newest last, and the pool that runs them."""
+    """The registry's trial jobs, and this process's pool that runs the ones it receives."""
 
-    def __init__(self) -> None:
-        self.jobs: OrderedDict[str, TrialJob] = OrderedDict()
+    def __init__(self, store: TrialJobStore, scheduler: str | None = None) -> None:
+        self.store = store
+        self.scheduler = scheduler
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="trial")
-        self._lock = threading.Lock()  # pages read the jobs while a POST adds one
+        self._stopping = threading.Event()
 
-    def submit(self, spec: TrialSpec, started_by: str) -> TrialJob:
-        """Queue ``spec`` for running; forgets the oldest finished jobs beyond :data:`MAX_JOBS`."""
+    def submit(self, spec_text: str, spec: TrialSpec, started_by: str) -> str:
+        """Record ``spec`` as a queued job, run it in the background; returns the job's id."""
         n = spec.population.n if spec.population.variability else 1
-        job = TrialJob(
-            secrets.token_urlsafe(9), spec, started_by, len(spec.arms) * n * spec.horizon_days
-        )
-        with self._lock:
-            self.jobs[job.id] = job
-            finished = [j.id for j in self.jobs.values() if j.state in ("done", "failed")]
-            for old in finished[: max(0, len(self.jobs) - MAX_JOBS)]:
-                del self.jobs[old]
-        self.pool.submit(job.run)
-        return job
+        job_id = secrets.token_urlsafe(9)
+        self.store.submit(job_id, spec_text, started_by, len(spec.arms) * n * spec.horizon_days)
+        self.pool.submit(self._run, job_id, spec)
+        return job_id
+
+    def _run(self, job_id: str, spec: TrialSpec) -> None:
+        """Run the trial, then store the plot and the CSV (in a worker thread)."""
+        self.store.running(job_id)
+        done, written = 0, time.monotonic()
+        lock = threading.Lock()
+
+        def advance(patient_days: int) -> None:
+            nonlocal done, written
+            if self._stopping.is_set():
+                raise ServerStoppingError
+            with lock:
+                done += patient_days
+                if time.monotonic() - written >= PROGRESS_SECONDS:
+                    written = time.monotonic()
+                    self.store.progress(job_id, done)
+
+        try:
+            executor: AbstractContextManager[Executor | None] = (
+                dask_executor(scheduler=self.scheduler) if self.scheduler else nullcontext()
+            )
+            with executor as runner:
+                result = run_trial(spec, progress=advance, executor=runner)
+            with tempfile.TemporaryDirectory() as tmp:
+                plot_trial(result, Path(tmp) / "plot.png")
+                result.write_csv(Path(tmp) / "results.csv")
+                png = (Path(tmp) / "plot.png").read_bytes()
+                csv = (Path(tmp) / "results.csv").read_text("utf-8")
+        except ServerStoppingError:
+            self.store.failed(job_id, INTERRUPTED)
+        except Exception as error:  # shown on the job's page rather than lost in the pool
+            self.store.failed(job_id, f"{type(error).__name__}: {error}")
+        else:
+            self.store.done(job_id, png, csv)
 
     def close(self) -> None:
-        """Stop taking jobs and drop the queued ones (running ones finish in the background)."""
+        """Stop taking jobs, end the running ones; this process's unfinished jobs are marked
+        failed."""
+        self._stopping.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.store.fail_interrupted(ours_too=True)
 
     def newest_first(self) -> list[TrialJob]:
         """The jobs kept, newest first."""
-        with self._lock:
-            return list(reversed(self.jobs.values()))
+        return [TrialJob(record) for record in self.store.newest_first()]
 
     def get(self, job_id: str) -> TrialJob:
         """The job ``job_id``; 404 when unknown (or forgotten)."""
-        job = self.jobs.get(job_id)
-        if job is None:
+        record = self.store.get(job_id)
+        if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown or expired trial job")
-        return job
+        return TrialJob(record)
 
 
 def _jobs(request: Request) -> TrialJobs:
@@ -183,8 +224,8 @@ async def start_trial(
         spec = _spec(text)
     except TrialSpecError as error:
         return _form(request, who, text, error.problems, status.HTTP_422_UNPROCESSABLE_CONTENT)
-    job = jobs.submit(spec, who.user.username)
-    return RedirectResponse(f"/trials/{job.id}", status.HTTP_303_SEE_OTHER)
+    job_id = jobs.submit(text, spec, who.user.username)
+    return RedirectResponse(f"/trials/{job_id}", status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/trials/{job_id}")
@@ -200,27 +241,29 @@ def trial_progress(_who: VisitorDep, jobs: JobsDep, job_id: str) -> dict[str, ob
     return {"state": job.state, "percent": job.percent, "error": job.error}
 
 
-def _finished(jobs: TrialJobs, job_id: str) -> TrialJob:
+def _finished(jobs: TrialJobs, job_id: str) -> tuple[bytes, str]:
     job = jobs.get(job_id)
-    if job.state != "done":
+    results = jobs.store.results(job_id)
+    if results is None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the trial is {job.state}")
-    return job
+    return results
 
 
 @router.get("/trials/{job_id}/plot.png")
 def trial_plot(_who: VisitorDep, jobs: JobsDep, job_id: str) -> Response:
     """The plot of a finished job."""
-    return Response(_finished(jobs, job_id).png, media_type="image/png")
+    return Response(_finished(jobs, job_id)[0], media_type="image/png")
 
 
 @router.get("/trials/{job_id}/results.csv")
 def trial_csv(_who: VisitorDep, jobs: JobsDep, job_id: str) -> Response:
     """The result CSV of a finished job (the contract's columns)."""
     headers = {"Content-Disposition": f'attachment; filename="trial-{job_id}.csv"'}
-    return Response(_finished(jobs, job_id).csv, media_type="text/csv", headers=headers)
+    return Response(_finished(jobs, job_id)[1], media_type="text/csv", headers=headers)
 
 
-def mount_trials(app: FastAPI) -> None:
-    """Add the trial pages and their in-memory job store to ``app`` (after :func:`mount_web`)."""
-    app.state.trial_jobs = TrialJobs()
+def mount_trials(app: FastAPI, scheduler: str | None = None) -> None:
+    """Add the trial pages and the registry's job store to ``app`` (after :func:`mount_web`);
+    with ``scheduler`` (a Dask scheduler's address) the trials run there."""
+    app.state.trial_jobs = TrialJobs(TrialJobStore(app.state.registry.engine), scheduler)
     app.include_router(router)
