@@ -81,6 +81,8 @@ ROUTES = {
     Route.ORAL: "by mouth",
     Route.IV: "into a vein (IV)",
     Route.SC: "injection under the skin",
+    Route.IM: "injection into a muscle",
+    Route.TRANSDERMAL: "gel on the skin",
 }
 """Routes of administration."""
 
@@ -90,6 +92,7 @@ DRUG_CLASSES = {
     DrugClass.OVARIAN_SUPPRESSION: "ovarian suppression",
     DrugClass.BISPHOSPHONATE: "bisphosphonate",
     DrugClass.RANKL_ANTIBODY: "RANKL antibody",
+    DrugClass.ANDROGEN: "testosterone therapy",
 }
 """Drug classes of the catalogue."""
 

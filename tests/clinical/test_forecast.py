@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,28 @@ def test_three_plans_every_measured_site_yearly_with_bands(two_scans):
             for p in points:
                 assert p.bmd_low_g_cm2 <= p.bmd_g_cm2 <= p.bmd_high_g_cm2
                 assert p.t_score_low <= p.t_score <= p.t_score_high
+
+
+def test_every_plan_names_its_drugs_dose_route_interval_and_dates(two_scans):
+    patient, result = two_scans
+    plans = {p.name: p for p in result.plans}
+    agent = assess(patient).recommendation.agents[0]
+    added = [t for t in plans["ai_plus_agent"].treatments if t.drug == agent.drug]
+    assert len(added) == 1
+    assert (added[0].dose_mg, added[0].route, added[0].interval_days) == (
+        agent.dose_mg,
+        agent.route,
+        agent.interval_days,
+    )
+    assert added[0].start_date == patient.as_of  # the agent starts today
+    ai = {p: [t for t in plans[p].treatments if t.drug == "anastrozole"] for p in plans}
+    assert ai["stop_ai_as_planned"][0].stop_date == date(2029, 3, 1)
+    assert ai["continue_ai"][0].start_date == date(2024, 3, 1)
+    # the assessment JSON carries them with their codes (machine output)
+    doc = json.loads(result.model_dump_json())
+    assert {"drug", "dose_mg", "route", "interval_days", "start_date", "stop_date"} <= set(
+        doc["plans"][1]["treatments"][0]
+    )
 
 
 def test_plans_differ_in_the_expected_direction(two_scans):

@@ -14,7 +14,7 @@ from bonecast import labels
 from bonecast.clinical.explain import agent_text, marker_verdict
 from bonecast.clinical.forecast import DEFAULT_AGENT
 from bonecast.clinical.markers import MarkerResult
-from bonecast.simulation import DRUGS, SITES
+from bonecast.simulation import DRUGS, SITES, DrugClass, Route
 
 
 def _shipped_sources() -> list[str]:
@@ -57,6 +57,8 @@ def test_every_site_drug_and_plan_has_words() -> None:
         assert "_" not in labels.drug(name) and "_" not in labels.catalogue_regimen(name)
     for plan in ("continue_ai", "ai_plus_agent", "stop_ai_as_planned", "no_new_treatment"):
         assert "_" not in labels.plan(plan)
+    # every route and drug class of the catalogue, the men's testosterone products included
+    assert set(labels.ROUTES) == set(Route) and set(labels.DRUG_CLASSES) == set(DrugClass)
 
 
 def test_regimens_read_in_full_from_the_catalogue() -> None:

@@ -158,13 +158,44 @@ class ScanFit(BaseModel):
     precision_sd_g_cm2: float
 
 
+class PlanTreatment(BaseModel):
+    """One drug of a plan as the forecast simulates it: dose (mg) every ``interval_days``, by
+    ``route``, from ``start_date`` to ``stop_date`` (``None``: beyond the horizon)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    drug: str
+    dose_mg: float
+    route: Route
+    interval_days: float
+    start_date: date
+    stop_date: date | None
+
+    @classmethod
+    def of(cls, treatment: Treatment, t0: date) -> PlanTreatment:
+        """``treatment`` (months from ``t0``) with calendar dates."""
+
+        def on(month: float | None) -> date | None:
+            return None if month is None else t0 + timedelta(days=round(month * DAYS_PER_MONTH))
+
+        return cls(
+            drug=treatment.drug,
+            dose_mg=treatment.dose_mg,
+            route=treatment.route or DRUGS[treatment.drug].default_route,
+            interval_days=treatment.interval_days,
+            start_date=on(treatment.start_month or 0.0) or t0,
+            stop_date=on(treatment.stop_month),
+        )
+
+
 class ForecastPlan(BaseModel):
-    """A plan: its name and what it does."""
+    """A plan: its name, what it does and every drug it simulates (dose, route, interval, dates)."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     description: str
+    treatments: list[PlanTreatment] = []
 
 
 class Forecast(BaseModel):
@@ -612,7 +643,13 @@ def forecast(
     if effective < 20:
         notes.append(f"only {effective:.0f} twins agree with the scans: the band is uncertain")
     return Forecast(
-        plans=[ForecastPlan(name=n, description=d) for n, d, _ in plans if n in dict(runnable)],
+        plans=[
+            ForecastPlan(
+                name=n, description=d, treatments=[PlanTreatment.of(t, t0) for t in treatments]
+            )
+            for n, d, treatments in plans
+            if n in dict(runnable)
+        ],
         points=points,
         horizon_years=horizon_years,
         twins=twins,
