@@ -16,76 +16,22 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
 from bonecast import DISCLAIMER
-from bonecast.clinical import (
-    DEFAULT_RULE_SET,
-    Patient,
-    PatientError,
-    PrecisionError,
-    assess,
-    load_patient,
-    load_precision_study,
-    lsc_table,
-    render_text,
-    rule_set_names,
-)
-from bonecast.progress import progress_bar
-from bonecast.registry import (
-    ImportReport,
-    InvalidInputError,
-    NotFoundError,
-    Registry,
-    RegistryError,
-    TokenIn,
-    UserIn,
-    export_patient,
-    import_bundle,
-    import_csv_file,
-    parse,
-    upgrade,
-)
-from bonecast.registry.models import Role, ThrottleScope
-from bonecast.reports.plots import plot_trial
-from bonecast.reports.validation_report import write_validation_report
-from bonecast.simulation import (
-    DRUGS,
-    TrialSpecError,
-    default_parameter_set,
-    load_parameter_set,
-    load_trial_spec,
-    run_trial,
-)
-from bonecast.simulation.calibration.fit import EXTERNAL_CHECKS, calibrate, write_calibration
-from bonecast.simulation.calibration.targets import TargetSet, load_targets
-from bonecast.simulation.calibration.validation import (
-    validate,
-    validation_patient_days,
-)
-from bonecast.simulation.executors import Executor, dask_executor
-from bonecast.simulation.parameters import (
-    PARAMETER_SUMMARY_COLUMNS,
-    ParameterSet,
-    parameter_summary,
-    start_parameter_set,
-)
-from bonecast.simulation.population import sample_population
-from bonecast.simulation.sbml import SbmlExportError, to_sbml
-from bonecast.simulation.sensitivity import (
-    parse_output,
-    plot_indices,
-    sobol_indices,
-    sobol_patient_days,
-    write_indices_csv,
-)
-from bonecast.simulation.solver import Engine
-from bonecast.simulation.trials import SummaryRow, write_rows_csv
+
+if TYPE_CHECKING:  # the commands import what they use when they run (fast --help)
+    from bonecast.clinical import Patient
+    from bonecast.registry import Registry, RegistryError
+    from bonecast.registry.models import ThrottleScope
+    from bonecast.simulation.calibration.targets import TargetSet
+    from bonecast.simulation.executors import Executor
+    from bonecast.simulation.parameters import ParameterSet
+    from bonecast.simulation.solver import Engine
+    from bonecast.simulation.trials import SummaryRow
 
 app = typer.Typer(
     help="bonecast: bone health under aromatase inhibitors. " + DISCLAIMER,
@@ -115,6 +61,8 @@ def _writable(path: Path, option: str) -> None:
 
 
 def _parameters(path: Path | None) -> ParameterSet:
+    from bonecast.simulation import default_parameter_set, load_parameter_set
+
     if path is None:
         return default_parameter_set()
     try:
@@ -135,6 +83,8 @@ def _executor(
         raise _fail("--workers and --scheduler: give one of them, not both")
     if workers is None and scheduler is None:
         return nullcontext(None)
+    from bonecast.simulation.executors import dask_executor
+
     return dask_executor(workers, scheduler)
 
 
@@ -151,8 +101,12 @@ def trial_run(
     ] = None,
     engine: Annotated[
         str,
-        typer.Option("--engine", help="Integrator: numpy (reference), numba (compiled) or auto."),
-    ] = "numpy",
+        typer.Option(
+            "--engine",
+            help="Integrator: auto (default: the compiled Numba kernel, or NumPy when Numba "
+            "cannot be imported), numba (compiled) or numpy (the reference path).",
+        ),
+    ] = "auto",
     uncertainty: Annotated[
         int,
         typer.Option(
@@ -193,6 +147,10 @@ def trial_run(
     (atomically) as chunks arrive, at most every second, its n column counting the patients so
     far; when the command ends it holds them all.
     """
+    from bonecast.progress import progress_bar
+    from bonecast.simulation import TrialSpecError, load_trial_spec, run_trial
+    from bonecast.simulation.trials import write_rows_csv
+
     try:
         trial = load_trial_spec(spec)
     except TrialSpecError as error:
@@ -227,7 +185,7 @@ def trial_run(
                 params,
                 progress=lambda k: progress.advance(task, k),
                 parameter_draws=uncertainty,
-                engine=cast(Engine, engine),
+                engine=cast("Engine", engine),
                 chunk_size=chunk_size,
                 executor=executor,
                 on_rows=running_csv,
@@ -236,6 +194,8 @@ def trial_run(
         except ValueError as error:  # a set without a posterior or between-trial SD
             raise _fail(f"--{'predictive' if predictive else 'uncertainty'}: {error}") from None
     if plot is not None:
+        from bonecast.reports.plots import plot_trial
+
         fd, figure_tmp = tempfile.mkstemp(prefix=f".{plot.name}.", suffix=".png", dir=plot.parent)
         os.close(fd)
         try:
@@ -254,6 +214,8 @@ def trial_check(
     spec: Annotated[Path, typer.Argument(help="Trial specification (YAML or JSON).")],
 ) -> None:
     """Validate a trial specification without running it."""
+    from bonecast.simulation import TrialSpecError, load_trial_spec
+
     try:
         trial = load_trial_spec(spec)
     except TrialSpecError as error:
@@ -274,6 +236,8 @@ def _trials_folder(folder: Path) -> Path:
 
 
 def _targets(path: Path | None) -> TargetSet:
+    from bonecast.simulation.calibration.targets import load_targets
+
     try:
         return load_targets(path)
     except (OSError, ValueError) as error:
@@ -299,6 +263,12 @@ def calibrate_command(
     ] = None,
 ) -> None:
     """Fit the calibrated parameters to the published targets (staged MAP with priors)."""
+    from rich.table import Table
+
+    from bonecast.progress import progress_bar
+    from bonecast.simulation.calibration.fit import calibrate, write_calibration
+    from bonecast.simulation.parameters import start_parameter_set
+
     folder = _trials_folder(trials)
     targets = _targets(targets_csv)
     start_set = start_parameter_set() if start is None else _parameters(start)
@@ -348,6 +318,11 @@ def validate_command(
     ] = None,
 ) -> None:
     """Run every calibration trial and compare the model with each published target."""
+    from bonecast.progress import progress_bar
+    from bonecast.reports.validation_report import write_validation_report
+    from bonecast.simulation.calibration.fit import EXTERNAL_CHECKS
+    from bonecast.simulation.calibration.validation import validate, validation_patient_days
+
     folder = _trials_folder(trials)
     params = _parameters(parameters)
     targets = _targets(None)
@@ -399,6 +374,10 @@ def validate_command(
 @app.command("drugs")
 def drugs() -> None:
     """List the drugs bonecast simulates, with their routes and standard regimens."""
+    from rich.table import Table
+
+    from bonecast.simulation import DRUGS
+
     table = Table(title="Drugs")
     table.add_column("drug", no_wrap=True)
     for column in ("class", "routes", "standard regimens", "dose handling"):
@@ -439,6 +418,10 @@ def parameters_show(
     ] = ParameterFormat.TABLE,
 ) -> None:
     """Show a parameter set: every value with its unit and source."""
+    from rich.table import Table
+
+    from bonecast.simulation.parameters import PARAMETER_SUMMARY_COLUMNS, parameter_summary
+
     params = _parameters(file)
     if output is ParameterFormat.CSV:
         writer = csv.DictWriter(sys.stdout, fieldnames=PARAMETER_SUMMARY_COLUMNS)
@@ -487,8 +470,9 @@ def _fhir_patient(path: Path) -> tuple[Patient, list[str]]:
 def assess_patient(
     patient: Annotated[Path, typer.Argument(help="Patient file (JSON; see the README).")],
     guideline: Annotated[
-        str, typer.Option("--guideline", help="Rule set: aibl-2025 (default) or aibl-2017.")
-    ] = DEFAULT_RULE_SET,
+        str | None,
+        typer.Option("--guideline", help="Rule set: aibl-2025 (default) or aibl-2017."),
+    ] = None,
     output: Annotated[
         OutputFormat, typer.Option("--format", help="text for people, json for machines.")
     ] = OutputFormat.TEXT,
@@ -516,6 +500,20 @@ def assess_patient(
     ] = False,
 ) -> None:
     """Assess one patient: scores, real change, fracture risk and the guideline recommendation."""
+    from bonecast.clinical import (
+        DEFAULT_RULE_SET,
+        PatientError,
+        PrecisionError,
+        assess,
+        load_patient,
+        load_precision_study,
+        lsc_table,
+        render_text,
+        rule_set_names,
+    )
+
+    if guideline is None:
+        guideline = DEFAULT_RULE_SET
     if guideline not in rule_set_names():
         accepted = ", ".join(rule_set_names())
         raise _fail(f"--guideline: unknown rule set {guideline!r}; accepted: {accepted}")
@@ -556,17 +554,26 @@ Database = Annotated[
     str,
     typer.Option("--database", help="Registry URL: sqlite:///file.db or postgresql+psycopg://..."),
 ]
-_DATABASE_ERRORS = (SQLAlchemyError, ValueError)
-"""A bad URL, a missing driver, a database that does not answer."""
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    """A bad URL, a missing driver, a database that does not answer."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (SQLAlchemyError, ValueError)
+
+
 Actor = Annotated[str, typer.Option("--actor", help="Who the writes are attributed to (audit).")]
 
 
 def _registry(database: str) -> Registry:
     """The registry at ``database``, which must already be migrated (``bonecast db upgrade``)."""
+    from bonecast.registry import Registry
+
     try:
         registry = Registry(database)
         revision = registry.schema_revision()
-    except _DATABASE_ERRORS as error:
+    except _database_errors() as error:
         raise _fail(f"--database: cannot open {database}: {error}") from None
     if revision is None:
         raise _fail(f"--database: {database} has no registry; run bonecast db upgrade first")
@@ -574,6 +581,8 @@ def _registry(database: str) -> Registry:
 
 
 def _invalid(error: RegistryError) -> typer.Exit:
+    from bonecast.registry import InvalidInputError
+
     problems = error.problems if isinstance(error, InvalidInputError) else [error.problem()]
     return _fail("; ".join(str(problem) for problem in problems))
 
@@ -601,6 +610,7 @@ def serve(
 
     from bonecast.api.app import create_app
     from bonecast.api.workers import run_workers
+    from bonecast.registry import upgrade
     from bonecast.web.security import SecretKeyMissingError, secret_key
 
     if workers == 1:
@@ -610,7 +620,7 @@ def serve(
     try:
         upgrade(database)  # once, before the workers (each would migrate at start-up)
         secret_key(_registry(database))  # every worker must sign sessions with the same key
-    except _DATABASE_ERRORS as error:
+    except _database_errors() as error:
         raise _fail(f"--database: cannot migrate {database}: {error}") from None
     except SecretKeyMissingError as error:
         raise _fail(f"refusing to start {workers} workers: {error}") from None
@@ -622,11 +632,12 @@ def serve(
 @app.command("demo")
 def demo(database: Database = DEFAULT_DATABASE) -> None:
     """Migrate the registry and, if it is empty, seed synthetic demo patients and a demo user."""
+    from bonecast.registry import upgrade
     from bonecast.services.demo import DEMO_PASSWORD, DEMO_USERNAME, seed_demo
 
     try:
         upgrade(database)
-    except _DATABASE_ERRORS as error:
+    except _database_errors() as error:
         raise _fail(f"--database: cannot migrate {database}: {error}") from None
     added = seed_demo(_registry(database))
     console.print(
@@ -635,14 +646,28 @@ def demo(database: Database = DEFAULT_DATABASE) -> None:
         else f"{database}: already has data; nothing seeded"
     )
     console.print(f"Demo sign-in: {DEMO_USERNAME} / {DEMO_PASSWORD}")
+    _warm_compiled_engine()
+
+
+def _warm_compiled_engine() -> None:
+    """Compile the simulator's kernel now (once per install: Numba caches it on disk), so that
+    the first trial or forecast does not wait for it."""
+    from bonecast.clinical.forecast import prepare_engine
+
+    started = time.perf_counter()
+    with console.status("Preparing the compiled simulator (once per install)..."):
+        prepare_engine()
+    console.print(f"Compiled simulator ready ({time.perf_counter() - started:.1f} s)")
 
 
 @db_app.command("upgrade")
 def db_upgrade(database: Database = DEFAULT_DATABASE) -> None:
     """Create the registry or migrate it to the latest schema."""
+    from bonecast.registry import upgrade
+
     try:
         upgrade(database)
-    except _DATABASE_ERRORS as error:
+    except _database_errors() as error:
         raise _fail(f"--database: cannot migrate {database}: {error}") from None
     console.print(f"{database}: schema at revision {_registry(database).schema_revision()}")
 
@@ -739,7 +764,7 @@ def users_unlock(
 @users_app.command("create")
 def users_create(
     username: Annotated[str, typer.Argument(help="Lower-case login name.")],
-    role: Annotated[Role, typer.Option("--role", help="admin, clinician or viewer.")],
+    role: Annotated[str, typer.Option("--role", help="admin, clinician or viewer.")],
     database: Database = DEFAULT_DATABASE,
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
@@ -748,6 +773,11 @@ def users_create(
     actor: Actor = CLI_ACTOR,
 ) -> None:
     """Add a user; the password (12+ characters) is prompted for unless --password-stdin."""
+    from bonecast.registry import RegistryError, UserIn, parse
+    from bonecast.registry.models import ROLES
+
+    if role not in ROLES:  # before the password prompt
+        raise _fail(f"--role: {role!r} is not one of {', '.join(ROLES)}")
     registry = _registry(database)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -771,6 +801,8 @@ def token_create(
     actor: Actor = CLI_ACTOR,
 ) -> None:
     """Issue an API token and print it once (it is not stored and cannot be shown again)."""
+    from bonecast.registry import NotFoundError, RegistryError, TokenIn, parse
+
     registry = _registry(database)
     try:
         with registry.session(actor=actor) as session:
@@ -795,6 +827,8 @@ def import_command(
     actor: Actor = "system:import",
 ) -> None:
     """Import a CSV file or a FHIR Bundle into the registry: all of it, or nothing."""
+    from bonecast.registry import ImportReport, import_bundle, import_csv_file
+
     registry = _registry(database)
     try:
         if kind == "fhir":
@@ -846,6 +880,8 @@ def export_command(
     `bonecast export PATIENT_ID` writes the chart as a FHIR R4 Bundle (JSON) to standard output;
     `bonecast export sbml --spec F --arm NAME --out F.xml` writes an arm's model as SBML.
     """
+    from bonecast.registry import NotFoundError, export_patient
+
     sbml_options = {"--spec": spec, "--arm": arm, "--out": out}
     if what == "sbml":
         if spec is None or arm is None or out is None:
@@ -897,6 +933,8 @@ def report_command(
 
     Without ``--out`` the summary or report is printed as text wrapped to the terminal.
     """
+    from bonecast.clinical import PatientError
+    from bonecast.registry import NotFoundError
     from bonecast.reports.patient_report import render_report_html, render_report_pdf
     from bonecast.reports.plain_text import html_text
     from bonecast.services.assessments import current_assessment
@@ -946,6 +984,10 @@ def _export_sbml(spec: Path, arm: str, out: Path, parameters: Path | None) -> No
 
     The file loads in libRoadRunner/Tellurium and COPASI; it covers the spec's horizon.
     """
+    from bonecast.simulation import TrialSpecError, load_trial_spec
+    from bonecast.simulation.population import sample_population
+    from bonecast.simulation.sbml import SbmlExportError, to_sbml
+
     try:
         trial = load_trial_spec(spec)
     except TrialSpecError as error:
@@ -1001,6 +1043,16 @@ def sensitivity_command(
     Saltelli samples in vectorised blocks: one here, or one per Dask worker with --workers or
     --scheduler (the indices are the same).
     """
+    from bonecast.progress import progress_bar
+    from bonecast.simulation import TrialSpecError, load_trial_spec
+    from bonecast.simulation.sensitivity import (
+        parse_output,
+        plot_indices,
+        sobol_indices,
+        sobol_patient_days,
+        write_indices_csv,
+    )
+
     try:
         trial = load_trial_spec(spec)
     except TrialSpecError as error:

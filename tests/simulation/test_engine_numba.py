@@ -26,6 +26,7 @@ from bonecast.simulation import (
     sample_population,
     simulate,
     simulate_arms,
+    solver,
 )
 from bonecast.simulation.solver import SimulationResult, resolve_engine
 
@@ -126,8 +127,24 @@ def test_compiled_matches_numpy_postmenopausal(
 
 
 def test_compiled_matches_numpy_every_day_records(postmenopausal: VirtualPopulation) -> None:
-    """Daily recording (one kernel call per day) gives the same trajectories."""
+    """Daily recording (the kernel copies every day's state on its way) gives the same
+    trajectories."""
     _both(postmenopausal, _plan(ANASTROZOLE, DENOSUMAB, stop=12), month_to_day(24))
+
+
+def test_records_on_irregular_days_whatever_the_snapshot_budget(
+    postmenopausal: VirtualPopulation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records on arbitrary days match the NumPy path, and cutting the kernel's blocks to one
+    recorded day per call (the memory bound) changes nothing beyond rounding."""
+    days = [0, 1, 2, 17, 45, 46, 200, 401, 730, 1000, month_to_day(36)]
+    plan = _plan(ANASTROZOLE, ZOLEDRONIC_ACID, stop=36)
+    _, whole = _both(postmenopausal, plan, month_to_day(36), record_days=days)
+    monkeypatch.setattr(solver, "SNAPSHOT_BYTES", 1)
+    cut = simulate(postmenopausal, plan, month_to_day(36), seed=3, engine="numba", record_days=days)
+    np.testing.assert_array_equal(cut.days, whole.days)
+    np.testing.assert_allclose(cut.bmd_ratio, whole.bmd_ratio, rtol=1e-12)
+    np.testing.assert_allclose(cut.osteoclasts, whole.osteoclasts, rtol=1e-12)
 
 
 def test_compiled_matches_numpy_sub_daily_step(postmenopausal: VirtualPopulation) -> None:

@@ -37,13 +37,14 @@ Units: time in days, drug amounts in mg, volumes in L, concentrations in mg/L.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Final
 
 import numba
 import numpy as np
 from numba import njit, prange
 
-from bonecast.simulation.model import Array, ModelConstants, ModelInputs, ModelState
+from bonecast.simulation.model import Array, IdArray, ModelConstants, ModelInputs, ModelState
 from bonecast.simulation.numba_math import FUSED, fast_exp, fast_expm1, fast_log, fast_power
 
 # ---- state rows (ModelState fields; bisphosphonates after the 12 scalar rows) ----
@@ -559,8 +560,14 @@ def advance_chunk(
     steps_per_day: int,
     dt: float,
     menopause: bool,
+    snap_days: IdArray,
+    snaps: Array,
 ) -> None:
-    """Advance patients ``first .. first + count - 1`` (count <= LANES) over the block."""
+    """Advance patients ``first .. first + count - 1`` (count <= LANES) over the block.
+
+    At the start of each day of ``snap_days`` (sorted, inside the block) their states are copied
+    into ``snaps[k]`` (the recorder reads them after the call: no split of the block).
+    """
     n_bp = bpp.shape[1]
     w = np.empty((BP_ROWS + n_bp * N_B_ROWS) * LANES)
     load_chunk(w, state, par, bpp, inputs, first, count)
@@ -571,7 +578,11 @@ def advance_chunk(
         for k in range(n_bp)
         if carries(w, (BP_ROWS + k * N_B_ROWS + B_SURFACE, BP_ROWS + k * N_B_ROWS + B_BURIED))
     ]
+    next_snap = 0
     for day in range(first_day, first_day + n_days):
+        if next_snap < snap_days.size and snap_days[next_snap] == day:
+            store_chunk(w, snaps[next_snap], first, count, n_bp)
+            next_snap += 1
         for sub in range(steps_per_day):
             if menopause:
                 estrogen_lanes(w, day + sub * dt)
@@ -596,11 +607,14 @@ def advance_block(
     steps_per_day: int,
     dt: float,
     menopause: bool,
+    snap_days: IdArray,
+    snaps: Array,
 ) -> None:
     """Advance every patient (chunks of LANES in parallel) over ``n_days`` from ``first_day``.
 
     ``inputs`` (4, N) are the exposures of the whole block (constant); ``menopause`` selects the
-    time-varying E2_base of model.md section 5 instead of the fixed value. ``dt`` in days.
+    time-varying E2_base of model.md section 5 instead of the fixed value. ``dt`` in days. The
+    states at the start of the days ``snap_days`` go to ``snaps`` (len(snap_days), n_states, N).
     """
     n = state.shape[1]
     for chunk in prange((n + LANES - 1) // LANES):
@@ -617,6 +631,8 @@ def advance_block(
             steps_per_day,
             dt,
             menopause,
+            snap_days,
+            snaps,
         )
 
 
@@ -657,25 +673,22 @@ class CompiledModel:
         buffer[N_SCALAR_STATES : N_SCALAR_STATES + n_bp] = start.bp_surface_mg
         buffer[N_SCALAR_STATES + n_bp :] = start.bp_buried_mg
         self.buffer = buffer
-        self.state = ModelState(
-            p=buffer[S_P],
-            c=buffer[S_C],
-            q=buffer[S_Q],
-            b=buffer[S_B],
-            young=buffer[S_YT : S_YC + 1],
-            old=buffer[S_OT : S_OC + 1],
-            tamoxifen=buffer[S_TAM],
-            bp_surface_mg=buffer[N_SCALAR_STATES : N_SCALAR_STATES + n_bp],
-            bp_buried_mg=buffer[N_SCALAR_STATES + n_bp :],
-            den_depot_mg=buffer[S_DEPOT],
-            den_central_mg=buffer[S_CENTRAL],
-            den_peripheral_mg=buffer[S_PERIPH],
-        )
+        self.state = state_view(buffer, n_bp)
 
     def advance(
-        self, inputs: ModelInputs, first_day: int, n_days: int, steps_per_day: int, dt: float
-    ) -> None:
-        """Advance the state in place over ``n_days`` days with constant ``inputs``."""
+        self,
+        inputs: ModelInputs,
+        first_day: int,
+        n_days: int,
+        steps_per_day: int,
+        dt: float,
+        snap_days: Sequence[int] = (),
+    ) -> list[ModelState]:
+        """Advance the state in place over ``n_days`` days with constant ``inputs``.
+
+        Returns the states at the start of each of ``snap_days`` (sorted days strictly inside
+        the block), copied by the kernel on its way.
+        """
         packed = np.stack(
             [
                 inputs.ai_suppression,
@@ -684,6 +697,12 @@ class CompiledModel:
                 inputs.exogenous_testosterone(),
             ]
         )
+        days = np.asarray(snap_days, dtype=np.int64)
+        if days.size and not (first_day < days[0] and days[-1] < first_day + n_days):
+            raise ValueError(
+                f"snap_days must lie inside the block {first_day}..{first_day + n_days}"
+            )
+        snaps = np.empty((days.size, *self.buffer.shape))
         advance_block(
             self.buffer,
             self.par,
@@ -694,4 +713,26 @@ class CompiledModel:
             steps_per_day,
             float(dt),
             self.menopause,
+            days,
+            snaps,
         )
+        n_bp = len(self.const.bp_drugs)
+        return [state_view(snap, n_bp) for snap in snaps]
+
+
+def state_view(buffer: Array, n_bp: int) -> ModelState:
+    """A :class:`ModelState` whose arrays are row views of a ``(n_states, N)`` buffer."""
+    return ModelState(
+        p=buffer[S_P],
+        c=buffer[S_C],
+        q=buffer[S_Q],
+        b=buffer[S_B],
+        young=buffer[S_YT : S_YC + 1],
+        old=buffer[S_OT : S_OC + 1],
+        tamoxifen=buffer[S_TAM],
+        bp_surface_mg=buffer[N_SCALAR_STATES : N_SCALAR_STATES + n_bp],
+        bp_buried_mg=buffer[N_SCALAR_STATES + n_bp :],
+        den_depot_mg=buffer[S_DEPOT],
+        den_central_mg=buffer[S_CENTRAL],
+        den_peripheral_mg=buffer[S_PERIPH],
+    )

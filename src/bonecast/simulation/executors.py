@@ -13,10 +13,10 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-import dask
-from distributed import Client, LocalCluster
+if TYPE_CHECKING:  # Dask is imported by dask_executor, when a cluster is asked for
+    from distributed import Client
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -118,6 +118,9 @@ def dask_executor(
     """
     if (workers is None) == (scheduler is None):
         raise ValueError("give exactly one of workers and scheduler")
+    import dask
+    from distributed import Client, LocalCluster
+
     if scheduler is not None:
         with Client(scheduler) as client:
             yield DaskExecutor(client)

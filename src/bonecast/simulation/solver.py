@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from bonecast.simulation.drugs import DrugClass
 from bonecast.simulation.model import (
@@ -333,6 +332,11 @@ def simulate_arms(
     return recorder.result()
 
 
+SNAPSHOT_BYTES = 64 * 2**20
+"""Most memory, bytes, for the states that one call of the compiled kernel copies for the
+recorder; a block with more recording days is cut in two."""
+
+
 def _run_compiled(
     const: ModelConstants,
     start: ModelState,
@@ -348,16 +352,19 @@ def _run_compiled(
 ) -> SimulationResult:
     """The day loop of :func:`simulate_arms` with the compiled kernel between events.
 
-    Start-rule checks, recordings, doses and exposure changes happen in Python on their days, in
-    the NumPy path's order; the kernel advances all patients over the days in between, during
-    which exposures are constant (the regimen changes them only on ``change_days``).
+    Start-rule checks, doses and exposure changes happen in Python on their days, in the NumPy
+    path's order; the kernel advances all patients over the days in between, during which
+    exposures are constant (the regimen changes them only on ``change_days``), and copies the
+    states of the recording days on its way (at most :data:`SNAPSHOT_BYTES` a call).
     """
     from bonecast.simulation.engine_numba import CompiledModel
 
     model = CompiledModel(const, start)
     state = model.state
     mineral0 = mineral(const, state)
-    static = sorted(check_days | wanted)
+    static = sorted(check_days)
+    record_at = sorted(wanted)
+    most_snaps = max(1, SNAPSHOT_BYTES // model.buffer.nbytes)
     day = 0
     while day < horizon_days:
         if day in check_days:
@@ -367,14 +374,21 @@ def _run_compiled(
         if regimen.has_dose(day):
             regimen.apply_doses(day, state)
         inputs = regimen.inputs(day)
-        after = bisect.bisect_right(static, day)  # O(log n): daily records mean n blocks
+        after = bisect.bisect_right(static, day)  # O(log n): daily checks mean n blocks
         following = [static[after] if after < len(static) else NEVER]
         following += [d for d in regimen.change_days if d > day]
         # exposure drugs keep their first "dose" day (apply_doses only moves dosed drugs on)
         pending = regimen.next_dose_day[regimen.next_dose_day > day]
         following.append(int(pending.min()) if pending.size else NEVER)
         stop = min(horizon_days, *following)
-        model.advance(inputs, day, stop - day, steps_per_day, dt_days)
+        inside = record_at[
+            bisect.bisect_right(record_at, day) : bisect.bisect_left(record_at, stop)
+        ]
+        if len(inside) > most_snaps:  # bound the snapshots' memory
+            stop, inside = inside[most_snaps], inside[:most_snaps]
+        snapshots = model.advance(inputs, day, stop - day, steps_per_day, dt_days, inside)
+        for snap_day, snapshot in zip(inside, snapshots, strict=True):
+            recorder.record(snapshot, mineral0, snap_day)
         if progress is not None:
             progress(stop - day)
         day = stop
@@ -399,6 +413,8 @@ def simulate_reference(
     Integrates piecewise between the days on which exposures change or doses fall, applying the
     same doses as :func:`simulate`. Start rules (``start_when``) are not supported here.
     """
+    from scipy.integrate import solve_ivp  # only the reference path needs SciPy's integrators
+
     if population.n != 1:
         raise ValueError("the reference solver simulates one patient at a time")
     days = _record_days(horizon_days, record_days)
