@@ -34,6 +34,7 @@ _LAZY = {
     "Result": "bonecast.python_api.simulation",
     "QUANTITY_UNITS": "bonecast.python_api.simulation",
     "simulate": "bonecast.python_api.simulation",
+    "export_sbml": "bonecast.python_api.sbml_export",
     "load_trial": "bonecast.python_api.trials",
     "run_trial": "bonecast.python_api.trials",
     "assess": "bonecast.python_api.trials",
@@ -70,6 +71,7 @@ __all__ = [
     "TrialSpec",
     "__version__",
     "assess",
+    "export_sbml",
     "load_parameter_set",
     "load_trial",
     "run_trial",
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
     from bonecast.python_api.dose_events import DoseEvents
     from bonecast.python_api.populations import PatientRow, Population
     from bonecast.python_api.regimens import Regimen
+    from bonecast.python_api.sbml_export import export_sbml
     from bonecast.python_api.simulation import QUANTITY_UNITS, Result, simulate
     from bonecast.python_api.trials import assess, load_trial, run_trial
     from bonecast.simulation.parameters import ParameterSet, load_parameter_set
