@@ -115,3 +115,16 @@ def test_any_valid_adherence_model_round_trips(p: float, hazard: float) -> None:
         drug="alendronate", dose_mg=70, interval_days=7, start_month=0, adherence=model
     )
     assert bc.Treatment.model_validate(treatment.model_dump()).adherence_model == model
+
+
+def test_the_compiled_engine_applies_the_same_adherence_rules() -> None:
+    regimen = bc.Regimen.standard(
+        "denosumab",
+        adherence={"discontinuation_per_year": 0.8, "injection_delay_days": {"mean": 40, "sd": 30}},
+        stop_when={"t_score_above": -1.0, "check_every_months": 6},
+    ) + bc.Regimen.standard("letrozole", adherence={"discontinuation_per_year": 0.5})
+    population = bc.Population.sample(30, seed=8)
+    numpy = bc.simulate(population, regimen, years=2, engine="numpy")
+    numba = bc.simulate(population, regimen, years=2, engine="numba")
+    for quantity in ("bmd_pct_change_lumbar_spine", "denosumab"):
+        np.testing.assert_allclose(numba.values(quantity), numpy.values(quantity), atol=0.01)
