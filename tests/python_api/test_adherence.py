@@ -128,3 +128,12 @@ def test_the_compiled_engine_applies_the_same_adherence_rules() -> None:
     numba = bc.simulate(population, regimen, years=2, engine="numba")
     for quantity in ("bmd_pct_change_lumbar_spine", "denosumab"):
         np.testing.assert_allclose(numba.values(quantity), numpy.values(quantity), atol=0.01)
+
+
+def test_with_adherence_applies_each_part_where_the_route_allows_it() -> None:
+    regimen = (
+        bc.Regimen.standard("anastrozole") + bc.Regimen.standard("denosumab")
+    ).with_adherence(take_probability=0.8, injection_delay_days={"mean": 10.0, "sd": 5.0})
+    oral, injected = (t.adherence_model for t in regimen.treatments)
+    assert oral.take_probability == 0.8 and oral.injection_delay_days is None
+    assert injected.take_probability == 1.0 and injected.injection_delay_days is not None

@@ -76,3 +76,19 @@ def test_events_add_to_a_regimen() -> None:
     result = bc.simulate(population, [bc.Regimen.standard("anastrozole"), extra], days=90)
     assert result.values("denosumab")[-1, 0] == 0.0 < result.values("denosumab")[-1, 1]
     assert (result.values("estradiol")[-1] < result.values("estradiol")[0]).all()
+
+
+def test_nonmem_column_names_and_mixed_units_are_understood() -> None:
+    nonmem = bc.DoseEvents.from_frame(
+        pd.DataFrame(
+            [{"ID": 0, "TIME": 0.0, "DRUG": "denosumab", "AMT": 60.0, "II": 182.0, "ADDL": 2}]
+        )
+    )
+    (row,) = nonmem.rows
+    assert (row.amount, row.interval, row.additional) == (60.0, 182.0, 2)
+    hours = bc.DoseEvents.from_records(
+        [{"id": 0, "time": 48.0, "drug": "zoledronic_acid", "amount": 4.0, "rate": 16.0}],
+        time_unit="hours",
+    )
+    mixed = nonmem + hours
+    assert mixed.rows[-1].time == 2.0 and mixed.rows[-1].rate == 16.0 * 24  # now per day

@@ -4,7 +4,8 @@ Each row is one dose (or, with ``interval`` and ``additional``, a run of regular
 one patient: ``id``, ``time``, ``drug``, ``amount`` (mg), optional ``route``, ``interval``
 (time between doses, 0 = a single dose), ``additional`` (doses after the first, like NONMEM's
 ADDL) and ``rate`` (mg per time unit; 0 = bolus). ``time`` and ``interval`` are in days or
-hours (``time_unit``).
+hours (``time_unit``). Column names are case-insensitive, and the NONMEM/mrgsolve names
+``amt``, ``ii`` and ``addl`` are accepted for ``amount``, ``interval`` and ``additional``.
 
 Choices: the integrator adds doses at the start of a model day, so dose times are rounded to
 the nearest day (an infusion must end within one day); an exposure drug (aromatase inhibitor,
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 TimeUnit = Literal["days", "hours"]
 HOURS_PER_DAY = 24.0
+ALIASES = {"amt": "amount", "ii": "interval", "addl": "additional"}
+"""NONMEM/mrgsolve column names and the names they stand for."""
 MAX_DOSES_PER_ROW = 100_000
 """Upper bound of ``additional`` + 1 (a daily drug for 270 years)."""
 
@@ -84,7 +87,7 @@ class DoseEvents:
         rows = []
         for k, record in enumerate(records):
             clean = {
-                key: value
+                ALIASES.get(str(key).lower(), str(key).lower()): value
                 for key, value in record.items()
                 if not (isinstance(value, float) and math.isnan(value))
             }
@@ -109,7 +112,13 @@ class DoseEvents:
         if other.time_unit != self.time_unit:
             scale = HOURS_PER_DAY if self.time_unit == "hours" else 1.0 / HOURS_PER_DAY
             moved = tuple(
-                r.model_copy(update={"time": r.time * scale, "interval": r.interval * scale})
+                r.model_copy(
+                    update={
+                        "time": r.time * scale,
+                        "interval": r.interval * scale,
+                        "rate": r.rate / scale,
+                    }
+                )
                 for r in other.rows
             )
             return DoseEvents(self.rows + moved, self.time_unit)
