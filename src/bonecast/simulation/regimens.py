@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Annotated
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -128,7 +129,7 @@ class Treatment(DrugUse, BaseModel):
     start_month: float | None = Field(default=None, ge=0)
     stop_month: float | None = Field(default=None, gt=0)
     route: Route | None = None
-    adherence: float | AdherenceModel = Field(default=1.0)
+    adherence: Annotated[float, Field(gt=0.0, le=1.0)] | AdherenceModel = 1.0
     start_when: StartRule | None = None
     stop_when: StopRule | None = None
 
@@ -138,6 +139,19 @@ class Treatment(DrugUse, BaseModel):
         if name not in DRUGS:
             raise ValueError(f"unknown drug {name!r}; accepted: {', '.join(DRUGS)}")
         return name
+
+    @field_validator("adherence", mode="before")
+    @classmethod
+    def _adherence(cls, value: object) -> object:
+        """A number must be a probability; a mapping is an :class:`AdherenceModel`."""
+        if isinstance(value, int | float) and not 0.0 < value <= 1.0:
+            raise ValueError(
+                f"{value:g} is outside 0 (excluded) .. 1; give the probability of taking each "
+                "oral dose, or {take_probability, discontinuation_per_year, injection_delay_days}"
+            )
+        if isinstance(value, dict):
+            return AdherenceModel.model_validate(value)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Treatment:
@@ -168,8 +182,6 @@ class Treatment(DrugUse, BaseModel):
             raise ValueError(
                 f"stop_month: {self.stop_month:g} is not after the start (month {first:g})"
             )
-        if isinstance(self.adherence, float | int) and not 0.0 < self.adherence <= 1.0:
-            raise ValueError(f"adherence: {self.adherence:g} is outside 0 (excluded) .. 1")
         model = self.adherence_model
         if model.take_probability < 1.0 and route is not Route.ORAL:
             raise ValueError(
