@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run pango chromium test lint typecheck unit bench clean
+.PHONY: run pango chromium test lint typecheck unit bench clean docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,8 +51,12 @@ unit: $(STAMP) pango chromium
 
 test: lint typecheck unit
 
+# The documentation site (MkDocs + Material + mkdocstrings) in site/; warnings are errors.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
 
 clean:
-	rm -rf $(VENV) results demo.db .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) results demo.db site .pytest_cache .mypy_cache .ruff_cache

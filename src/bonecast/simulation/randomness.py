@@ -28,6 +28,8 @@ class Stream(IntEnum):
     ADHERENCE = 4
     ABSORPTION = 5
     RESIDUAL = 6
+    DISCONTINUATION = 7
+    INJECTION_DELAY = 8
 
 
 def _mix(z: NDArray[np.uint64]) -> NDArray[np.uint64]:

@@ -9,12 +9,21 @@ Choices (model.md leaves them open):
 
 * Months become days as ``round(month * 365.25 / 12)``; dose ``j`` falls on day
   ``round(start + j * interval_days)`` and every dose day is strictly before the stop day.
-* ``adherence`` of an oral *dosed* drug (bisphosphonate) is the probability that each dose is
-  taken (a Bernoulli draw per dose), and each taken dose has a lognormal absorption factor
-  (within-subject CV, model.md section 9). For a daily *exposure* drug (aromatase inhibitor,
-  tamoxifen) with long half-lives, adherence scales the exposure (mean fraction of doses taken).
+* ``adherence`` is a number (the probability of taking each oral dose, as before) or an
+  :class:`AdherenceModel`. Its ``take_probability`` of an oral *dosed* drug (bisphosphonate) is
+  the probability that each dose is taken (a Bernoulli draw per dose), and each taken dose has a
+  lognormal absorption factor (within-subject CV, model.md section 9). For a daily *exposure*
+  drug (aromatase inhibitor, tamoxifen) with long half-lives, it scales the exposure (mean
+  fraction of doses taken).
+* Persistence: ``discontinuation_per_year`` is a constant hazard; each patient stops the drug
+  for good after an exponential time from her start (one draw per patient and treatment).
+* ``injection_delay_days`` (injected or infused drugs) delays every dose after the first by a
+  draw of a normal distribution truncated at 0 days; delays add up (the next dose is due one
+  interval after the late one), as when a clinic reschedules from the dose actually given.
 * Testosterone replacement acts through its absorbed dose rate averaged over the interval
   (:mod:`bonecast.simulation.male`), on from its start day to its stop day.
+* A :class:`StopRule` checks the same lowest T-score while the drug is given and stops it for
+  good on the first check day at which it is above the threshold.
 * A :class:`StartRule` checks the patient's lowest simulated T-score (lumbar spine, total hip,
   femoral neck) at its first check month and then every ``check_every_months``; the drug starts
   on the first check day at which it is below the threshold.
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Annotated
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -32,6 +42,7 @@ from bonecast.simulation.drugs import DRUGS, DrugClass, DrugUse, Route
 from bonecast.simulation.male import absorbed_testosterone_mg_per_day
 from bonecast.simulation.model import (
     DAYS_PER_MONTH,
+    DAYS_PER_YEAR,
     Array,
     BoolArray,
     IdArray,
@@ -39,6 +50,7 @@ from bonecast.simulation.model import (
     ModelInputs,
     ModelState,
 )
+from bonecast.simulation.population import Distribution
 from bonecast.simulation.randomness import Stream, standard_normal, uniform
 
 NEVER = np.iinfo(np.int64).max // 4
@@ -60,11 +72,53 @@ class StartRule(BaseModel):
     first_check_month: float = Field(default=0.0, ge=0)
 
 
+class StopRule(BaseModel):
+    """Stop a drug for good when the lowest T-score rises above ``t_score_above``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    t_score_above: float = Field(ge=-6.0, le=6.0)
+    check_every_months: float = Field(gt=0, le=120)
+    first_check_month: float = Field(default=0.0, ge=0)
+
+
+class AdherenceModel(BaseModel):
+    """How patients take a treatment: dose-taking, persistence and injection timing.
+
+    ``take_probability``: probability of taking each oral dose (oral drugs only).
+    ``discontinuation_per_year``: constant hazard of stopping for good (1/year; the fraction
+    still on the drug after t years is exp(-hazard * t)). ``injection_delay_days``: delay of
+    each injection or infusion after the first, in days (normal, truncated at 0; non-oral
+    drugs only).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    take_probability: float = Field(default=1.0, gt=0.0, le=1.0)
+    discontinuation_per_year: float = Field(default=0.0, ge=0.0, le=50.0)
+    injection_delay_days: Distribution | None = None
+
+    @model_validator(mode="after")
+    def _plausible(self) -> AdherenceModel:
+        if self.injection_delay_days is not None:
+            self.injection_delay_days.within(0, 3650, "injection_delay_days")
+        return self
+
+    def delay_distribution(self) -> Distribution | None:
+        """The injection delay (days), truncated below at 0."""
+        d = self.injection_delay_days
+        if d is None:
+            return None
+        return d.model_copy(update={"min": max(0.0, d.min or 0.0)})
+
+
 class Treatment(DrugUse, BaseModel):
     """One drug in a plan: dose in mg every ``interval_days``, from a start to a stop month.
 
     ``stop_month=None`` means until the end of the simulation; ``start_when`` replaces
-    ``start_month`` for a start triggered by a T-score rule.
+    ``start_month`` for a start triggered by a T-score rule; ``stop_when`` stops it early when
+    the T-score has risen above a threshold. ``adherence`` is a probability of taking each oral
+    dose or an :class:`AdherenceModel`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -75,8 +129,9 @@ class Treatment(DrugUse, BaseModel):
     start_month: float | None = Field(default=None, ge=0)
     stop_month: float | None = Field(default=None, gt=0)
     route: Route | None = None
-    adherence: float = Field(default=1.0, gt=0.0, le=1.0)
+    adherence: Annotated[float, Field(gt=0.0, le=1.0)] | AdherenceModel = 1.0
     start_when: StartRule | None = None
+    stop_when: StopRule | None = None
 
     @field_validator("drug")
     @classmethod
@@ -84,6 +139,19 @@ class Treatment(DrugUse, BaseModel):
         if name not in DRUGS:
             raise ValueError(f"unknown drug {name!r}; accepted: {', '.join(DRUGS)}")
         return name
+
+    @field_validator("adherence", mode="before")
+    @classmethod
+    def _adherence(cls, value: object) -> object:
+        """A number must be a probability; a mapping is an :class:`AdherenceModel`."""
+        if isinstance(value, int | float) and not 0.0 < value <= 1.0:
+            raise ValueError(
+                f"{value:g} is outside 0 (excluded) .. 1; give the probability of taking each "
+                "oral dose, or {take_probability, discontinuation_per_year, injection_delay_days}"
+            )
+        if isinstance(value, dict):
+            return AdherenceModel.model_validate(value)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Treatment:
@@ -114,11 +182,24 @@ class Treatment(DrugUse, BaseModel):
             raise ValueError(
                 f"stop_month: {self.stop_month:g} is not after the start (month {first:g})"
             )
-        if self.adherence < 1.0 and route is not Route.ORAL:
+        model = self.adherence_model
+        if model.take_probability < 1.0 and route is not Route.ORAL:
             raise ValueError(
                 f"adherence: applies to oral drugs only ({self.drug} is given {route.value})"
             )
+        if model.injection_delay_days is not None and (route is Route.ORAL or drug.is_exposure):
+            raise ValueError(
+                "adherence.injection_delay_days: applies to injected or infused doses only "
+                f"({self.drug} is {'an exposure drug' if drug.is_exposure else 'oral'})"
+            )
         return self
+
+    @property
+    def adherence_model(self) -> AdherenceModel:
+        """``adherence`` as an :class:`AdherenceModel` (a number is its ``take_probability``)."""
+        if isinstance(self.adherence, AdherenceModel):
+            return self.adherence
+        return AdherenceModel(take_probability=float(self.adherence))
 
     @property
     def first_month(self) -> float:
@@ -128,7 +209,7 @@ class Treatment(DrugUse, BaseModel):
         return self.start_month or 0.0
 
     def stop_day(self, horizon_days: int) -> int:
-        """First day the drug is no longer given."""
+        """First day the drug is no longer given (by the plan; persistence may stop it earlier)."""
         return horizon_days + 1 if self.stop_month is None else month_to_day(self.stop_month)
 
 
@@ -209,26 +290,57 @@ class CompiledRegimen:
         self.start_day = np.empty((len(self.treatments), n), dtype=np.int64)
         self.next_dose_day = np.empty_like(self.start_day)
         self.dose_count = np.zeros_like(self.start_day)
-        self.stop_day = np.array(
+        self.planned_stop_day = np.array(
             [t.stop_day(horizon_days) for t in self.treatments], dtype=np.int64
         )
+        # per-patient stop day (persistence and stop rules may bring it forward)
+        self.stop_day = np.repeat(self.planned_stop_day[:, None], n, axis=1)
+        self.delay_days = np.zeros((len(self.treatments), n))
         for i, t in enumerate(self.treatments):
             first = NEVER if t.start_month is None else month_to_day(t.start_month)
-            first_dose = first if first < self.stop_day[i] else NEVER
             self.start_day[i] = np.where(self.applies[i], first, NEVER)
+            if first != NEVER:
+                self._discontinue(i, np.full(n, first, dtype=np.int64))
+            first_dose = np.where(first < self.stop_day[i], first, NEVER)
             self.next_dose_day[i] = np.where(self.applies[i], first_dose, NEVER)
         self.change_days: set[int] = {int(d) for d in np.unique(self.start_day) if d != NEVER} | {
-            int(d) for d in self.stop_day
+            int(d) for d in np.unique(self.stop_day)
         }
         self._inputs: ModelInputs | None = None
         self._inputs_day = -1
         self.rule_check_days = [
-            self._check_days(t.start_when, int(self.stop_day[i])) if t.start_when else frozenset()
+            self._check_days(t.start_when, int(self.planned_stop_day[i]))
+            if t.start_when
+            else frozenset()
+            for i, t in enumerate(self.treatments)
+        ]
+        self.stop_check_days = [
+            self._check_days(t.stop_when, int(self.planned_stop_day[i]))
+            if t.stop_when
+            else frozenset()
             for i, t in enumerate(self.treatments)
         ]
 
+    def _discontinue(self, i: int, start: IdArray) -> None:
+        """Bring patients' stop day of treatment ``i`` forward by their persistence draw."""
+        hazard = self.treatments[i].adherence_model.discontinuation_per_year
+        if hazard <= 0:
+            return
+        if self.stochastic:
+            u = uniform(self.seed, Stream.DISCONTINUATION, self.patient_ids, self.slots[i])
+            years = -np.log1p(-u) / hazard
+        else:  # a typical patient persists for the median time
+            years = np.full(self.const.n, math.log(2.0) / hazard)
+        stop = start + np.rint(years * DAYS_PER_YEAR).astype(np.int64)
+        self.stop_day[i] = np.minimum(self.stop_day[i], np.maximum(stop, start + 1))
+
+    @property
+    def all_check_days(self) -> set[int]:
+        """Days on which a start or stop rule checks the T-score."""
+        return set().union(*self.rule_check_days, *self.stop_check_days)
+
     @staticmethod
-    def _check_days(rule: StartRule, stop_day: int) -> frozenset[int]:
+    def _check_days(rule: StartRule | StopRule, stop_day: int) -> frozenset[int]:
         days: set[int] = set()
         k = 0
         while True:
@@ -239,7 +351,8 @@ class CompiledRegimen:
             k += 1
 
     def check_start_rules(self, day: int, lowest_t_score: Callable[[], Array]) -> None:
-        """Fire start rules whose check falls on ``day`` (``lowest_t_score`` computed lazily)."""
+        """Fire start and stop rules whose check falls on ``day`` (``lowest_t_score`` computed
+        lazily, once)."""
         scores: Array | None = None
         for i, t in enumerate(self.treatments):
             if t.start_when is None or day not in self.rule_check_days[i]:
@@ -252,8 +365,23 @@ class CompiledRegimen:
                 & (scores < t.start_when.t_score_below)
             )
             self.start_day[i] = np.where(fire, day, self.start_day[i])
+            if fire.any():
+                self._discontinue(i, np.where(fire, day, NEVER))
+                self.change_days.update(int(d) for d in np.unique(self.stop_day[i][fire]))
+            fire &= day < self.stop_day[i]
             self.next_dose_day[i] = np.where(fire, day, self.next_dose_day[i])
             if fire.any():
+                self.change_days.add(day)
+        for i, t in enumerate(self.treatments):
+            if t.stop_when is None or day not in self.stop_check_days[i]:
+                continue
+            if scores is None:
+                scores = lowest_t_score()
+            on = self.applies[i] & (self.start_day[i] <= day) & (day < self.stop_day[i])
+            stop = on & (scores > t.stop_when.t_score_above)
+            self.stop_day[i] = np.where(stop, day, self.stop_day[i])
+            self.next_dose_day[i] = np.where(stop, NEVER, self.next_dose_day[i])
+            if stop.any():
                 self.change_days.add(day)
 
     def inputs(self, day: int) -> ModelInputs:
@@ -289,7 +417,7 @@ class CompiledRegimen:
             ):
                 continue
             on = (self.start_day[i] <= day) & (day < self.stop_day[i])
-            exposure = on * t.adherence
+            exposure = on * t.adherence_model.take_probability
             if cls is DrugClass.AROMATASE_INHIBITOR:
                 ai = np.maximum(ai, exposure * self.ai_suppression[t.drug])
             elif cls is DrugClass.OVARIAN_SUPPRESSION:
@@ -323,13 +451,13 @@ class CompiledRegimen:
                 continue
             count = self.dose_count[i]
             amount = np.where(due, t.dose_mg, 0.0)
+            adherence = t.adherence_model
             if t.given_route is Route.ORAL and not self.stochastic:
-                amount = amount * t.adherence  # the expected dose of a typical patient
+                amount = amount * adherence.take_probability  # a typical patient's expected dose
             elif t.given_route is Route.ORAL:
                 counter = count * 64 + self.slots[i]
-                taken = (
-                    uniform(self.seed, Stream.ADHERENCE, self.patient_ids, counter) < t.adherence
-                )
+                u = uniform(self.seed, Stream.ADHERENCE, self.patient_ids, counter)
+                taken = u < adherence.take_probability
                 z = standard_normal(self.seed, Stream.ABSORPTION, self.patient_ids, counter)
                 factor = np.exp(self.absorption_sd * z - 0.5 * self.absorption_sd**2)
                 amount = amount * taken * factor
@@ -341,7 +469,22 @@ class CompiledRegimen:
                 state.den_depot_mg += amount * const.den_f_sc
             count_new = count + due
             self.dose_count[i] = count_new
-            next_day = np.rint(self.start_day[i] + count_new * t.interval_days).astype(np.int64)
+            delay = adherence.delay_distribution()
+            if delay is not None:
+                z = (
+                    standard_normal(
+                        self.seed,
+                        Stream.INJECTION_DELAY,
+                        self.patient_ids,
+                        count * 64 + self.slots[i],
+                    )
+                    if self.stochastic
+                    else np.zeros(self.const.n)
+                )
+                self.delay_days[i] += np.where(due, delay.sample(z), 0.0)
+            next_day = np.rint(
+                self.start_day[i] + count_new * t.interval_days + self.delay_days[i]
+            ).astype(np.int64)
             next_day = np.where(next_day < self.stop_day[i], next_day, NEVER)
             self.next_dose_day[i] = np.where(due, next_day, self.next_dose_day[i])
 
@@ -352,9 +495,12 @@ class CompiledRegimen:
         """
         days: set[int] = set()
         for i, t in enumerate(self.treatments):
-            if t.start_when is not None:
-                raise ValueError("the reference solver does not support start_when rules")
-            start, stop = int(self.start_day[i, 0]), int(self.stop_day[i])
+            if t.start_when is not None or t.stop_when is not None:
+                raise ValueError("the reference solver does not support start_when/stop_when")
+            model = t.adherence_model
+            if model.discontinuation_per_year > 0 or model.injection_delay_days is not None:
+                raise ValueError("the reference solver does not support persistence or delays")
+            start, stop = int(self.start_day[i, 0]), int(self.stop_day[i, 0])
             days.update((start, stop))
             if t.drug_class in (DrugClass.BISPHOSPHONATE, DrugClass.RANKL_ANTIBODY):
                 j = 0

@@ -286,7 +286,7 @@ def simulate_arms(
     mineral0 = mineral(const, state)
     recorder = _Recorder(const, population, days, regimen)
     wanted = set(days.tolist())
-    check_days = set().union(*regimen.rule_check_days) if regimen.rule_check_days else set()
+    check_days = regimen.all_check_days
     reported = 0
     use_numba = resolve_engine(engine) == "numba"
 

@@ -336,6 +336,18 @@ class TrialResult:
         """Write the result CSV atomically (a partial file is never left behind)."""
         write_rows_csv(path, self.rows)
 
+    def to_frame(self) -> Any:
+        """The summary rows as a pandas DataFrame (columns of :data:`RESULT_COLUMNS`, then the
+        credible-interval columns when requested; empty statistics are NaN)."""
+        import pandas as pd
+
+        columns = list(RESULT_COLUMNS)
+        if any(row.param_cri05 is not None for row in self.rows):
+            columns += list(UNCERTAINTY_COLUMNS)
+        return pd.DataFrame(
+            [[getattr(row, c) for c in columns] for row in self.rows], columns=columns
+        ).astype({c: float for c in columns[5:]})
+
 
 def write_rows_csv(path: str | Path, rows: Iterable[SummaryRow]) -> None:
     """Write summary rows with the contract's header, atomically."""
