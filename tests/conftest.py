@@ -24,7 +24,8 @@ from bonecast.simulation import (
 from bonecast.simulation.model import ModelInputs
 
 START_PARAMETER_FILE = "aibl2c_start.yaml"
-"""The starting (uncalibrated) values of model.md section 7, shipped with the package."""
+"""The starting (uncalibrated) values of docs/model/parameters.md section 7, shipped with the
+package."""
 
 PatientFactory = Callable[..., VirtualPopulation]
 TreatmentFactory = Callable[..., Treatment]
@@ -32,7 +33,7 @@ TreatmentFactory = Callable[..., Treatment]
 
 @pytest.fixture(scope="session")
 def params() -> ParameterSet:
-    """The starting (uncalibrated) parameter set of model.md section 7.
+    """The starting (uncalibrated) parameter set of docs/model/parameters.md section 7.
 
     Loaded from its file rather than through ``default_parameter_set()``, so that the tests keep
     checking the starting values if the package's default later becomes a calibrated set.

@@ -259,7 +259,10 @@ def calibrate_command(
         Path | None, typer.Option("--targets", help="Targets CSV; default: bonecast's copy.")
     ] = None,
     start: Annotated[
-        Path | None, typer.Option("--start", help="Starting parameter set; default: model.md 7.")
+        Path | None,
+        typer.Option(
+            "--start", help="Starting parameter set; default: docs/model/parameters.md section 7."
+        ),
     ] = None,
 ) -> None:
     """Fit the calibrated parameters to the published targets (staged MAP with priors)."""

@@ -204,7 +204,7 @@ def test_drugs_and_parameters_listings() -> None:
         assert name in drugs.output
     params = runner.invoke(app, ["parameters"])
     assert params.exit_code == 0
-    assert "alpha_L" in params.output and "model.md" in params.output
+    assert "alpha_L" in params.output and "section" in params.output
 
 
 def test_parameters_csv_gives_prior_ranges_and_posterior_intervals() -> None:

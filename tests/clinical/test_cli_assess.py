@@ -96,7 +96,7 @@ def test_text_output_is_a_readable_summary_with_the_rule_trace(tmp_path: Path) -
         " ".join(DISCLAIMER.split()),
     ):
         assert fragment in text, fragment
-    assert "aibl-monitor" not in text and "clinical.md" not in text  # words, not codes
+    assert "aibl-monitor" not in text and "docs/clinical/index.md" not in text  # words, not codes
 
 
 def test_text_output_wraps_to_a_narrow_terminal_and_cuts_nothing(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""QFracture-2012, FRAX adjustments and the aromatase-inhibitor relative risk (clinical.md 4)."""
+"""QFracture-2012, FRAX adjustments and the aromatase-inhibitor relative risk
+(docs/clinical/fracture-risk.md section 4)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def _bmi(height_cm: float, weight_kg: float) -> float:
     return weight_kg / (height_cm / 100) ** 2
 
 
-# clinical.md 4.2 test vectors (compiled ClinRisk C; white, non-smoker, no alcohol unless stated).
+# docs/clinical/fracture-risk.md section 4.2 test vectors (compiled ClinRisk C; white, non-smoker,
+# no alcohol unless stated).
 VECTORS = [
     ("female", 65, 165, 68, 1, 0, 0, (), 4.551261, 1.187594),
     (
@@ -190,7 +192,8 @@ def test_every_mapped_flag_exists_in_the_model() -> None:
 
 
 def test_ai_adjustment_over_the_whole_horizon_is_one_minus_survival_to_the_rr() -> None:
-    """p' = 1 - (1 - p)^RR (clinical.md 4.3) when the AI covers the horizon."""
+    """p' = 1 - (1 - p)^RR (docs/clinical/fracture-risk.md section 4.3) when the AI covers the
+    horizon."""
     cumulative = qfracture_cumulative_pct(QFractureInputs("female", 65, 25.0), "hip")
     p = cumulative[-1] / 100
     adjusted = ai_adjusted_pct(qfracture_hazard(cumulative), 10, (-1.0, 12.0), 1.18)

@@ -1,4 +1,5 @@
-"""Every branch of the guideline rule sets aibl-2025 and aibl-2017 (clinical.md 1)."""
+"""Every branch of the guideline rule sets aibl-2025 and aibl-2017
+(docs/clinical/aibl-algorithm.md section 1)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ SOURCES = _shipped_sources()
 
 
 def test_the_shipped_data_has_sources_to_cite() -> None:
-    assert len(SOURCES) > 50 and any("clinical.md" in s for s in SOURCES)
+    assert len(SOURCES) > 50 and any("docs/clinical/index.md" in s for s in SOURCES)
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -42,12 +42,15 @@ def test_every_shipped_source_is_cited_without_design_notes(source: str) -> None
 
 
 def test_publications_are_named_and_linked() -> None:
-    source = "AIBL 2017 Table 3 (PMC5384888 t0015; clinical.md 1.4)"
+    source = "AIBL 2017 Table 3 (PMC5384888 t0015; docs/clinical/aibl-algorithm.md section 1.4)"
     assert labels.cite(source) == "AIBL 2017 Table 3 (PMC5384888 t0015)"
     urls = [url for _, url in labels.links(source)]
     assert "https://doi.org/10.1016/j.jbo.2017.03.001" in urls
     assert "https://pmc.ncbi.nlm.nih.gov/articles/PMC5384888/" in urls
-    assert labels.cite("clinical.md 1.6 monitoring table") == labels.OWN_READING
+    assert (
+        labels.cite("docs/clinical/aibl-algorithm.md section 1.6 monitoring table")
+        == labels.OWN_READING
+    )
 
 
 def test_every_site_drug_and_plan_has_words() -> None:

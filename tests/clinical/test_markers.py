@@ -1,4 +1,5 @@
-"""Bone turnover markers: reference intervals, real change and response (clinical.md 5)."""
+"""Bone turnover markers: reference intervals, real change and response
+(docs/clinical/markers.md section 5)."""
 
 from __future__ import annotations
 

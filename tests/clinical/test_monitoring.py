@@ -1,4 +1,5 @@
-"""When the next DXA is due (clinical.md 1.6, 3.3)."""
+"""When the next DXA is due (docs/clinical/aibl-algorithm.md section 1.6 and
+docs/clinical/scores.md section 3.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Precision study, least significant change and real change between scans (clinical.md 3)."""
+"""Precision study, least significant change and real change between scans
+(docs/clinical/scores.md section 3)."""
 
 from __future__ import annotations
 

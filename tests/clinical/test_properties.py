@@ -126,5 +126,6 @@ def test_another_risk_factor_never_lowers_risk_or_weakens_the_recommendation(
     before, after = _assess(data, guideline), _assess(more, guideline)
     _no_weaker(before, after)
     # Counted, not named: a vertebral fracture also recorded as a fragility fracture after 50
-    # counts once (clinical.md 1.3), so the names may change while the count cannot fall.
+    # counts once (docs/clinical/aibl-algorithm.md section 1.3), so the names may change while the
+    # count cannot fall.
     assert len(after.risk_factors_present) >= len(before.risk_factors_present)

@@ -1,4 +1,5 @@
-"""T- and Z-scores, standardised BMD, vertebral exclusion and the WHO category (clinical.md 2)."""
+"""T- and Z-scores, standardised BMD, vertebral exclusion and the WHO category
+(docs/clinical/scores.md section 2)."""
 
 from __future__ import annotations
 
@@ -81,7 +82,12 @@ def test_no_t_score_without_a_reference_on_that_scale(site: str, scanner: str) -
 @pytest.mark.parametrize(
     ("site", "scanner", "bmd", "expected_mg_cm2"),
     [
-        ("lumbar_spine", "hologic", 0.950, 1020.4),  # clinical.md 2.3 test vectors
+        (
+            "lumbar_spine",
+            "hologic",
+            0.950,
+            1020.4,
+        ),  # docs/clinical/scores.md section 2.3 test vectors
         ("lumbar_spine", "lunar", 1.068, 1012.6),
         ("total_hip", "hologic", 0.850, 862.8),
         ("total_hip", "lunar", 0.900, 850.1),
@@ -94,7 +100,8 @@ def test_standardised_bmd_test_vectors(
 
 
 def test_femoral_neck_sbmd_reproduces_the_documented_gap() -> None:
-    """clinical.md 2.3: paired Hologic 0.798 / Lunar 0.895 give 886 vs 817 mg/cm2 (open issue)."""
+    """docs/clinical/scores.md section 2.3: paired Hologic 0.798 / Lunar 0.895 give 886 vs 817
+    mg/cm2 (open issue)."""
     assert standardised_bmd_mg_cm2("femoral_neck", "hologic", 0.798) == pytest.approx(886, abs=0.5)
     assert standardised_bmd_mg_cm2("femoral_neck", "lunar", 0.895) == pytest.approx(817, abs=0.5)
     assert score_data().sbmd["femoral_neck"].verification == "UNVERIFIED"

@@ -1,5 +1,6 @@
-"""FHIR R4: export validates and uses the codes of clinical.md 6; export then import gives the
-same records; foreign bundles import; a bad bundle is rejected whole with every problem listed."""
+"""FHIR R4: export validates and uses the codes of docs/clinical/interoperability.md section 6;
+export then import gives the same records; foreign bundles import; a bad bundle is rejected whole
+with every problem listed."""
 
 from __future__ import annotations
 
@@ -150,7 +151,8 @@ def test_importing_an_export_back_into_its_registry_is_refused_as_duplicates(
 
 
 def foreign_bundle(**observation_changes: Any) -> dict[str, Any]:
-    """A Bundle as another system might send it (clinical.md 6.5's T-score Observation)."""
+    """A Bundle as another system might send it (docs/clinical/interoperability.md section 6.5's
+    T-score Observation)."""
     t_score = {
         "resourceType": "Observation",
         "id": "dxa-fn-left-tscore-2025-03-04",

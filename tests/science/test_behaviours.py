@@ -2,8 +2,9 @@
 (starting, uncalibrated) parameter set.
 
 These are direction and ordering checks with margins, plus a few loose magnitude checks against
-the 5-year ATAC medians. Matching the trials numerically is the job of calibration (model.md
-section 10), a separate issue: the tolerances here are deliberately generous.
+the 5-year ATAC medians. Matching the trials numerically is the job of calibration
+(docs/model/calibration.md section 10), a separate issue: the tolerances here are deliberately
+generous.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def test_spine_loss_is_front_loaded(sim):
     """ATAC year 1 (calibration targets A5_LS/A5_TH, UNVERIFIED): LS -2.6 %, TH -1.7 %.
 
     Spine loss is faster than hip loss in the first year (remodelling space opens in
-    trabecular bone; model.md section 3).
+    trabecular bone; docs/model/index.md section 3).
     """
     ana = sim["anastrozole"]
     assert ana.bmd("lumbar_spine", 12) < ana.bmd("total_hip", 12)
@@ -98,24 +99,28 @@ def test_spine_loss_is_front_loaded(sim):
 
 
 def test_anastrozole_raises_turnover_markers(sim):
-    """ATAC (Eastell 2006, target A14_ANA, direction only) and ARIBON 12 months (model.md 3:
-    sCTX +34.9 %, BSAP +37.0 % on anastrozole + placebo): resorption and formation rise."""
+    """ATAC (Eastell 2006, target A14_ANA, direction only) and ARIBON 12 months
+    (docs/model/index.md section 3: sCTX +34.9 %, BSAP +37.0 % on anastrozole + placebo): resorption
+    and formation rise."""
     ana = sim["anastrozole"]
     assert ana.ctx(12) > 10.0
     assert ana.p1np(12) > 10.0
-    # turnover rises within months (model.md 3: 'AIs raise turnover markers within months')
+    # turnover rises within months (docs/model/index.md section 3: 'AIs raise turnover markers
+    # within months')
     assert ana.ctx(3) > 0.5 * ana.ctx(12)
 
 
 @pytest.mark.parametrize("site", ["lumbar_spine", "total_hip", "femoral_neck"])
 @pytest.mark.parametrize("month", [12, 24, 60])
 def test_letrozole_loses_at_least_as_much_as_anastrozole(sim, site, month):
-    """model.md 5 / 14.5: letrozole suppresses estradiol more deeply (0.95 vs 0.85)."""
+    """docs/model/equations.md section 5 / 14.5: letrozole suppresses estradiol more deeply (0.95 vs
+    0.85)."""
     assert sim["letrozole"].bmd(site, month) <= sim["anastrozole"].bmd(site, month)
 
 
 def test_exemestane_lies_between_anastrozole_and_letrozole(sim):
-    """Suppression placeholders 0.85 < 0.90 < 0.95 (model.md 7.1, UNVERIFIED)."""
+    """Suppression placeholders 0.85 < 0.90 < 0.95 (docs/model/parameters.md section 7.1,
+    UNVERIFIED)."""
     for site in SITES_LS_TH:
         ana, exe, let = (sim[k].bmd(site, 60) for k in ("anastrozole", "exemestane", "letrozole"))
         assert let <= exe <= ana
@@ -174,7 +179,7 @@ def test_turnover_returns_to_baseline_after_anastrozole(sim):
 
 def test_tamoxifen_raises_postmenopausal_spine_bmd(sim):
     """ATAC tamoxifen arm: LS +2.2 % at 2 years (Eastell 2006, A3), +2.77 % at 5 (Eastell 2008,
-    A8); the model treats tamoxifen as a partial agonist (model.md 6.1)."""
+    A8); the model treats tamoxifen as a partial agonist (docs/model/equations.md section 6.1)."""
     tam = sim["tamoxifen"]
     assert tam.bmd("lumbar_spine", 24) > 0.5
     assert tam.bmd("lumbar_spine", 24) == pytest.approx(2.2, abs=2.0)  # loose, uncalibrated
@@ -232,18 +237,20 @@ def test_risedronate_effect_is_near_ibis2_stratum_ii(sim):
 
 
 def test_zoledronic_acid_effect_persists_after_stopping(sim):
-    """model.md 3: bisphosphonate effect persists after stopping (bone-bound drug)."""
+    """docs/model/index.md section 3: bisphosphonate effect persists after stopping (bone-bound
+    drug)."""
     zol = sim["anastrozole+zoledronic_acid"]
     assert zol.bmd("lumbar_spine", 84) > 0.0
     assert zol.ctx(72) < 0.0  # resorption still below baseline a year after the last dose
 
 
 def test_denosumab_gain_is_lost_when_it_stops(sim):
-    """model.md 3: 'rapid loss when stopped' (RANKL overshoot as the drug wanes)."""
+    """docs/model/index.md section 3: 'rapid loss when stopped' (RANKL overshoot as the drug
+    wanes)."""
     den = sim["anastrozole+denosumab"]
     assert den.change("lumbar_spine", 66, 84) < -3.0
     # rebound: resorption overshoots above baseline once the drug is gone (its size is not
-    # calibrated, model.md 12.10; ~+8 % with the starting values)
+    # calibrated, docs/model/calibration.md section 12.10; ~+8 % with the starting values)
     ctx_after = [den.ctx(m) for m in range(66, 85)]
     assert max(ctx_after) > 2.0
     # faster than after zoledronic acid, whose effect persists
@@ -252,14 +259,15 @@ def test_denosumab_gain_is_lost_when_it_stops(sim):
 
 
 def test_denosumab_suppresses_resorption_deeply_and_partly_escapes(sim):
-    """model.md 3: CTX about -85 % within a month, partial escape near 6 months."""
+    """docs/model/index.md section 3: CTX about -85 % within a month, partial escape near 6
+    months."""
     den = sim["anastrozole+denosumab"]
     assert den.ctx(1) < -75.0
     assert den.ctx(1) < den.ctx(6) < 0.0
 
 
 # --------------------------------------------------------------------------------------------
-# Dose-response (model.md 14.5: monotonic dose-response)
+# Dose-response (docs/model/calibration.md section 14.5: monotonic dose-response)
 # --------------------------------------------------------------------------------------------
 
 
@@ -300,7 +308,8 @@ def test_more_drug_more_bone_and_less_resorption(typical_patient, drug, doses):
 
 
 # --------------------------------------------------------------------------------------------
-# Premenopausal women on ovarian function suppression (ABCSG-12, model.md 11.8)
+# Premenopausal women on ovarian function suppression (ABCSG-12,
+# docs/model/calibration.md section 11.8)
 # --------------------------------------------------------------------------------------------
 
 
@@ -346,7 +355,8 @@ def test_zoledronic_acid_prevents_loss_on_goserelin_anastrozole(premenopausal):
 
 
 def test_tamoxifen_lowers_premenopausal_bmd(premenopausal):
-    """model.md 3 / 6.1: with premenopausal estradiol tamoxifen acts as an antagonist on bone."""
+    """docs/model/index.md section 3 / 6.1: with premenopausal estradiol tamoxifen acts as an
+    antagonist on bone."""
     assert premenopausal["tamoxifen"].bmd("lumbar_spine", 36) < premenopausal["untreated"].bmd(
         "lumbar_spine", 36
     )
@@ -360,7 +370,8 @@ def test_bone_recovers_after_ovarian_suppression_ends(premenopausal):
 
 
 # --------------------------------------------------------------------------------------------
-# Natural menopause (model.md 5: logistic estradiol fall around the final menstrual period)
+# Natural menopause (docs/model/equations.md section 5: logistic estradiol fall around the final
+# menstrual period)
 # --------------------------------------------------------------------------------------------
 
 
@@ -381,7 +392,8 @@ def test_transmenopausal_spine_loss_is_near_swan(menopause):
 
 def test_postmenopausal_loss_decelerates(menopause):
     """Sowers (Michigan cohort, targets N4_POST / N4_LATE): -3.3 %/y in the 2 years after the
-    FMP, -1.1 %/y from 2 to 7 years after. The model slows (mechanostat, model.md 6.4)."""
+    FMP, -1.1 %/y from 2 to 7 years after. The model slows (mechanostat,
+    docs/model/equations.md section 6.4)."""
     early = menopause.change("lumbar_spine", 12, 36) / 2.0  # %/y, FMP to FMP + 2 y
     late = menopause.change("lumbar_spine", 36, 96) / 5.0  # %/y, FMP + 2 y to FMP + 7 y
     assert early < late < 0.0

@@ -1,4 +1,5 @@
-"""The calibrated parameter set against the published trials (issue 3; model.md section 10)."""
+"""The calibrated parameter set against the published trials (issue 3;
+docs/model/calibration.md section 10)."""
 
 from __future__ import annotations
 

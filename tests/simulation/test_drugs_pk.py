@@ -58,7 +58,7 @@ def test_unknown_drug_lists_the_accepted_names():
 
 
 # --------------------------------------------------------------------------------------------
-# Denosumab 60 mg SC (model.md 6.7)
+# Denosumab 60 mg SC (docs/model/equations.md section 6.7)
 # --------------------------------------------------------------------------------------------
 
 # Prolia (denosumab) US prescribing information, section 12.3, as recalled -- UNVERIFIED here
@@ -69,7 +69,8 @@ def test_unknown_drug_lists_the_accepted_names():
 LABEL_CMAX_MG_L = 6.75
 LABEL_CMAX_SD_MG_L = 1.89
 LABEL_TMAX_RANGE_DAYS = (3, 21)
-# model.md 6.7: the OpenBoneMin values give Cmax ~8.7 ug/mL near day 14 and ~5 ng/mL at day 180
+# docs/model/equations.md section 6.7: the OpenBoneMin values give Cmax ~8.7 ug/mL near day 14 and
+# ~5 ng/mL at day 180
 MODEL_MD_CMAX_MG_L = 8.7
 
 
@@ -83,7 +84,8 @@ def one_denosumab_dose(typical_patient, tx):
 
 
 def _independent_denosumab_pk(v: dict[str, float], days: int) -> np.ndarray:
-    """model.md 6.7 integrated directly (depot, central, peripheral), concentration in mg/L."""
+    """docs/model/equations.md section 6.7 integrated directly (depot, central, peripheral),
+    concentration in mg/L."""
     vc, vp = v["den.vc_l"], v["den.vp_l"]
 
     def rhs(_t: float, y: np.ndarray) -> np.ndarray:
@@ -117,7 +119,7 @@ def test_denosumab_peak_against_the_label(one_denosumab_dose, path):
     assert (
         LABEL_CMAX_MG_L - 2 * LABEL_CMAX_SD_MG_L <= cmax <= LABEL_CMAX_MG_L + 2 * LABEL_CMAX_SD_MG_L
     )
-    # and within 5 % of what model.md 6.7 says these PK values give
+    # and within 5 % of what docs/model/equations.md section 6.7 says these PK values give
     assert cmax == pytest.approx(MODEL_MD_CMAX_MG_L, rel=0.05)
     assert LABEL_TMAX_RANGE_DAYS[0] <= tmax <= LABEL_TMAX_RANGE_DAYS[1]
 
@@ -126,7 +128,8 @@ def test_denosumab_peak_against_the_label(one_denosumab_dose, path):
 def test_denosumab_is_nearly_gone_at_six_months(one_denosumab_dose, path):
     conc = one_denosumab_dose[0 if path == "fast" else 1]
     assert conc[180] < 0.01 * conc.max()
-    # model.md 6.7 expects ~5 ng/mL at day 180; the same equations integrated here give ~6.8
+    # docs/model/equations.md section 6.7 expects ~5 ng/mL at day 180; the same equations integrated
+    # here give ~6.8
     assert 0.002 <= conc[180] <= 0.010
     # after the peak the concentration only falls
     assert np.all(np.diff(conc[int(conc.argmax()) :]) <= 0)
@@ -142,7 +145,7 @@ def test_denosumab_pk_matches_an_independent_solve(params, one_denosumab_dose):
 
 
 def test_denosumab_suppresses_ctx_within_a_month(typical_patient, tx):
-    """model.md 3: 'deep, fast CTX suppression (about -85 % within a month)'.
+    """docs/model/index.md section 3: 'deep, fast CTX suppression (about -85 % within a month)'.
 
     FREEDOM (Cummings 2009 NEJM, calibration target D5_M1, UNVERIFIED): -86 % at 1 month.
     Uncalibrated parameters: a loose band of +-10 pp.
@@ -153,10 +156,12 @@ def test_denosumab_suppresses_ctx_within_a_month(typical_patient, tx):
 
 
 # --------------------------------------------------------------------------------------------
-# Bisphosphonate bone pools (model.md 6.6)
+# Bisphosphonate bone pools (docs/model/equations.md section 6.6)
 # --------------------------------------------------------------------------------------------
 
-ZOL_F_BONE = 0.6  # model.md 7.4, from the 40-50 % urinary recovery (Zometa label)
+ZOL_F_BONE = (
+    0.6  # docs/model/parameters.md section 7.4, from the 40-50 % urinary recovery (Zometa label)
+)
 
 
 def _single_zol(tx, dose=4.0):
@@ -276,7 +281,8 @@ def test_bone_drug_error_shrinks_with_the_step(typical_patient, tx):
     assert errors[1] < 0.2 * errors[0]
 
 
-# Alendronate 70 mg weekly: F = 0.0064 (Gertz 1995, model.md 7.4) x f_bone = 0.5 (model.md 7.4)
+# Alendronate 70 mg weekly: F = 0.0064 (Gertz 1995, docs/model/parameters.md section 7.4) x f_bone =
+# 0.5 (docs/model/parameters.md section 7.4)
 ALENDRONATE_ON_BONE_MG = 70.0 * 0.0064 * 0.5
 
 
@@ -297,7 +303,8 @@ def test_typical_patient_takes_the_expected_oral_dose(typical_patient, tx, param
 
 
 def test_varied_patients_take_the_expected_oral_dose_on_average(params, tx):
-    """Variability on: Bernoulli(adherence) x lognormal(mean 1, CV 0.6) per dose (model.md 5, 9).
+    """Variability on: Bernoulli(adherence) x lognormal(mean 1, CV 0.6) per dose
+    (docs/model/equations.md section 5 and docs/model/numerics.md section 9).
 
     Normalised by each patient's own bioavailability (between-patient lognormal F), the mean
     amount on bone per planned dose is adherence x 70 x 0.5 mg.

@@ -160,7 +160,8 @@ def test_compiled_matches_numpy_goserelin_premenopausal() -> None:
 
 
 def test_compiled_matches_numpy_natural_menopause() -> None:
-    """Natural menopause (time-varying E2_base, model.md section 5) during tamoxifen."""
+    """Natural menopause (time-varying E2_base, docs/model/equations.md section 5) during
+    tamoxifen."""
     population = _population("premenopausal", final_menstrual_period_month=18.0)
     assert np.isfinite(population.fmp_day).all()
     plan = _plan(TAMOXIFEN, stop=48)

@@ -68,8 +68,9 @@ def test_clinical_fracture_is_at_least_each_of_its_types(result):
 def test_anastrozole_fractures_exceed_tamoxifen_during_treatment_less_after(result):
     """ATAC: fracture hazard ratio anastrozole/tamoxifen 1.49 (1.25-1.77) over 5 years of
     treatment (Eastell 2006 J Bone Miner Res 21:1215); during treatment 1.33, after 0.99
-    (Tseng 2018, clinical.md 4.3). Measured: 1.53 during, 1.30 after (years 5-7): the model
-    keeps the hip BMD lost on anastrozole after it stops, so it does not reach the 0.99 after."""
+    (Tseng 2018, docs/clinical/fracture-risk.md section 4.3). Measured: 1.53 during, 1.30 after
+    (years 5-7): the model keeps the hip BMD lost on anastrozole after it stops, so it does not
+    reach the 0.99 after."""
     during = _hazard(result[("anastrozole", "clinical_fracture", 0.0, 60.0)].mean_pct_change) / (
         _hazard(result[("tamoxifen", "clinical_fracture", 0.0, 60.0)].mean_pct_change)
     )

@@ -1,5 +1,5 @@
-"""Trial random effects (model.md 12.1): the marginal likelihood, tau recovery, predictive
-intervals and the summary stored with a calibrated set."""
+"""Trial random effects (docs/model/calibration.md section 10.5): the marginal likelihood, tau
+recovery, predictive intervals and the summary stored with a calibrated set."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The AIBL-2C equations (model.md sections 4 and 6) and their untreated steady state."""
+"""The AIBL-2C equations (docs/model/equations.md sections 4 and 6) and their untreated steady
+state."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ BP_DRUGS = ("zoledronic_acid", "alendronate", "risedronate", "ibandronate")
 
 
 # --------------------------------------------------------------------------------------------
-# Untreated steady state (model.md 14.5: "the untreated steady state stays at 1 (cells) and
-# drifts only by delta0")
+# Untreated steady state (docs/model/calibration.md section 14.5: "the untreated steady state stays
+# at 1 (cells) and drifts only by delta0")
 # --------------------------------------------------------------------------------------------
 
 
@@ -73,7 +74,7 @@ def _reduced_drift_bmd(params: ParameterSet, days: np.ndarray, age: float) -> np
     Per compartment j: dY/dt = rho_j (1 - delta0_j(t)) - (kappa + rho_j V^(nu-1)) Y, with
     delta0_j(t) = delta0_j m_life exp(beta_age (age + t - a_ref)) (t in years),
     dO/dt = kappa Y - rho_j V^(nu-1) O, V = Y + O; M = m_p Y + O;
-    BMD_s = f_s M_t/M_t0 + (1 - f_s) M_c/M_c0 (model.md 6.4-6.5).
+    BMD_s = f_s M_t/M_t0 + (1 - f_s) M_c/M_c0 (docs/model/equations.md sections 6.4-6.5).
     """
     v = params.values()
     rho = np.array([v["rho_t_per_year"], v["rho_c_per_year"]]) / 365.25
@@ -120,7 +121,8 @@ def test_untreated_bmd_follows_the_age_related_drift(typical_patient, params):
 
 
 def test_baseline_state_is_a_steady_state(typical_patient, params, untreated_inputs):
-    """With no deficit every derivative vanishes at the baseline state (model.md table 4)."""
+    """With no deficit every derivative vanishes at the baseline state
+    (docs/model/equations.md section 4)."""
     values = dict(typical_patient.values)
     values["delta0_t"] = np.zeros(1)
     values["delta0_c"] = np.zeros(1)
@@ -131,7 +133,8 @@ def test_baseline_state_is_a_steady_state(typical_patient, params, untreated_inp
     v = params.values()
     kappa = v["kappa_per_year"]
     for j, name in enumerate(("rho_t_per_year", "rho_c_per_year")):
-        # Y0 = rho/(kappa + rho), O0 = 1 - Y0 (model.md table 4; rates per year cancel)
+        # Y0 = rho/(kappa + rho), O0 = 1 - Y0 (docs/model/equations.md section 4; rates per year
+        # cancel)
         assert state.young[j, 0] == pytest.approx(v[name] / (kappa + v[name]), rel=1e-12)
         assert state.young[j, 0] + state.old[j, 0] == pytest.approx(1.0, abs=1e-15)
     rates = derivatives(const, state, untreated_inputs, 0.0).to_vector()
@@ -139,15 +142,15 @@ def test_baseline_state_is_a_steady_state(typical_patient, params, untreated_inp
 
 
 # --------------------------------------------------------------------------------------------
-# Right-hand side against an independent transcription of model.md 6.1-6.7
+# Right-hand side against an independent transcription of docs/model/equations.md sections 6.1-6.7
 # --------------------------------------------------------------------------------------------
 
 
 def _spec_rhs(
     v: dict[str, float], e2_base: float, s: dict, u: dict, age_now: float
 ) -> dict[str, object]:
-    """model.md 6.1-6.7 for one patient aged ``age_now`` years, written independently of
-    bonecast.simulation.model."""
+    """docs/model/equations.md sections 6.1-6.7 for one patient aged ``age_now`` years, written
+    independently of bonecast.simulation.model."""
     per_day = 1.0 / 365.25
     ageing = math.exp(v["age_deficit_per_year"] * (age_now - v["age_deficit_ref_years"]))
     # 6.1
@@ -243,7 +246,8 @@ _cells = st.floats(0.05, 3.0)
 def test_derivatives_match_the_specification(
     params, premenopausal, cells, young, old, tam_state, surface, buried, den, ai, ofs, tam
 ):
-    """derivatives() equals an independent transcription of model.md 6.1-6.7 (rel 1e-10)."""
+    """derivatives() equals an independent transcription of docs/model/equations.md sections 6.1-6.7
+    (rel 1e-10)."""
     v = params.values()
     fmp = math.inf if premenopausal else -math.inf
     e2_base = v["e2_pre_pg_ml"] if premenopausal else v["e2_post_pg_ml"]

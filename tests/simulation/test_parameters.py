@@ -58,7 +58,8 @@ def test_every_parameter_has_unit_symbol_description_and_source(params):
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        # model.md 6.7 / 7.5: OpenBoneMin denosumab PK converted to days, litres, mg
+        # docs/model/equations.md section 6.7 / 7.5: OpenBoneMin denosumab PK converted to days,
+        # litres, mg
         ("den.ka_per_day", 0.142),
         ("den.f_sc", 0.729),
         ("den.vc_l", 2.34),
@@ -67,7 +68,7 @@ def test_every_parameter_has_unit_symbol_description_and_source(params):
         ("den.cl_l_per_day", 0.066),
         ("den.vmax_mg_per_day", 0.0746),
         ("den.km_mg_l", 0.188),
-        # model.md 7.4: oral F and bone uptake of the bisphosphonates
+        # docs/model/parameters.md section 7.4: oral F and bone uptake of the bisphosphonates
         ("bp.alendronate.f_oral", 0.0064),
         ("bp.risedronate.f_oral", 0.0063),
         ("bp.ibandronate.f_oral", 0.006),
@@ -78,7 +79,7 @@ def test_every_parameter_has_unit_symbol_description_and_source(params):
         ("bp.zoledronic_acid.ec50_mg", 0.080),
         ("bp_surface_half_life_days", 60.0),
         ("bp_release_per_year", 0.10),
-        # model.md 7.1-7.3 starting values
+        # docs/model/parameters.md sections 7.1-7.3 starting values
         ("ai.anastrozole.suppression", 0.85),
         ("ai.letrozole.suppression", 0.95),
         ("ai.exemestane.suppression", 0.90),
@@ -101,7 +102,8 @@ def test_values_match_the_specification(params, name, value):
 
 
 def test_rates_in_the_file_match_their_stated_half_lives(params):
-    """k_c = 1/14 d, k_q = 1/30 d, k_T = ln2/7 d, kappa = ln2/0.5 y (model.md 7.1-7.3)."""
+    """k_c = 1/14 d, k_q = 1/30 d, k_T = ln2/7 d, kappa = ln2/0.5 y
+    (docs/model/parameters.md sections 7.1-7.3)."""
     v = params.values()
     assert v["k_c_per_day"] == pytest.approx(1 / 14, rel=1e-8)
     assert v["k_q_per_day"] == pytest.approx(1 / 30, rel=1e-8)

@@ -1,4 +1,5 @@
-"""Virtual populations: reproducibility, chunk invariance and variability (model.md section 9)."""
+"""Virtual populations: reproducibility, chunk invariance and variability
+(docs/model/numerics.md section 9)."""
 
 from __future__ import annotations
 
@@ -140,7 +141,7 @@ def test_trial_results_do_not_depend_on_chunk_size(params):
 
 
 # --------------------------------------------------------------------------------------------
-# Between-patient variability (model.md section 9)
+# Between-patient variability (docs/model/numerics.md section 9)
 # --------------------------------------------------------------------------------------------
 
 
@@ -174,7 +175,8 @@ def _logitnormal(params):
 
 
 def test_lognormal_parameters_keep_the_typical_value_as_median(params, big):
-    """Median = typical value; log-SD = sqrt(ln(1 + CV^2)) (parameter file, model.md 9)."""
+    """Median = typical value; log-SD = sqrt(ln(1 + CV^2)) (parameter file,
+    docs/model/numerics.md section 9)."""
     checked = set()
     for name, cv in _lognormal(params):
         typical = params.parameters[name].value
@@ -185,8 +187,8 @@ def test_lognormal_parameters_keep_the_typical_value_as_median(params, big):
         assert logs.std() == pytest.approx(omega, rel=0.05), name
         assert np.all(big.values[name] > 0), name
         checked.add(name)
-    # the lognormal rows of model.md 9: E2_base, rho_t/rho_c, alpha_L, delta0_t/c, deltaE_c,
-    # EC50_d, oral F_d, theta_D, denosumab CL and Vmax
+    # the lognormal rows of docs/model/numerics.md section 9: E2_base, rho_t/rho_c, alpha_L,
+    # delta0_t/c, deltaE_c, EC50_d, oral F_d, theta_D, denosumab CL and Vmax
     assert checked == {
         "e2_post_pg_ml",
         "e2_pre_pg_ml",
@@ -206,7 +208,8 @@ def test_lognormal_parameters_keep_the_typical_value_as_median(params, big):
 
 def test_logit_normal_shares_stay_inside_zero_and_one(params, big):
     names = {name for name, _ in _logitnormal(params)}
-    # model.md 9: s_AI,k per inhibitor and the site trabecular shares f_LS, f_TH, f_FN
+    # docs/model/numerics.md section 9: s_AI,k per inhibitor and the site trabecular shares f_LS,
+    # f_TH, f_FN
     assert names == {
         "ai.anastrozole.suppression",
         "ai.letrozole.suppression",
@@ -223,7 +226,7 @@ def test_logit_normal_shares_stay_inside_zero_and_one(params, big):
 
 
 def test_correlated_parameters(params, big):
-    # rho_t and rho_c: correlation 0.8 on the log scale (model.md 9)
+    # rho_t and rho_c: correlation 0.8 on the log scale (docs/model/numerics.md section 9)
     r = np.corrcoef(np.log(big.values["rho_t_per_year"]), np.log(big.values["rho_c_per_year"]))
     assert r[0, 1] == pytest.approx(0.8, abs=0.03)
     # one between-patient factor scales both estradiol levels (correlation 1.0 in the file)
@@ -277,7 +280,8 @@ def test_t_score_bounds_and_baseline_bmd(params):
     assert population.age_years.min() >= 50 and population.age_years.max() <= 75
     # the bounds are really reached (a truncated, not a narrowed, distribution)
     assert ls.min() < -2.45 and ls.max() > 0.45
-    # baseline BMD = young-adult reference mean + T x reference SD (model.md 6.5)
+    # baseline BMD = young-adult reference mean + T x reference SD
+    # (docs/model/equations.md section 6.5)
     for k, site in enumerate(SITES):
         ref = params.reference_bmd[site]
         np.testing.assert_allclose(

@@ -82,7 +82,7 @@ def test_zoledronic_acid_every_182_days_until_month_60(typical_patient, tx):
     plan = [tx("zoledronic_acid", 4.0, 182.0, 0, 60)]
     result = simulate(typical_patient, plan, month_to_day(72))
     assert dose_days_from_simulation(result, "zoledronic_acid") == list(range(0, 1821, 182))
-    # each dose adds 4 mg x f_bone (0.6, model.md 7.4) to bone
+    # each dose adds 4 mg x f_bone (0.6, docs/model/parameters.md section 7.4) to bone
     events = dose_events(typical_patient, plan, month_to_day(72))
     assert sorted(events) == list(range(0, 1821, 182))
     for amount in events.values():
@@ -131,7 +131,8 @@ def daily_inputs(regimen, horizon_days):
 
 
 def test_exposures_are_on_from_start_day_to_the_day_before_stop(typical_patient, tx):
-    """Aromatase inhibitor suppression, goserelin and tamoxifen flags (model.md 5)."""
+    """Aromatase inhibitor suppression, goserelin and tamoxifen flags
+    (docs/model/equations.md section 5)."""
     plan = [
         tx("anastrozole", 1.0, 1.0, 2, 14),  # days 61 .. 425
         tx("tamoxifen", 20.0, 1.0, 14, 20),  # days 426 .. 608
@@ -139,7 +140,8 @@ def test_exposures_are_on_from_start_day_to_the_day_before_stop(typical_patient,
     regimen, _ = compile_plan(typical_patient, plan, 800)
     exposure = daily_inputs(regimen, 800)
     days = np.arange(800)
-    # anastrozole removes 85 % of estradiol (model.md 7.1, s_AI,anastrozole = 0.85)
+    # anastrozole removes 85 % of estradiol (docs/model/parameters.md section 7.1, s_AI,anastrozole
+    # = 0.85)
     ai_on = (days >= 61) & (days < 426)
     np.testing.assert_allclose(exposure["ai"], np.where(ai_on, 0.85, 0.0), rtol=1e-15)
     tam_on = (days >= 426) & (days < 609)
@@ -239,12 +241,14 @@ def test_start_rule_fires_at_the_first_check_below_the_threshold(params, tx):
 
 
 # --------------------------------------------------------------------------------------------
-# Oral dosing: adherence and absorption (model.md 5 and 9)
+# Oral dosing: adherence and absorption (docs/model/equations.md section 5 and
+# docs/model/numerics.md section 9)
 # --------------------------------------------------------------------------------------------
 
-# Alendronate 70 mg weekly: F = 0.0064 (Gertz 1995, model.md 7.4) and f_bone = 0.5 (model.md 7.4)
+# Alendronate 70 mg weekly: F = 0.0064 (Gertz 1995, docs/model/parameters.md section 7.4) and f_bone
+# = 0.5 (docs/model/parameters.md section 7.4)
 ALENDRONATE_ON_BONE_MG = 70.0 * 0.0064 * 0.5
-# within-subject absorption CV 0.60 (model.md 9): log-SD sqrt(ln(1 + 0.6^2))
+# within-subject absorption CV 0.60 (docs/model/numerics.md section 9): log-SD sqrt(ln(1 + 0.6^2))
 ABSORPTION_LOG_SD = math.sqrt(math.log1p(0.6**2))
 
 
@@ -259,7 +263,8 @@ def many_varied(params):
 @pytest.mark.parametrize("adherence", [1.0, 0.8, 0.5])
 def test_oral_doses_reaching_bone(many_varied, tx, adherence):
     """Varied patients: each planned dose is taken with probability ``adherence`` and absorbed
-    with a lognormal factor of mean 1 (model.md 5 and 9), on top of the patient's own F."""
+    with a lognormal factor of mean 1 (docs/model/equations.md section 5 and
+    docs/model/numerics.md section 9), on top of the patient's own F."""
     plan = [tx("alendronate", 70.0, 7.0, 0, 3, adherence=adherence)]  # 13 weekly doses
     events = dose_events(many_varied, plan, 91, seed=4)
     assert sorted(events) == list(range(0, 91, 7))
@@ -373,7 +378,8 @@ def test_start_rule_bounds():
 
 
 def test_premenopausal_aromatase_inhibitor_needs_ovarian_suppression(tx):
-    """model.md 5: an AI without OFS in a premenopausal patient is refused."""
+    """docs/model/equations.md section 5: an AI without OFS in a premenopausal patient is
+    refused."""
     ai = tx("anastrozole", 1.0, 1.0, 0, 36)
     with pytest.raises(ValueError, match="goserelin"):
         check_premenopausal_plan([ai], 36)

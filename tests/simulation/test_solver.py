@@ -1,4 +1,5 @@
-"""The fast exponential-Euler path against smaller steps and against solve_ivp (model.md 8.1)."""
+"""The fast exponential-Euler path against smaller steps and against solve_ivp
+(docs/model/numerics.md section 8.1)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def _plan(*drugs: dict) -> list[Treatment]:
     ids=["anastrozole+zoledronic_acid", "anastrozole+denosumab"],
 )
 def test_daily_step_agrees_with_a_tenth_of_a_day(typical_patient, plan):
-    """model.md 8.1: dt = 1 d is accurate to < 0.1 pp of BMD at every site and every day."""
+    """docs/model/numerics.md section 8.1: dt = 1 d is accurate to < 0.1 pp of BMD at every site and
+    every day."""
     coarse = simulate(typical_patient, plan, HORIZON, dt_days=1.0)
     fine = simulate(typical_patient, plan, HORIZON, dt_days=0.1)
     diff_pp = 100.0 * np.abs(coarse.bmd_ratio - fine.bmd_ratio)
@@ -54,7 +56,8 @@ def test_daily_step_agrees_with_a_tenth_of_a_day(typical_patient, plan):
 
 
 def test_anastrozole_alone_is_step_size_insensitive(typical_patient):
-    """model.md 8.1: 'with an AI only, dt = 1 and dt = 0.1 agree to 3 decimals'.
+    """docs/model/numerics.md section 8.1: 'with an AI only, dt = 1 and dt = 0.1 agree to 3
+    decimals'.
 
     Read as 3 decimals of the BMD ratio; the largest difference seen is ~0.005 pp (5e-5 in the
     ratio), ten times tighter than the dosing cases above.
@@ -81,7 +84,8 @@ REFERENCE_CASES = {
 @pytest.mark.parametrize("method", ["LSODA", "BDF"])
 @pytest.mark.parametrize("case", list(REFERENCE_CASES))
 def test_fast_path_matches_solve_ivp(typical_patient, case, method):
-    """Every day for 7 years: BMD within 0.05 pp, CTX proxy within 0.01 (model.md 8.1)."""
+    """Every day for 7 years: BMD within 0.05 pp, CTX proxy within 0.01
+    (docs/model/numerics.md section 8.1)."""
     plan = REFERENCE_CASES[case]
     fast = simulate(typical_patient, plan, HORIZON, seed=3)
     ref = simulate_reference(typical_patient, plan, HORIZON, seed=3, method=method, rtol=1e-8)

@@ -36,8 +36,8 @@ CODES = (
     "ai_without_testosterone",
     "lumbar_spine",
     "total_hip",
-    "clinical.md",
-    "model.md",
+    "docs/clinical/index.md",
+    "docs/model/index.md",
 )
 """Internal codes that must never reach a reader (issue 16)."""
 FORECAST_PATIENTS = 3

@@ -1,4 +1,5 @@
-"""CDS Hooks 1.0 (clinical.md 6.6): discovery and the ``patient-view`` service.
+"""CDS Hooks 1.0 (docs/clinical/interoperability.md section 6.6): discovery and the ``patient-view``
+service.
 
 ``GET /cds-services`` lists the service; ``POST /cds-services/{id}`` reads the prefetch (FHIR
 R4 Patient, DXA Observations, MedicationStatements with their dosage;

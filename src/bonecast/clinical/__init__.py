@@ -1,4 +1,4 @@
-"""Clinical decision support for bone health on aromatase inhibitors (clinical.md).
+"""Clinical decision support for bone health on aromatase inhibitors (docs/clinical/index.md).
 
 Scores (T/Z, standardised BMD, WHO category), real change (precision, LSC), guideline rule sets
 with a rule trace, fracture risk (QFracture-2012, FRAX adjustments, AI relative risk), bone

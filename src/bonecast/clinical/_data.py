@@ -1,9 +1,9 @@
 """Reading the reference data shipped in ``bonecast/clinical/data`` and the provenance type.
 
-Every number in those files carries a ``source`` and a ``verification`` tag (clinical.md
-section 0): ``V`` verified against a retrievable source, ``V-2nd`` through a secondary source,
-``V-calc`` re-computed by us, ``UNVERIFIED`` not checked against the primary source, and
-``assumption`` for a choice bonecast made where the specification leaves it open.
+Every number in those files carries a ``source`` and a ``verification`` tag
+(docs/clinical/index.md section 0): ``V`` verified against a retrievable source, ``V-2nd`` through a
+secondary source, ``V-calc`` re-computed by us, ``UNVERIFIED`` not checked against the primary
+source, and ``assumption`` for a choice bonecast made where the specification leaves it open.
 """
 
 from __future__ import annotations

@@ -104,7 +104,10 @@ DEFAULT_AGENT = Agent(
     interval_days=182.0,
     schedule="4 mg IV every 6 months",
     duration="for the duration of the aromatase inhibitor",
-    source="AIBL 2017 first-line agent (clinical.md 1.4), used when no agent is recommended",
+    source=(
+        "AIBL 2017 first-line agent (docs/clinical/aibl-algorithm.md section 1.4), used when no "
+        "agent is recommended"
+    ),
     verification="V",
 )
 DEFAULT_AGENT_MEN = Agent(
@@ -631,7 +634,7 @@ def forecast(
         "fitted to every scan (Kalman filter), and the scan's precision error",
         "T-scores move from her latest reported T-score by the change in BMD over the reference SD",
         "denosumab and zoledronic acid are weakly constrained in the AI setting "
-        "(model.md 10.2): their plans are extrapolations",
+        "(docs/model/calibration.md section 10.2): their plans are extrapolations",
     ]
     notes += [
         f"{fit.site} {fit.date}: measured {fit.measured_bmd_g_cm2:.3f} g/cm2, the forecast "

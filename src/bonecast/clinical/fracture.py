@@ -1,4 +1,4 @@
-"""Absolute fracture risk (clinical.md section 4).
+"""Absolute fracture risk (docs/clinical/fracture-risk.md section 4).
 
 * **QFracture-2012** (ClinRisk Ltd., LGPL-3): a clean re-implementation of the published
   equations; the coefficients, licence notice and ClinRisk's required disclaimer are in
@@ -10,11 +10,12 @@
   interpolation between the age columns) and the lumbar-spine / femoral-neck discordance rule
   (Leslie 2011; rounding half away from zero; only when FRAX was computed with BMD).
 * **Aromatase inhibitors**: ``p' = 1 - (1 - p)^RR`` applied to the on-AI part of the horizon
-  (proportional hazards, clinical.md 4.3), as ``H'(t) = H(t) + (RR - 1)(H(b) - H(a))`` on the
-  cumulative hazard ``H = -ln(1 - p)`` with the AI taken from ``a`` to ``b`` years. QFracture's
-  yearly survivor gives ``H`` at whole years (linear in between); for FRAX the hazard is taken
-  as constant over its 10 years (an assumption). Several AI treatments count as one course from
-  the first start to the last stop; an AI without a stop date runs 5 years (an assumption).
+  (proportional hazards, docs/clinical/fracture-risk.md section 4.3), as ``H'(t) = H(t) + (RR -
+  1)(H(b) - H(a))`` on the cumulative hazard ``H = -ln(1 - p)`` with the AI taken from ``a`` to
+  ``b`` years. QFracture's yearly survivor gives ``H`` at whole years (linear in between); for FRAX
+  the hazard is taken as constant over its 10 years (an assumption). Several AI treatments count as
+  one course from the first start to the last stop; an AI without a stop date runs 5 years (an
+  assumption).
 
 Mapping of the patient file to QFracture inputs (ours; QResearch code lists not retrieved):
 ``b_anycancer`` is set when an AI, tamoxifen or ovarian suppression is listed (breast cancer);
@@ -141,7 +142,7 @@ def fracture_data() -> FractureData:
 
 @dataclass(frozen=True)
 class QFractureInputs:
-    """QFracture-2012 inputs in the source's coding (clinical.md 4.2)."""
+    """QFracture-2012 inputs in the source's coding (docs/clinical/fracture-risk.md section 4.2)."""
 
     sex: Sex
     age_years: int

@@ -1,4 +1,5 @@
-"""Guideline rule sets as data, and the small evaluator that applies them (clinical.md section 1).
+"""Guideline rule sets as data, and the small evaluator that applies them
+(docs/clinical/aibl-algorithm.md section 1).
 
 The rule sets live in ``data/guidelines.yaml``: ``aibl-2025`` (default; the 2025 update of the
 AIBL joint position statement, whose full text could not be read, so it keeps the 2017 structure

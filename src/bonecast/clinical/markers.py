@@ -1,4 +1,5 @@
-"""Bone turnover markers: reference intervals, real change and response (clinical.md section 5).
+"""Bone turnover markers: reference intervals, real change and response
+(docs/clinical/markers.md section 5).
 
 Per marker (s-CTX, s-PINP, BALP, u-NTX/Cr), from the patient's labs in canonical units:
 

@@ -1,4 +1,5 @@
-"""When the next DXA is due (clinical.md 1.6 and 3.3); intervals are rule-set settings.
+"""When the next DXA is due (docs/clinical/aibl-algorithm.md section 1.6 and
+docs/clinical/scores.md section 3.3); intervals are rule-set settings.
 
 * no BMD (``get_dxa``): now;
 * bone-directed therapy or AI monitoring: the first follow-up scan 12 months after the start of

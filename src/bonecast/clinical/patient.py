@@ -53,7 +53,8 @@ Ethnicity = Literal[
     "chinese",
     "other",
 ]
-"""QFracture-2012 ethnic groups (clinical.md 4.2, codes 1-9 in this order)."""
+"""QFracture-2012 ethnic groups (docs/clinical/fracture-risk.md section 4.2, codes 1-9 in this
+order)."""
 
 
 class _Strict(BaseModel):
@@ -138,7 +139,8 @@ class Scan(_Strict):
 
 
 class RiskFactors(_Strict):
-    """Clinical risk factors: the AIBL list (clinical.md 1.3) and QFracture-2012 inputs (4.2)."""
+    """Clinical risk factors: the AIBL list (docs/clinical/aibl-algorithm.md section 1.3) and
+    QFracture-2012 inputs (4.2)."""
 
     current_smoker: bool = False
     past_smoker: bool = False

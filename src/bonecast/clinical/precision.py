@@ -1,4 +1,5 @@
-"""Precision error, least significant change (LSC) and real change between scans (clinical.md 3).
+"""Precision error, least significant change (LSC) and real change between scans
+(docs/clinical/scores.md section 3).
 
 A facility precision study (each patient scanned 2-3 times with repositioning) gives, per site,
 the root-mean-square SD ``RMS-SD = sqrt(mean_j SD_j^2)`` (g/cm2, ISCD-preferred), the RMS %CV
@@ -8,9 +9,10 @@ and ``LSC = 2.77 x precision``. Until a clinic has its own study, the defaults o
 A change between consecutive scans is real when ``|BMD_now - BMD_prev| >= LSC``: with a facility
 study the absolute LSC is used (``lsc_pct`` then reports it relative to the earlier BMD); with the
 defaults the percentage one. Scans from different makers or different scanner serials are not
-compared (``significant`` is ``None``; clinical.md 3.2-3.3). When vertebrae were excluded from
-the later scan, both scans are compared on the same vertebrae (mean of their BMDs) if the earlier
-one lists them, and the site LSC is used with a note (ISCD asks for an LSC of that combination).
+compared (``significant`` is ``None``; docs/clinical/scores.md sections 3.2-3.3). When vertebrae
+were excluded from the later scan, both scans are compared on the same vertebrae (mean of their
+BMDs) if the earlier one lists them, and the site LSC is used with a note (ISCD asks for an LSC of
+that combination).
 """
 
 from __future__ import annotations

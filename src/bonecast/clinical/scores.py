@@ -1,4 +1,4 @@
-"""T- and Z-scores, standardised BMD and the WHO category (clinical.md section 2).
+"""T- and Z-scores, standardised BMD and the WHO category (docs/clinical/scores.md section 2).
 
 Reference data (with sources and UNVERIFIED flags) are in ``data/scores.yaml``.
 
@@ -7,9 +7,9 @@ Reference data (with sources and UNVERIFIED flags) are in ``data/scores.yaml``.
   neck against NHANES III white women 20-29 (ISCD 2013, also for men); the lumbar spine against
   the maker's L1-L4 reference, with a warning (no Norland spine reference is held).
 * NHANES III is on the Hologic scale, so hip T-scores are computed for Hologic BMD only
-  (clinical.md 2.1); a GE Lunar or Norland hip needs the report's T-score. Converting through
-  standardised BMD is not used for diagnosis: the femoral-neck equations carry an unresolved sign
-  question (a Lunar FN of 0.688 g/cm2 would read about half a T-score too low).
+  (docs/clinical/scores.md section 2.1); a GE Lunar or Norland hip needs the report's T-score.
+  Converting through standardised BMD is not used for diagnosis: the femoral-neck equations carry an
+  unresolved sign question (a Lunar FN of 0.688 g/cm2 would read about half a T-score too low).
 * Z-scores are taken from the report only: the age-matched tables are not transcribed.
 * ISCD vertebral exclusion: a vertebra marked ``excluded``, or one whose T-score differs from a
   neighbour by more than 1.0, is left out; at least two vertebrae must remain. When vertebrae are
@@ -148,7 +148,8 @@ def round_half_away(value: float | Decimal, digits: int = 0) -> float:
 
 
 def exact_t_score(bmd_g_cm2: float, reference: YoungAdultReference) -> Decimal:
-    """``(BMD - young-adult mean) / young-adult SD`` in decimal arithmetic (clinical.md 2.1).
+    """``(BMD - young-adult mean) / young-adult SD`` in decimal arithmetic
+    (docs/clinical/scores.md section 2.1).
 
     Exact whenever the quotient terminates (every rounding tie does), else to 28 digits.
     """
@@ -157,14 +158,17 @@ def exact_t_score(bmd_g_cm2: float, reference: YoungAdultReference) -> Decimal:
 
 
 def t_score(bmd_g_cm2: float, reference: YoungAdultReference) -> float:
-    """``(BMD - young-adult mean) / young-adult SD`` (clinical.md 2.1), unrounded."""
+    """``(BMD - young-adult mean) / young-adult SD`` (docs/clinical/scores.md section 2.1),
+    unrounded."""
     return float(exact_t_score(bmd_g_cm2, reference))
 
 
 def standardised_bmd_mg_cm2(site: str, scanner: Scanner, bmd_g_cm2: float) -> float:
-    """Standardised BMD in mg/cm2 (clinical.md 2.3): for display and trend context only.
+    """Standardised BMD in mg/cm2 (docs/clinical/scores.md section 2.3): for display and trend
+    context only.
 
-    Never use it to call a change between makers real (Fan et al. 2010; clinical.md 2.3).
+    Never use it to call a change between makers real (Fan et al. 2010;
+    docs/clinical/scores.md section 2.3).
     """
     equation = score_data().sbmd[site].equations[scanner]
     return 1000.0 * (equation.offset + equation.slope * bmd_g_cm2)

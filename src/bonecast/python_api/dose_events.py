@@ -12,7 +12,7 @@ the nearest day (an infusion must end within one day); an exposure drug (aromata
 tamoxifen, goserelin, testosterone) is represented at its standard dose only, and a run of its
 doses is the period ``[time, time + (additional + 1) * interval)`` on the drug. Records are
 doses actually given: no adherence model applies to them (oral absorption still varies per
-dose, model.md section 9).
+dose, docs/model/numerics.md section 9).
 """
 
 from __future__ import annotations

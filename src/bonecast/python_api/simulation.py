@@ -78,7 +78,8 @@ def _quantities() -> dict[str, tuple[str, Callable[[SimulationResult], Array]]]:
 
 QUANTITY_UNITS: dict[str, str] = {name: unit for name, (unit, _) in _quantities().items()}
 """Every quantity of :meth:`Result.to_frame` with its unit (markers: CTX follows the
-osteoclasts, P1NP the osteoblasts, model.md section 4; testosterone is modelled in men only)."""
+osteoclasts, P1NP the osteoblasts, docs/model/equations.md section 4; testosterone is modelled in
+men only)."""
 
 
 @dataclass(frozen=True)

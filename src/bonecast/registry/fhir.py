@@ -1,11 +1,12 @@
 """FHIR R4 export of a patient as a Bundle, and import of such a Bundle, all or nothing.
 
 A Bundle (``type: collection``) holds one ``Patient``; ``Observation``s for DXA results (one per
-site and measure, LOINC of clinical.md 6.1, plus one DXA panel ``83311-1`` per scan that lists
-them and carries TBS and per-vertebra values as components), laboratory results (LOINC of
-clinical.md 6.2) and body weight and height; ``MedicationStatement``s for treatments (RxNorm
-ingredients, clinical.md 6.4); and the ``Device`` (scanner maker, model, serial) and
-``Organization`` (facility) the DXA results refer to. Exports also carry bonecast's own codes
+site and measure, LOINC of docs/clinical/interoperability.md section 6.1, plus one DXA panel
+``83311-1`` per scan that lists them and carries TBS and per-vertebra values as components),
+laboratory results (LOINC of docs/clinical/interoperability.md section 6.2) and body weight and
+height; ``MedicationStatement``s for treatments (RxNorm ingredients,
+docs/clinical/interoperability.md section 6.4); and the ``Device`` (scanner maker, model, serial)
+and ``Organization`` (facility) the DXA results refer to. Exports also carry bonecast's own codes
 (:mod:`bonecast.registry.terminology`), so that export then import gives the same records.
 
 Import reads the same structure from any source: DXA observations are grouped into one scan per

@@ -6,7 +6,8 @@ Every problem names its field and what is accepted (``bmd_g_cm2: 2.4 is outside 
 Accepted values:
 
 * BMD 0.2-2.0 g/cm2, T- and Z-scores -6..+6 (the ranges of :mod:`bonecast.clinical.patient`);
-  TBS 0.5-2.0 (unitless; a plausibility bound of ours, clinical.md 4.7 quotes 1.2-1.35 bands);
+  TBS 0.5-2.0 (unitless; a plausibility bound of ours, docs/clinical/fracture-risk.md section 4.7
+  quotes 1.2-1.35 bands);
 * weight 20-300 kg, height 100-250 cm; birth from 1900 to 18 years ago (bounds that stay true as
   time passes, so stored records always validate again; the assessment checks 18-110 years);
 * sites from ``bonecast.simulation.SITES``, drugs and routes from ``bonecast.simulation.DRUGS``,
@@ -264,7 +265,7 @@ class SitePrecisionIn(_Input):
 
 
 class PrecisionStudyIn(_Input):
-    """A facility's precision study on one scanner (ISCD; clinical.md 3.1)."""
+    """A facility's precision study on one scanner (ISCD; docs/clinical/scores.md section 3.1)."""
 
     facility: Name
     scanner: Scanner

@@ -1,11 +1,13 @@
-"""Codes that name the registry's data in FHIR: LOINC, RxNorm, SNOMED CT, UCUM (clinical.md 6).
+"""Codes that name the registry's data in FHIR: LOINC, RxNorm, SNOMED CT, UCUM
+(docs/clinical/interoperability.md section 6).
 
-Every code here comes from clinical.md section 6 with its verification tag there; the ones the
-specification marks UNVERIFIED are marked so here too. Where no standard code is known (goserelin,
-u-NTX/Cr, TBS, per-vertebra values, menopausal status) bonecast's own code systems are used;
-their base URL is a placeholder to be replaced by one the project controls (clinical.md 6.5 uses
-``example.org`` placeholders the same way). Exports always carry bonecast's own coding next to the
-standard one, so a round trip never depends on a mapping.
+Every code here comes from docs/clinical/interoperability.md section 6 with its verification tag
+there; the ones the specification marks UNVERIFIED are marked so here too. Where no standard code is
+known (goserelin, u-NTX/Cr, TBS, per-vertebra values, menopausal status) bonecast's own code systems
+are used; their base URL is a placeholder to be replaced by one the project controls
+(docs/clinical/interoperability.md section 6.5 uses ``example.org`` placeholders the same way).
+Exports always carry bonecast's own coding next to the standard one, so a round trip never depends
+on a mapping.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ MEASURE_UNITS: dict[str, str] = {
     "t_score": "{T-score}",
     "z_score": "{Z-score}",
 }
-"""UCUM codes per measure (clinical.md 6.1; score annotations are compared case-insensitively)."""
+"""UCUM codes per measure (docs/clinical/interoperability.md section 6.1; score annotations are
+compared case-insensitively)."""
 
 DXA_LOINC: dict[tuple[str, str], str] = {
     ("lumbar_spine", "bmd_g_cm2"): "24966-4",
@@ -46,9 +49,9 @@ DXA_LOINC: dict[tuple[str, str], str] = {
     ("total_hip", "t_score"): "38264-8",
     ("total_hip", "z_score"): "80933-5",
 }
-"""LOINC of each (site, measure) written on export (clinical.md 6.1 [V]; LOINC pages: 24966-4
-"DXA Lumbar spine [Mass/Area] Bone density", 38267-1 "DXA Lumbar spine [T-score] Bone density",
-38264-8 "DXA Hip [T-score] Bone density", system Lower extremity>Hip).
+"""LOINC of each (site, measure) written on export (docs/clinical/interoperability.md section 6.1
+[V]; LOINC pages: 24966-4 "DXA Lumbar spine [Mass/Area] Bone density", 38267-1 "DXA Lumbar spine
+[T-score] Bone density", 38264-8 "DXA Hip [T-score] Bone density", system Lower extremity>Hip).
 
 The femoral neck has no LOINC term of its own that could be found: LOINC's DXA terms name the
 "Femur" (24701-5 "Femur DXA Bone density", 38263-0 "DXA Femur [T-score] Bone density", system
@@ -93,7 +96,8 @@ DXA_LOINC_SIDED: dict[str, tuple[str, str]] = {
     "80940-0": ("femoral_neck", "z_score"),
     "80939-2": ("femoral_neck", "z_score"),
 }
-"""Left/right hip and femur codes (clinical.md 6.1 [V]), read on import; the side is not kept."""
+"""Left/right hip and femur codes (docs/clinical/interoperability.md section 6.1 [V]), read on
+import; the side is not kept."""
 
 DXA_BY_LOINC: dict[str, tuple[str, str]] = {
     **{code: key for key, code in DXA_LOINC.items()},
@@ -103,8 +107,9 @@ DXA_BY_LOINC: dict[str, tuple[str, str]] = {
 """Every LOINC read on import: the current, the legacy Femur and the left/right terms."""
 
 DXA_PANEL_LOINC = "83311-1"
-"""DXA Bone density quantitative measurement panel (clinical.md 6.1 [V]): one per exported scan,
-carrying TBS and per-vertebra values as components with bonecast's DXA codes."""
+"""DXA Bone density quantitative measurement panel (docs/clinical/interoperability.md section 6.1
+[V]): one per exported scan, carrying TBS and per-vertebra values as components with bonecast's DXA
+codes."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,8 @@ LAB_CODES: tuple[LabCode, ...] = (
     LabCode("17861-6", "calcium", frozenset({"mg/dL"})),
     LabCode("98979-8", "egfr", verification="V-2nd (CKD-EPI 2021)"),
 )
-"""Lab LOINC codes (clinical.md 6.2). u-NTX/Cr has no verified LOINC: bonecast's code only."""
+"""Lab LOINC codes (docs/clinical/interoperability.md section 6.2). u-NTX/Cr has no verified LOINC:
+bonecast's code only."""
 
 LEGACY_LAB_LOINC = frozenset({"1989-3"})
 """Codes accepted on import but flagged in the report and never written."""
@@ -144,11 +150,12 @@ RXNORM_INGREDIENTS: dict[str, str] = {
     "tamoxifen": "10324",
     "denosumab": "993449",
     "zoledronic_acid": "77655",
-    "alendronate": "46041",  # UNVERIFIED (clinical.md 6.4)
+    "alendronate": "46041",  # UNVERIFIED (docs/clinical/interoperability.md section 6.4)
     "risedronate": "73056",  # UNVERIFIED
     "ibandronate": "115264",  # UNVERIFIED
 }
-"""RxNorm ingredient RxCUIs (TTY=IN) per catalogue drug (clinical.md 6.4); goserelin has none."""
+"""RxNorm ingredient RxCUIs (TTY=IN) per catalogue drug
+(docs/clinical/interoperability.md section 6.4); goserelin has none."""
 
 SNOMED_SUBSTANCES: dict[str, str] = {
     "386910003": "anastrozole",
@@ -158,12 +165,15 @@ SNOMED_SUBSTANCES: dict[str, str] = {
     "446321003": "denosumab",
     "395926009": "zoledronic_acid",
 }
-"""SNOMED CT substance concepts read on import (clinical.md 6.3 [V])."""
+"""SNOMED CT substance concepts read on import (docs/clinical/interoperability.md section 6.3
+[V])."""
 
 BODY_WEIGHT_LOINC = "29463-7"
-"""Body weight (kg); a LOINC vital-sign code not listed in clinical.md (UNVERIFIED there)."""
+"""Body weight (kg); a LOINC vital-sign code not listed in docs/clinical/index.md (UNVERIFIED
+there)."""
 BODY_HEIGHT_LOINC = "8302-2"
-"""Body height (cm); a LOINC vital-sign code not listed in clinical.md (UNVERIFIED there)."""
+"""Body height (cm); a LOINC vital-sign code not listed in docs/clinical/index.md (UNVERIFIED
+there)."""
 
 SCANNER_MAKERS: dict[str, str] = {"hologic": "Hologic", "lunar": "GE Lunar", "norland": "Norland"}
 """``Device.manufacturer`` written per scanner maker; on import matched by the words below."""

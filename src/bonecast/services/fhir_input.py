@@ -1,9 +1,10 @@
 """The clinical input model from FHIR R4 resources, as a CDS Hooks prefetch delivers them.
 
 Codes are read with the registry's terminology (:mod:`bonecast.registry.terminology`): DXA
-results by the LOINC of clinical.md 6.1 (left/right hip and femur codes too), body weight and
-height by LOINC, drugs by RxNorm ingredient, SNOMED CT substance, bonecast's drug code or name.
-Choices made here, each reported in the notes that come back with the patient:
+results by the LOINC of docs/clinical/interoperability.md section 6.1 (left/right hip and femur
+codes too), body weight and height by LOINC, drugs by RxNorm ingredient, SNOMED CT substance,
+bonecast's drug code or name. Choices made here, each reported in the notes that come back with the
+patient:
 
 * a woman whose Patient carries no bonecast ``menopausal-status`` extension is taken as
   premenopausal when she has ovarian suppression on record, postmenopausal otherwise (aromatase

@@ -3,7 +3,7 @@
 Adding a drug means adding one :class:`Drug` entry here and its parameters in the data file; the
 regimen compiler and the model read these entries rather than testing drug names.
 
-Two representations (model.md sections 5-6):
+Two representations (docs/model/equations.md sections 5-6):
 
 * **exposure drugs** (aromatase inhibitors, tamoxifen, goserelin) act through an on/off exposure
   while taken; the model represents only their standard doses, so other doses are refused;
@@ -75,9 +75,9 @@ EXPOSURE_CLASSES = frozenset(
     {DrugClass.AROMATASE_INHIBITOR, DrugClass.SERM, DrugClass.OVARIAN_SUPPRESSION}
 )
 
-_ADJ = "usual adjuvant dose (model.md section 5; UNVERIFIED against the label)"
-_AIBL = "AIBL 2017 joint position statement, clinical.md 1.4"
-_MODEL = "model.md section 5 regimen list"
+_ADJ = "usual adjuvant dose (docs/model/equations.md section 5; UNVERIFIED against the label)"
+_AIBL = "AIBL 2017 joint position statement, docs/clinical/aibl-algorithm.md section 1.4"
+_MODEL = "docs/model/equations.md section 5 regimen list"
 _TESTOSTERONE_IM = (
     "Depo-Testosterone / testosterone enanthate labels: 50-400 mg every 2-4 weeks; "
     "200 mg every 2 weeks is the usual replacement dose (Bhasin S et al. J Clin Endocrinol "
@@ -109,7 +109,11 @@ DRUGS: dict[str, Drug] = {
             "tamoxifen",
             DrugClass.SERM,
             (Route.ORAL,),
-            (StandardRegimen(20.0, 1.0, Route.ORAL, "model.md 7.1 (tau_T at 20 mg/d)"),),
+            (
+                StandardRegimen(
+                    20.0, 1.0, Route.ORAL, "docs/model/parameters.md section 7.1 (tau_T at 20 mg/d)"
+                ),
+            ),
         ),
         Drug(
             "goserelin",
@@ -160,7 +164,14 @@ DRUGS: dict[str, Drug] = {
             "denosumab",
             DrugClass.RANKL_ANTIBODY,
             (Route.SC,),
-            (StandardRegimen(60.0, 182.0, Route.SC, "Prolia label; AIBL 2017, clinical.md 1.4"),),
+            (
+                StandardRegimen(
+                    60.0,
+                    182.0,
+                    Route.SC,
+                    "Prolia label; AIBL 2017, docs/clinical/aibl-algorithm.md section 1.4",
+                ),
+            ),
         ),
         Drug(
             "testosterone_cypionate",

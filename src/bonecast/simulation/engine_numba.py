@@ -1,8 +1,8 @@
 """Compiled (Numba) population engine: the same model as :mod:`bonecast.simulation.model`.
 
 The NumPy path (:func:`bonecast.simulation.model.exponential_euler_step`) stays the reference.
-This module re-states its per-step arithmetic (model.md section 6 equation numbers in the
-comments) in a kernel, :func:`advance_block`, that advances every patient over a block of days
+This module re-states its per-step arithmetic (docs/model/equations.md section 6 equation numbers in
+the comments) in a kernel, :func:`advance_block`, that advances every patient over a block of days
 during which exposures are constant and no dose falls. Doses, start rules and recording happen
 between blocks, in Python, with the same :class:`CompiledRegimen` as the NumPy path (see
 :func:`bonecast.simulation.solver.simulate_arms`).
@@ -233,7 +233,8 @@ def pair_apply(
 def denosumab_central_loss(
     central_mg: float, vc: float, q_flow: float, cl: float, vmax: float, km: float
 ) -> float:
-    """Loss rate of central denosumab, linear + Michaelis-Menten (model.md 6.7), per day."""
+    """Loss rate of central denosumab, linear + Michaelis-Menten
+    (docs/model/equations.md section 6.7), per day."""
     conc = central_mg / vc
     return (cl + q_flow) / vc + vmax / (vc * (km + conc))
 
@@ -273,7 +274,7 @@ def male_estradiol_ratio(
 
 @njit(cache=True, error_model="numpy", fastmath=FUSED)
 def estrogen_lanes(w: Array, t_day: float) -> None:
-    """D_E at ``t_day`` with the logistic E2_base of model.md section 5 (6.1)."""
+    """D_E at ``t_day`` with the logistic E2_base of docs/model/equations.md section 5 (6.1)."""
     for j in range(LANES):
         e2_post = w[(PAR + E2_POST) * LANES + j]
         z = (t_day - w[(PAR + FMP) * LANES + j]) / w[(PAR + MENO_W) * LANES + j]
@@ -289,7 +290,8 @@ def estrogen_lanes(w: Array, t_day: float) -> None:
 
 @njit(cache=True, error_model="numpy", fastmath=FUSED)
 def denosumab_lanes(w: Array, dt: float) -> None:
-    """Second-order denosumab PK step (model.md 6.7; model.py ``_denosumab_step``); D_CONC."""
+    """Second-order denosumab PK step (docs/model/equations.md section 6.7; model.py
+    ``_denosumab_step``); D_CONC."""
     for j in range(LANES):
         depot = w[S_DEPOT * LANES + j]
         central = w[S_CENTRAL * LANES + j]
@@ -353,7 +355,8 @@ def bone_pair_step(
     decay_kappa: float,
     dt: float,
 ) -> tuple[float, float]:
-    """Young/old bone of one compartment, exact for frozen F and R/V (model.md 6.4), volume."""
+    """Young/old bone of one compartment, exact for frozen F and R/V
+    (docs/model/equations.md section 6.4), volume."""
     k_young = kappa + turnover
     per_both = 1.0 / (k_young * turnover)  # one division for F / k_young and phi(r)
     young_inf = formation * turnover * per_both
@@ -613,8 +616,9 @@ def advance_block(
     """Advance every patient (chunks of LANES in parallel) over ``n_days`` from ``first_day``.
 
     ``inputs`` (4, N) are the exposures of the whole block (constant); ``menopause`` selects the
-    time-varying E2_base of model.md section 5 instead of the fixed value. ``dt`` in days. The
-    states at the start of the days ``snap_days`` go to ``snaps`` (len(snap_days), n_states, N).
+    time-varying E2_base of docs/model/equations.md section 5 instead of the fixed value. ``dt`` in
+    days. The states at the start of the days ``snap_days`` go to ``snaps`` (len(snap_days),
+    n_states, N).
     """
     n = state.shape[1]
     for chunk in prange((n + LANES - 1) // LANES):

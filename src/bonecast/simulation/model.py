@@ -1,4 +1,5 @@
-"""AIBL-2C model equations: state, algebraic relations and rates (model.md section 6).
+"""AIBL-2C model equations: state, algebraic relations and rates
+(docs/model/equations.md section 6).
 
 Every differential equation is written as ``dx/dt = P - k*x`` (production ``P``, loss rate ``k``),
 or, for the two coupled linear blocks (young/old bone per compartment; surface/buried drug per
@@ -11,28 +12,28 @@ Units: time in days, drug amounts in mg, volumes in L, concentrations in mg/L (=
 estradiol in pg/mL. Cell states are relative to the patient's own untreated baseline (= 1).
 Arrays hold one value per patient along their last axis.
 
-Choices made where model.md leaves them open (see also the closing note of issue 2):
+Choices made where docs/model/index.md leaves them open (see also the closing note of issue 2):
 
 * Dose events are applied at the start of the day they fall on; exposure flags (aromatase
   inhibitor, goserelin, tamoxifen) are constant over each day.
 * Within a step, the young/old bone pair and each bisphosphonate's surface/buried pair are solved
   exactly for frozen coupling coefficients (exact matrix exponential), which keeps drug mass
   exactly balanced; every other state uses exponential Euler.
-* The estradiol of a perimenopausal patient follows the logistic fall of model.md section 5
-  around her final menstrual period; both her pre- and postmenopausal levels carry her own
-  between-patient factor.
+* The estradiol of a perimenopausal patient follows the logistic fall of
+  docs/model/equations.md section 5 around her final menstrual period; both her pre- and
+  postmenopausal levels carry her own between-patient factor.
 * The optional direct estrogen effects of section 6.3 (epsilon_OC, beta_E) are neutral and
   therefore not implemented.
-* **Age** (an addition to model.md 6.4, made during calibration): the age-related focal deficit
-  grows with the patient's age, delta0_j(t) = delta0_j m_life exp(beta_age (age(t) - a_ref)),
-  age(t) = age at t = 0 + t / 365.25. Untreated hip loss speeds up with age (Ensrud 1995 J Bone
-  Miner Res 10:1778, SOF: 0.3 %/y at 67-69 to 1.5 %/y at >= 85), and women in their forties
-  lose little before the menopause transition (SWAN, Greendale 2012); a deficit fixed at its
-  postmenopausal value made SWAN's 10-year femoral-neck loss 2.3 pp too large and ATAC's
+* **Age** (an addition to docs/model/equations.md section 6.4, made during calibration): the
+  age-related focal deficit grows with the patient's age, delta0_j(t) = delta0_j m_life exp(beta_age
+  (age(t) - a_ref)), age(t) = age at t = 0 + t / 365.25. Untreated hip loss speeds up with age
+  (Ensrud 1995 J Bone Miner Res 10:1778, SOF: 0.3 %/y at 67-69 to 1.5 %/y at >= 85), and women in
+  their forties lose little before the menopause transition (SWAN, Greendale 2012); a deficit fixed
+  at its postmenopausal value made SWAN's 10-year femoral-neck loss 2.3 pp too large and ATAC's
   5-year losses too small. The deficit is capped at 1 (formation cannot be negative), which only
   the oldest patients under estrogen deprivation can reach.
-* **Men** (an addition to model.md, issue 14): a man's estradiol is made by aromatisation of his
-  testosterone, so both are algebraic functions of the exposures (no new state). With
+* **Men** (an addition to docs/model/index.md, issue 14): a man's estradiol is made by aromatisation
+  of his testosterone, so both are algebraic functions of the exposures (no new state). With
   k = 1 - m_AI s_AI the aromatase activity left by an inhibitor, x = T_exo / T_0 the exogenous
   testosterone relative to his own baseline, u = (1 - OFS) / (1 + x) his endogenous production
   left by GnRH-agonist suppression and by the feedback of exogenous testosterone, and g the
@@ -42,9 +43,10 @@ Choices made where model.md leaves them open (see also the closing note of issue
   while his testosterone rises (:func:`male_hormone_ratios`; parameters in
   :mod:`bonecast.simulation.male`). His bone reads estradiol through the same receptor activity
   as a woman's, with his own EC50 and Hill exponent.
-* **Bone volume** (an addition to model.md 6.4, made during calibration): the mechanostat term
-  rho_j c V^(nu_j - 1) reads V against the skeleton of a woman at T = -1 rather than against
-  the patient's own baseline, so each patient's turnover is rho_j (BMD0 / BMD at T = -1)^(nu_j
+* **Bone volume** (an addition to docs/model/equations.md section 6.4, made during calibration): the
+  mechanostat term rho_j c V^(nu_j - 1) reads V against the skeleton of a woman at T = -1 rather
+  than against the patient's own baseline, so each patient's turnover is rho_j (BMD0 / BMD at T =
+  -1)^(nu_j
   - 1), trabecular from her lumbar-spine and cortical from her total-hip baseline. The tabulated
   rho_t, rho_c are those of a woman at T = -1; the cells (and so the markers) are unchanged.
 """
@@ -64,7 +66,7 @@ Array = NDArray[np.float64]
 IdArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 DAYS_PER_YEAR = 365.25
-"""Days in a year (model.md section 0)."""
+"""Days in a year (docs/model/index.md section 0)."""
 DAYS_PER_MONTH = DAYS_PER_YEAR / 12.0
 """Days in a month, used to turn trial months into model days."""
 
@@ -155,11 +157,11 @@ class ModelConstants:
 
         ``fmp_day`` is the day of the final menstrual period relative to t = 0 (``-inf`` for a
         postmenopausal patient, ``+inf`` for one who stays premenopausal); ``age_years`` the
-        patients' ages at t = 0 (they scale the age-related focal deficit, model.md 6.4);
-        ``relative_volume`` (2, N) each compartment's baseline bone volume relative to a woman
-        at T = -1 (trabecular: spine, cortical: hip), which scales turnover by its power
-        nu_j - 1 (module docstring). A man carries ``male`` = 1 and his ``male.*`` values
-        (:mod:`bonecast.simulation.male`); without them every patient is a woman.
+        patients' ages at t = 0 (they scale the age-related focal deficit,
+        docs/model/equations.md section 6.4); ``relative_volume`` (2, N) each compartment's baseline
+        bone volume relative to a woman at T = -1 (trabecular: spine, cortical: hip), which scales
+        turnover by its power nu_j - 1 (module docstring). A man carries ``male`` = 1 and his
+        ``male.*`` values (:mod:`bonecast.simulation.male`); without them every patient is a woman.
         """
         v = {name: _as_patients(value, n) for name, value in values.items()}
 
@@ -251,7 +253,8 @@ class ModelConstants:
 
 @dataclass
 class ModelState:
-    """The state of N patients (model.md section 4). Shapes as in :class:`ModelConstants`."""
+    """The state of N patients (docs/model/equations.md section 4). Shapes as in
+    :class:`ModelConstants`."""
 
     p: Array  # osteoclast precursors (relative)
     c: Array  # active osteoclasts (relative; CTX proxy)
@@ -331,7 +334,8 @@ class ModelInputs:
 
 
 def e2_base_pg_ml(const: ModelConstants, t_day: float) -> Array:
-    """Untreated serum estradiol at time ``t_day`` (model.md section 5, natural menopause)."""
+    """Untreated serum estradiol at time ``t_day`` (docs/model/equations.md section 5, natural
+    menopause)."""
     if const.e2_base_fixed is not None:
         return const.e2_base_fixed
     with np.errstate(over="ignore"):
@@ -340,7 +344,8 @@ def e2_base_pg_ml(const: ModelConstants, t_day: float) -> Array:
 
 
 def estrogen_activity(const: ModelConstants, e2_pg_ml: Array, tamoxifen: Array) -> Array:
-    """Estrogen-receptor activity S_E with tamoxifen as a partial agonist (model.md 6.1)."""
+    """Estrogen-receptor activity S_E with tamoxifen as a partial agonist
+    (docs/model/equations.md section 6.1)."""
     e = (e2_pg_ml / const.ec50_e2_pg_ml) ** const.n_e
     occupancy = const.tau_T * tamoxifen
     return (e + const.epsilon_T * occupancy) / (1.0 + e + occupancy)
@@ -362,7 +367,8 @@ def male_hormone_ratios(const: ModelConstants, inputs: ModelInputs) -> tuple[Arr
 
 
 def serum_estradiol_pg_ml(const: ModelConstants, inputs: ModelInputs, t_day: float) -> Array:
-    """Serum estradiol under ovarian suppression and aromatase inhibition (model.md 6.1).
+    """Serum estradiol under ovarian suppression and aromatase inhibition
+    (docs/model/equations.md section 6.1).
 
     A man's is his untreated level times :func:`male_hormone_ratios`.
     """
@@ -392,7 +398,8 @@ def mineral(const: ModelConstants, state: ModelState) -> Array:
 
 
 def bmd_ratio(const: ModelConstants, state: ModelState, mineral0: Array) -> Array:
-    """Site BMD relative to baseline, (3, N) in :data:`SITES` order (model.md 6.5)."""
+    """Site BMD relative to baseline, (3, N) in :data:`SITES` order
+    (docs/model/equations.md section 6.5)."""
     rel = mineral(const, state) / mineral0
     ratio: Array = const.f_site * rel[0] + (1.0 - const.f_site) * rel[1]
     return ratio
@@ -421,7 +428,7 @@ SCALAR_STATES = ("p", "c", "q", "b", "tamoxifen", *DENOSUMAB_STATES)
 def denosumab_rates(
     const: ModelConstants, state: ModelState
 ) -> tuple[dict[str, Array], dict[str, Array]]:
-    """Productions and loss rates of the denosumab PK states (model.md 6.7).
+    """Productions and loss rates of the denosumab PK states (docs/model/equations.md section 6.7).
 
     SC depot -> central, central <-> peripheral, linear and Michaelis-Menten elimination.
     """
@@ -443,7 +450,8 @@ def denosumab_rates(
 
 
 def free_rankl_relative(const: ModelConstants, state: ModelState, s_e: Array) -> Array:
-    """Free RANKL relative to the untreated baseline (model.md 6.2, quasi-steady state)."""
+    """Free RANKL relative to the untreated baseline (docs/model/equations.md section 6.2,
+    quasi-steady state)."""
     prod_rankl = (1.0 + const.alpha_L * (1.0 - s_e)) / (1.0 + const.alpha_L * (1.0 - const.s_e0))
     prod_opg = (1.0 + const.alpha_O * s_e) / (1.0 + const.alpha_O * const.s_e0) * state.b
     conc = denosumab_mg_l(const, state)
@@ -464,7 +472,8 @@ def observables(
     const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: float
 ) -> dict[str, Array]:
     """Hormones and free RANKL at one instant: estradiol (pg/mL), testosterone (ng/dL, men;
-    NaN for women) and free RANKL relative to baseline (model.md 6.1-6.2)."""
+    NaN for women) and free RANKL relative to baseline
+    (docs/model/equations.md sections 6.1-6.2)."""
     e2 = serum_estradiol_pg_ml(const, inputs, t_day)
     s_e = estrogen_activity(const, e2, state.tamoxifen)
     testosterone = (
@@ -478,7 +487,8 @@ def observables(
 
 
 def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: float) -> Rates:
-    """All rates of the model at time ``t_day`` for the given state (model.md 6.1-6.7)."""
+    """All rates of the model at time ``t_day`` for the given state
+    (docs/model/equations.md sections 6.1-6.7)."""
     # 6.1 estrogen-receptor activity
     e2 = serum_estradiol_pg_ml(const, inputs, t_day)
     s_e = estrogen_activity(const, e2, state.tamoxifen)
@@ -550,7 +560,7 @@ def _phi(k: Array, dt: float) -> Array:
 def exponential_euler_step(
     const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: float, dt: float
 ) -> ModelState:
-    """Advance ``state`` by ``dt`` days with exponential Euler (model.md 8.1).
+    """Advance ``state`` by ``dt`` days with exponential Euler (docs/model/numerics.md section 8.1).
 
     Each scalar state: ``x <- x*exp(-k dt) + P*phi(k)``, with ``P`` and ``k`` frozen at the start
     of the step, except that the denosumab PK is advanced first (second order, see

@@ -1,7 +1,7 @@
 """The AIBL-2C parameter set: typed, documented, loaded from a data file shipped in the package.
 
-Every value carries its unit and its source (model.md section 7). The code states which
-parameters the model needs and in which unit (:data:`PARAMETER_UNITS`); the data file supplies
+Every value carries its unit and its source (docs/model/parameters.md section 7). The code states
+which parameters the model needs and in which unit (:data:`PARAMETER_UNITS`); the data file supplies
 the values and sources, and loading fails loudly if a name or a unit disagrees. A calibrated
 parameter set is the same file format with different values and a filled-in ``provenance``.
 """
@@ -27,7 +27,7 @@ SITES: tuple[str, ...] = ("lumbar_spine", "total_hip", "femoral_neck")
 """DXA sites the model reports, in a fixed order."""
 
 START_PARAMETER_FILE = "aibl2c_start.yaml"
-"""Starting values of model.md section 7 (the calibration starts here)."""
+"""Starting values of docs/model/parameters.md section 7 (the calibration starts here)."""
 DEFAULT_PARAMETER_FILE = "aibl2c_calibrated.yaml"
 """The parameter set bonecast uses by default."""
 
@@ -315,5 +315,6 @@ def default_parameter_set() -> ParameterSet:
 
 @cache
 def start_parameter_set() -> ParameterSet:
-    """The uncalibrated starting values of model.md section 7 (where calibration starts)."""
+    """The uncalibrated starting values of docs/model/parameters.md section 7 (where calibration
+    starts)."""
     return _packaged(START_PARAMETER_FILE)

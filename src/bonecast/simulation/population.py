@@ -1,4 +1,5 @@
-"""Virtual populations: covariates and between-patient variability (model.md section 9).
+"""Virtual populations: covariates and between-patient variability
+(docs/model/numerics.md section 9).
 
 Patient ``i`` of a population is a pure function of (seed, i): her covariates and parameters are
 drawn from counter-based streams (:mod:`bonecast.simulation.randomness`), so sampling patients
@@ -13,10 +14,11 @@ Choices (assumptions, stated here and in the closing note of issue 2):
   spread of women of adjuvant-therapy age; no source). Site T-scores share a latent factor with
   correlation 0.6 between sites (assumption); bounds are applied by truncation, so the marginal
   of each site is exactly the truncated normal the spec asks for.
-* Baseline BMD (g/cm2) = reference mean + T * reference SD of the site (model.md 6.5). A man's
-  T-score is read against the same (white female young-adult) reference, as the ISCD official
-  positions ask for men (ISCD 2019 Adult Official Positions); when not given it is drawn from
-  N(0.0, 1.0) (assumption: men of adjuvant-therapy age have about the BMD of young women).
+* Baseline BMD (g/cm2) = reference mean + T * reference SD of the site
+  (docs/model/equations.md section 6.5). A man's T-score is read against the same (white female
+  young-adult) reference, as the ISCD official positions ask for men (ISCD 2019 Adult Official
+  Positions); when not given it is drawn from N(0.0, 1.0) (assumption: men of adjuvant-therapy age
+  have about the BMD of young women).
 * Men (``sex: male``) have no menopause; their hormones and bone's estradiol response come from
   :mod:`bonecast.simulation.male`. Every population carries the ``male.*`` values (neutral for
   women), so women's draws are those of earlier versions.
@@ -221,7 +223,8 @@ def _logit(x: float) -> float:
 def sample_parameters(
     parameter_set: ParameterSet, patient_ids: IdArray, seed: int, variability: bool
 ) -> dict[str, Array]:
-    """Per-patient parameter values with between-patient variability (model.md section 9)."""
+    """Per-patient parameter values with between-patient variability
+    (docs/model/numerics.md section 9)."""
     n = patient_ids.size
     values = {name: np.full(n, v) for name, v in parameter_set.values().items()}
     if not variability:
@@ -307,7 +310,8 @@ def sample_population(
 def residual_error_pp(
     parameter_set: ParameterSet, patient_ids: IdArray, seed: int, visit: int
 ) -> Array:
-    """Per-visit DXA measurement error, (3, N) percentage points (model.md section 9)."""
+    """Per-visit DXA measurement error, (3, N) percentage points
+    (docs/model/numerics.md section 9)."""
     sds = np.array([[parameter_set.residual_error_pp[s].value] for s in SITES])
     z = np.stack(
         [standard_normal(seed, Stream.RESIDUAL, patient_ids, 8 * visit + k) for k in range(3)]

@@ -5,16 +5,16 @@ A :class:`Treatment` is one drug given from a start (a month, or the first check
 into what the integrator needs each day: exposures (aromatase-inhibitor suppression, ovarian
 suppression, tamoxifen) and dose events added to the drug states.
 
-Choices (model.md leaves them open):
+Choices (docs/model/index.md leaves them open):
 
 * Months become days as ``round(month * 365.25 / 12)``; dose ``j`` falls on day
   ``round(start + j * interval_days)`` and every dose day is strictly before the stop day.
 * ``adherence`` is a number (the probability of taking each oral dose, as before) or an
   :class:`AdherenceModel`. Its ``take_probability`` of an oral *dosed* drug (bisphosphonate) is
   the probability that each dose is taken (a Bernoulli draw per dose), and each taken dose has a
-  lognormal absorption factor (within-subject CV, model.md section 9). For a daily *exposure*
-  drug (aromatase inhibitor, tamoxifen) with long half-lives, it scales the exposure (mean
-  fraction of doses taken).
+  lognormal absorption factor (within-subject CV, docs/model/numerics.md section 9). For a daily
+  *exposure* drug (aromatase inhibitor, tamoxifen) with long half-lives, it scales the exposure
+  (mean fraction of doses taken).
 * Persistence: ``discontinuation_per_year`` is a constant hazard; each patient stops the drug
   for good after an exponential time from her start (one draw per patient and treatment).
 * ``injection_delay_days`` (injected or infused drugs) delays every dose after the first by a
@@ -225,8 +225,8 @@ def check_plan_for_sex(treatments: Sequence[Treatment], sex: str) -> None:
 def check_premenopausal_plan(treatments: Sequence[Treatment], horizon_months: float) -> None:
     """Refuse an aromatase inhibitor in a premenopausal patient without ovarian suppression.
 
-    Ovarian feedback is not represented (model.md section 5), so every aromatase-inhibitor
-    period must lie inside a goserelin period.
+    Ovarian feedback is not represented (docs/model/equations.md section 5), so every
+    aromatase-inhibitor period must lie inside a goserelin period.
     """
     ofs = [
         (t.start_month, horizon_months if t.stop_month is None else t.stop_month)

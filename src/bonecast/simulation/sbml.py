@@ -2,10 +2,10 @@
 
 The document holds the continuous right-hand side of :func:`bonecast.simulation.model.derivatives`
 for one patient: every state of :class:`~bonecast.simulation.model.ModelState` is a parameter
-with a rate rule, the algebraic quantities of model.md 6.1-6.5 are assignment rules, every model
-constant is a named constant parameter (its unit in its notes), and the regimen becomes events:
-exposures (aromatase-inhibitor suppression, ovarian suppression, tamoxifen, a man's absorbed
-testosterone replacement) are parameters
+with a rate rule, the algebraic quantities of docs/model/equations.md sections 6.1-6.5 are
+assignment rules, every model constant is a named constant parameter (its unit in its notes), and
+the regimen becomes events: exposures (aromatase-inhibitor suppression, ovarian suppression,
+tamoxifen, a man's absorbed testosterone replacement) are parameters
 switched on the days they change, and each dose day is an event adding the deposited amount
 (dose x bioavailability x f_bone for a bisphosphonate, dose x F for denosumab).
 
@@ -176,7 +176,7 @@ def to_sbml(
     def c(sid: str, value: Array, unit: str, note: str) -> None:
         b.constant(sid, _scalar(value), unit, note)
 
-    # constants (model.md section 7, converted to model units)
+    # constants (docs/model/parameters.md section 7, converted to model units)
     c("e2_pre", const.e2_pre_pg_ml, "pg/mL", "premenopausal estradiol E2_pre")
     c("e2_post", const.e2_post_pg_ml, "pg/mL", "postmenopausal estradiol E2_post")
     c("ec50_e2", const.ec50_e2_pg_ml, "pg/mL", "estradiol for half-maximal receptor activity")
@@ -232,7 +232,7 @@ def to_sbml(
     for field, sid in EXPOSURES.items():
         b.switched(sid, _scalar(getattr(inputs0, field)), f"exposure input {field}")
 
-    # states (model.md section 4) with their rate rules (6.1-6.7)
+    # states (docs/model/equations.md section 4) with their rate rules (6.1-6.7)
     b.state("p", 1.0, "k_p * (f_L - p)", "dimensionless", "osteoclast precursors (relative)")
     b.state("c", 1.0, "k_c * p - k_c * a_L * (1 + E_BP) * c", "dimensionless", "osteoclasts")
     b.state("q", 1.0, "k_q * (c^gamma_T - q)", "dimensionless", "pre-osteoblasts (relative)")

@@ -1,6 +1,7 @@
 """Integrators: the vectorised fast path and the ``solve_ivp`` reference path.
 
-:func:`simulate` advances all patients together with fixed-step exponential Euler (model.md 8.1);
+:func:`simulate` advances all patients together with fixed-step exponential Euler
+  (docs/model/numerics.md section 8.1);
 the only Python loop is over time. :func:`simulate_reference` integrates one patient with
 :func:`scipy.integrate.solve_ivp` between input events; tests use it to check the fast path.
 Both return a :class:`SimulationResult` and share the model (:mod:`bonecast.simulation.model`)

@@ -16,8 +16,8 @@ untreated baseline) report, like the markers, the % change of the true value fro
 ``month_from`` in ``mean_pct_change`` (and its spread), without assay error.
 
 Statistics: BMD rows are % change of *measured* BMD when variability is on (true BMD times a
-per-visit DXA error, model.md section 9), so their spread is comparable with trial data; marker
-rows are % change of the cell-state proxies (CTX and NTX: osteoclasts; P1NP and BSAP:
+per-visit DXA error, docs/model/numerics.md section 9), so their spread is comparable with trial
+data; marker rows are % change of the cell-state proxies (CTX and NTX: osteoclasts; P1NP and BSAP:
 osteoblasts) without assay error. With ``variability: false`` the trial is one typical patient
 (n = 1, no measurement error).
 """
@@ -533,7 +533,8 @@ class TrialChunk:
         population = sample_population(spec.population, self.params, seed, *bounds)
         column = {day: i for i, day in enumerate(self.record_days)}
         pairs = [(a, b, month_to_day(a), month_to_day(b)) for a, b in spec.output_pairs()]
-        # per-visit DXA error (model.md section 9) of the reported visits; the same in every arm
+        # per-visit DXA error (docs/model/numerics.md section 9) of the reported visits; the same in
+        # every arm
         pair_days = sorted({d for *_, a, b in pairs for d in (a, b)})
         dxa_error_pp = (
             {d: residual_error_pp(self.params, population.patient_ids, seed, d) for d in pair_days}

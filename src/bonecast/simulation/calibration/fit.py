@@ -1,25 +1,27 @@
-"""``bonecast calibrate``: a staged MAP fit of AIBL-2C to the published targets (model.md 10).
+"""``bonecast calibrate``: a staged MAP fit of AIBL-2C to the published targets
+(docs/model/calibration.md section 10).
 
 Method (choices documented here and in the closing note of issue 3):
 
-* **Parameters** fitted (model.md 7.6): those marked ``calibrate`` in the parameter file, except
-  the alendronate EC50 (no alendronate target in the AI setting; model.md 12.9). Positive
-  parameters are fitted on the log scale, shares on the logit scale.
+* **Parameters** fitted (docs/model/parameters.md section 7.6): those marked ``calibrate`` in the
+  parameter file, except the alendronate EC50 (no alendronate target in the AI setting;
+  docs/model/calibration.md section 12.9). Positive parameters are fitted on the log scale, shares
+  on the logit scale.
 * **Priors**: a parameter with a prior range in the file gets a normal prior on the transformed
   scale whose 95 % interval is that range; the others get a normal prior centred on the starting
   value with SD 1.5 on the log or logit scale (the starting values come from a throw-away
-  feasibility fit, model.md section 0, so they deserve little weight). MAP = least squares of
-  target residuals (model - target) / sigma plus prior residuals.
-* **Stages** as in model.md 10.2: A natural progression, B estrogen deprivation and tamoxifen,
-  C bisphosphonates, D denosumab, then a joint refit of everything. ABCSG-12's endocrine-only
-  rows are an external check and never fitted.
+  feasibility fit, docs/model/index.md section 0, so they deserve little weight). MAP = least
+  squares of target residuals (model - target) / sigma plus prior residuals.
+* **Stages** as in docs/model/calibration.md section 10.2: A natural progression, B estrogen
+  deprivation and tamoxifen, C bisphosphonates, D denosumab, then a joint refit of everything.
+  ABCSG-12's endocrine-only rows are an external check and never fitted.
 * **Loss**: robust (Cauchy, scale one sigma): the trials disagree with one another by more than
-  their stated uncertainty (model.md 12.1, 10.1); a robust loss lets the fit follow the
-  consistent majority instead of splitting the difference.
-* **Trial random effects** (model.md 12.1; :mod:`.heterogeneity`): a last stage gives every
-  calibration trial a random effect per BMD site, additive on the percentage-point scale, and
-  fits the between-trial SD tau per site by the normal marginal likelihood of the targets with
-  the effects integrated out, the parameters held at their fit (a two-stage random-effects
+  their stated uncertainty (docs/model/calibration.md sections 12.1, 10.1); a robust loss lets the
+  fit follow the consistent majority instead of splitting the difference.
+* **Trial random effects** (docs/model/calibration.md section 10.5; :mod:`.heterogeneity`): a last
+  stage gives every calibration trial a random effect per BMD site, additive on the percentage-point
+  scale, and fits the between-trial SD tau per site by the normal marginal likelihood of the targets
+  with the effects integrated out, the parameters held at their fit (a two-stage random-effects
   fit). The parameters are the fixed effects that predict a new trial. A joint mode of
   parameters and taus was tried (issue 14, session of 2026-12-07): with plain least squares it
   reproduced 31 of 38 high-weight targets, with the robust loss on the target rows 32 of 38,
@@ -69,7 +71,8 @@ from bonecast.simulation.parameters import ParameterSet
 EXTERNAL_CHECKS = ("B16", "B18_NOZA_M36", "B18_NOZA_M60")
 """ABCSG-12 endocrine-only rows: an external check of the estrogen response, never fitted."""
 NOT_FITTED = ("bp.alendronate.ec50_mg",)
-"""Calibration parameters with no target that constrains them (model.md 12.9)."""
+"""Calibration parameters with no target that constrains them
+(docs/model/calibration.md section 12.9)."""
 ROBUST_LOSS = "cauchy"
 """Robust loss (scipy least_squares): residuals beyond one sigma count only logarithmically, so a
 few trials that disagree with the rest (e.g. SABRE's small AI-alone loss vs ATAC) do not drag
@@ -451,8 +454,8 @@ def _calibrated_set(
             parameters[name] = entry
     provenance: dict[str, object] = {
         "calibrated": True,
-        "method": "staged MAP (model.md 10.2) with trial random effects (model.md 12.1), "
-        "Laplace posterior",
+        "method": "staged MAP (docs/model/calibration.md section 10.2) with trial random effects "
+        "(docs/model/calibration.md section 10.5), Laplace posterior",
         "mode": "quick" if quick else "full",
         "date": dt.date.today().isoformat(),
         "targets_sha256": targets_sha256,
@@ -477,7 +480,7 @@ def _calibrated_set(
             "name": "aibl2c-calibrated",
             "version": "1.1.0",
             "description": "AIBL-2C calibrated to the published trials by bonecast calibrate "
-            "(staged MAP with priors, model.md 10.2); see provenance.",
+            "(staged MAP with priors, docs/model/calibration.md section 10.2); see provenance.",
             "provenance": provenance,
             "parameters": parameters,
         }

@@ -1,4 +1,5 @@
-"""Between-trial heterogeneity: a random effect per calibration trial and BMD site (model.md 12.1).
+"""Between-trial heterogeneity: a random effect per calibration trial and BMD site
+(docs/model/calibration.md section 10.5).
 
 The calibration trials disagree with one another by more than their stated uncertainty (e.g.
 SABRE's osteopenic stratum loses about half of what ARIBON's and IBIS-II's lose on the same

@@ -1,14 +1,16 @@
-"""Calibration targets: the published numbers (model.md 10.1) and what simulates each of them.
+"""Calibration targets: the published numbers (docs/model/calibration.md section 10.1) and what
+simulates each of them.
 
 ``data/calibration_targets.csv`` is a verbatim copy of ``shared/science/calibration_targets.csv``
 (its SHA-256 goes into every calibrated parameter set); ``data/calibration_map.yaml`` links each
 row to a trial spec in ``examples/trials/calibration/``, an arm (or arms pooled by their mean, or
 an arm minus another), and a quantity.
 
-Tolerances and weights (our reading of model.md 10.1): a target's noise scale is the larger of
-its 95 % CI half-width and a floor set by its weight class (H 1.0, M 1.5, L 2.5 percentage
-points); an unverified row drops one class; marker rows (% changes of tens of percent) use five
-times the floor; rows whose 0 is "our encoding" of "unchanged" use twice the floor.
+Tolerances and weights (our reading of docs/model/calibration.md section 10.1): a target's noise
+scale is the larger of its 95 % CI half-width and a floor set by its weight class (H 1.0, M 1.5, L
+2.5 percentage points); an unverified row drops one class; marker rows (% changes of tens of
+percent) use five times the floor; rows whose 0 is "our encoding" of "unchanged" use twice the
+floor.
 
 The 95 % CI half-width is the reported one; where a row reports only the range of the women's
 changes (ARIBON's medians), it is estimated from that range and n: SD = range / xi(n) with

@@ -149,7 +149,7 @@ def fracture_checks(result: TrialResult) -> list[FractureCheck]:
             "anastrozole / tamoxifen, clinical fractures, years 5-7 after stopping (hazard ratio)",
             0.99,
             "AI vs tamoxifen 1.33 during treatment, 0.99 after (Tseng 2018 Ther Adv "
-            "Musculoskelet Dis 10:71, clinical.md 4.3)",
+            "Musculoskelet Dis 10:71, docs/clinical/fracture-risk.md section 4.3)",
             after,
             "falls after stopping (below the ratio during treatment)",
             after < during,
