@@ -15,6 +15,7 @@ a legend in words. Not a medical device.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from datetime import date
 
 import matplotlib
@@ -28,6 +29,7 @@ from matplotlib.figure import Figure
 
 from bonecast import labels
 from bonecast.clinical import Assessment
+from bonecast.clinical.forecast import ForecastPoint
 from bonecast.clinical.patient import Scanner
 from bonecast.clinical.scores import convert_bmd_g_cm2, score_data
 from bonecast.registry import PatientChart
@@ -104,6 +106,33 @@ def _legend(figure: Figure) -> None:
         )
 
 
+def _forecast_band(
+    ax: Axes,
+    x: list[float],
+    points: Sequence[ForecastPoint],
+    plan: str,
+    colour: str,
+    dash: object,
+) -> None:
+    """One plan's forecast: its 5-95 % band shaded and its median as a line, labelled in words."""
+    ax.fill_between(
+        x,
+        [p.bmd_low_g_cm2 for p in points],
+        [p.bmd_high_g_cm2 for p in points],
+        color=colour,
+        alpha=0.12,
+        lw=0,
+    )
+    ax.plot(
+        x,
+        [p.bmd_g_cm2 for p in points],
+        color=colour,
+        ls=dash,
+        lw=1.6,
+        label=f"forecast: {labels.plan(plan)}",
+    )
+
+
 def _treatment_lanes(ax: Axes, chart: PatientChart, today: date) -> None:
     """One lane per treatment: a bar from start to stop (or planned stop, or today)."""
     treatments = chart.treatments
@@ -167,23 +196,7 @@ def bmd_chart(chart: PatientChart, assessment: Assessment) -> str:
             points = [p for p in assessment.forecast if p.plan == plan and p.site == site]
             if not points:
                 continue
-            x = [p.date for p in points]
-            ax.fill_between(
-                x,
-                [p.bmd_low_g_cm2 for p in points],
-                [p.bmd_high_g_cm2 for p in points],
-                color=colour,
-                alpha=0.12,
-                lw=0,
-            )
-            ax.plot(
-                x,
-                [p.bmd_g_cm2 for p in points],
-                color=colour,
-                ls=dash,
-                lw=1.6,
-                label=f"forecast: {labels.plan(plan)}",
-            )
+            _forecast_band(ax, [_day(p.date) for p in points], points, plan, colour, dash)
         ax.set_title(f"{labels.site(site)} BMD", fontsize=9, loc="left")
         ax.set_ylabel("g/cm²", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -285,22 +298,7 @@ def bmd_age_chart(chart: PatientChart, assessment: Assessment) -> str:
             points = [p for p in forecast if p.plan == plan]
             if points:
                 x = [_age(chart, p.date) for p in points]
-                ax.fill_between(
-                    x,
-                    [p.bmd_low_g_cm2 for p in points],
-                    [p.bmd_high_g_cm2 for p in points],
-                    color=colour,
-                    alpha=0.15,
-                    lw=0,
-                )
-                ax.plot(
-                    x,
-                    [p.bmd_g_cm2 for p in points],
-                    color=colour,
-                    ls=dash,
-                    lw=1.5,
-                    label=f"forecast: {labels.plan(plan)}",
-                )
+                _forecast_band(ax, x, points, plan, colour, dash)
         z = assessment.scores.get(site)
         title = f"{labels.site(site)} BMD by age"
         if z is not None and z.z_score is not None:
