@@ -257,11 +257,13 @@ OWN_READING = "bonecast's reading of the guidelines (no single published source)
 """Shown when a source names only bonecast's own design notes."""
 
 _DESIGN_NOTE = re.compile(
-    r"(?:,\s*|\s+)?(?:via\s+)?\b(?:clinical|model)\.md"
-    r"(?:\s+(?:section\s+)?\d+(?:\.\d+)?(?:\s*(?:,|and)\s*\d+\.\d+)*)?"
+    r"(?:,\s*|\s+(?:and|to)\s+|\s+)?(?:via\s+)?"
+    r"(?:docs/(?:clinical|model)/[\w-]+\.md|\b(?:clinical|model)\.md)"
+    r"(?:\s+(?:sections?\s+)?\d+(?:\.\d+)?(?:\s*(?:,|and|to|-|–)\s*\d+(?:\.\d+)?)*)?"
     r"(?:\s+(?:monitoring table|engine default|engine rule|pseudo-code|placeholder|"
     r"implementation note|and open question \d+|regimen list|rule \d+))?"
 )
+"""A citation of bonecast's own documentation (design notes, not a publication a reader can find)."""
 _EMPTY_PARENS = re.compile(r"\s*\(\s*[;,]?\s*\)")
 _PMC = re.compile(r"\bPMC(\d+)\b")
 _PMID = re.compile(r"\bPMID:?\s*(\d+)\b")
