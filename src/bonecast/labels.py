@@ -263,7 +263,7 @@ _DESIGN_NOTE = re.compile(
     r"(?:\s+(?:monitoring table|engine default|engine rule|pseudo-code|placeholder|"
     r"implementation note|and open question \d+|regimen list|rule \d+))?"
 )
-"""A citation of bonecast's own documentation (design notes, not a publication a reader can find)."""
+"""A citation of bonecast's own documentation: design notes, not a publication to look up."""
 _EMPTY_PARENS = re.compile(r"\s*\(\s*[;,]?\s*\)")
 _PMC = re.compile(r"\bPMC(\d+)\b")
 _PMID = re.compile(r"\bPMID:?\s*(\d+)\b")
