@@ -28,6 +28,7 @@ PUBLIC = {
     ("GET", "/health"),
     ("GET", "/openapi.json"),
     ("GET", "/signin"),
+    ("GET", "/favicon.ico"),  # a redirect to the static icon, which browsers ask for
     ("POST", "/signin"),
     ("GET", "/cds-services"),  # CDS Hooks discovery
     ("POST", "/cds-services/{service_id}"),  # advice from the prefetch only, unless JWT verified

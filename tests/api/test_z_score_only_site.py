@@ -12,6 +12,7 @@ from typing import Any
 from api_samples import ANASTROZOLE, PATIENT, Headers
 from fastapi.testclient import TestClient
 
+from bonecast import labels
 from bonecast.clinical import assess, parse_patient
 from bonecast.registry import Registry
 from bonecast.registry.fhir import export_patient
@@ -106,5 +107,6 @@ def test_registry_fhir_round_trip_and_cds_hooks_agree(
         },
     }
     recommendation = client.post("/cds-services/aibl-bone-health", json=call).json()["cards"][0]
-    assert NOTE in recommendation["detail"]
-    assert "Lowest T-score: -1.2 (lumbar_spine)" in recommendation["detail"]
+    # the card is read by a clinician: the same note, in words
+    assert labels.words(NOTE) in recommendation["detail"]
+    assert "Lowest T-score: -1.2 (Lumbar spine)" in recommendation["detail"]
