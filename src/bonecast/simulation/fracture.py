@@ -3,19 +3,22 @@
 A proportional-hazards model with three fracture types k (hip, clinical vertebral, other clinical;
 coefficients and sources in ``data/fracture_model.yaml``). Hip and vertebral fractures:
 
-    h_k(t) = s * I_k * 2^((age(t) - 65) / D_k) * GR_k^(-(z_k(0) + min(z_k(t) - z_k(0), 0)))
+    h_k(t) = s * I_k * 2^((age(t) - 65) / D_k) * GR_k^(-(z_k(0) + w min(z_k(t) - z_k(0), 0)))
              * exp(b_k * max(dTH(t) - dTHbar(t), 0)) * OC(t)^gamma
 
 other fractures:
 
-    h_k(t) = s * I_k * 2^((age(t) - 65) / D_k) * GR_k^(-z_k(t)) * OC(t)^gamma
+    h_k(t) = s * I_k * 2^((age(t) - 65) / D_k) * GR_k^(-(z_k(0) + w (z_k(t) - z_k(0))))
+             * OC(t)^gamma
 
 with I_k the incidence of the average 65-year-old woman, D_k the age-doubling time, GR_k the
 cross-sectional gradient of risk per SD of BMD at the type's DXA site (Marshall 1996), z_k(t) =
 T_k(t) - Tbar(age(t)) the patient's simulated T-score at that site relative to the average woman
 of her age, s the ratio of the clinical-fracture incidence recorded in adjuvant and prevention
 trials to these population incidences, OC(t) the simulated osteoclast activity relative to the
-patient's untreated baseline and gamma the turnover exponent.
+patient's untreated baseline, gamma the turnover exponent and w the weight of a change of
+standing since baseline relative to the cross-sectional gradient (w = 1: a woman who lost 1 SD
+carries the risk of a woman who always stood 1 SD lower).
 
 Turnover term (fracture model v2). Part of the fracture excess on an aromatase inhibitor is not
 carried by BMD: in ATAC the anastrozole/tamoxifen fracture ratio fell from 1.33 during treatment
@@ -24,11 +27,15 @@ remodeling weakens bone beyond its density (more resorption cavities, stress ris
 term follows resorption in the model: OC rises about 40 % on an aromatase inhibitor and returns
 to baseline within months of stopping, so the excess reverses; it falls on tamoxifen and on
 antiresorptives (about 55 % on zoledronic acid, 60-95 % on denosumab), which adds to their
-benefit through BMD. s and gamma are the model's only fitted fracture parameters; they are
-calibrated to the clinical-fracture incidence of both arms of placebo-controlled trials of an
-aromatase inhibitor or of an antiresorptive on one (``data/fracture_targets.csv``, role
-calibration, :mod:`bonecast.simulation.calibration.fracture_fit`); the other rows of that file
-(letrozole's trials, ATAC's ratios, long follow-up) check the fit.
+benefit through BMD. The split between what BMD and what turnover carry is w: ATAC's fracture
+ratio returning to about 1 after stopping, while the BMD lost on anastrozole stays lost, says
+that a loss on treatment carries less risk than the cross-sectional gradient gives (w < 1).
+s, gamma and w are the model's only fitted fracture parameters; they are calibrated to the
+clinical-fracture incidence of both arms of placebo-controlled trials of an aromatase inhibitor
+(MAP.3) and of an antiresorptive on one (ABCSG-18), and to ATAC's anastrozole/tamoxifen ratios
+during and after treatment (``data/fracture_targets.csv``, role calibration,
+:mod:`bonecast.simulation.calibration.fracture_fit`); the other rows of that file (letrozole's
+trials, long follow-up) check the fit.
 
 For hip and vertebral fractures a BMD *gain* over the average woman's course acts through the
 treatment-related gradient of Bouxsein et al. 2019 (J Bone Miner Res 34:632, meta-regression of
@@ -192,6 +199,7 @@ class FractureModel(BaseModel):
     population_bmd_change: PopulationBmdChange
     incidence_scale: FittedValue
     turnover_exponent: FittedValue
+    loss_weight: FittedValue
     types: dict[str, FractureType]
 
     @model_validator(mode="after")
@@ -200,16 +208,19 @@ class FractureModel(BaseModel):
             raise ValueError(f"incidence_scale: {self.incidence_scale.value} must be > 0")
         if not 0 <= self.turnover_exponent.value <= 3:
             raise ValueError(f"turnover_exponent: {self.turnover_exponent.value} is outside 0..3")
+        if not 0 <= self.loss_weight.value <= 1:
+            raise ValueError(f"loss_weight: {self.loss_weight.value} is outside 0..1")
         return self
 
     def with_fit(
-        self, incidence_scale: float, turnover_exponent: float, source: str
+        self, scale: float, exponent: float, loss_weight: float, source: str
     ) -> FractureModel:
-        """The same model with the two fitted parameters replaced (``source`` says how)."""
+        """The same model with its three fitted parameters replaced (``source`` says how)."""
         return self.model_copy(
             update={
-                "incidence_scale": FittedValue(value=incidence_scale, source=source),
-                "turnover_exponent": FittedValue(value=turnover_exponent, source=source),
+                "incidence_scale": FittedValue(value=scale, source=source),
+                "turnover_exponent": FittedValue(value=exponent, source=source),
+                "loss_weight": FittedValue(value=loss_weight, source=source),
             }
         )
 
@@ -236,16 +247,18 @@ class FractureModel(BaseModel):
         average_t0 = pop.at_age(age0_years, ref)
         average_change_pct = self.population_bmd_change.pct_per_year * years
         turnover_term = self.incidence_scale.value * osteoclasts**self.turnover_exponent.value
+        w = self.loss_weight.value
         out = {}
         for name, k in self.types.items():
             site = SITES.index(k.bmd_site)
             age_term = 2.0 ** ((age - ref) / k.age_doubling_years)
+            baseline_standing = baseline_t_scores[site] - average_t0
+            changed_standing = t_scores[site] - average_t - baseline_standing
             if k.bmd_change is None:
-                bmd_term = k.gradient_per_sd ** (-(t_scores[site] - average_t))
+                bmd_term = k.gradient_per_sd ** (-(baseline_standing + w * changed_standing))
             else:
                 gain = bmd_pct_change[SITES.index(k.bmd_change.site)] - average_change_pct
-                baseline_standing = baseline_t_scores[site] - average_t0
-                lost_standing = np.minimum(t_scores[site] - average_t - baseline_standing, 0.0)
+                lost_standing = w * np.minimum(changed_standing, 0.0)
                 bmd_term = k.gradient_per_sd ** (-(baseline_standing + lost_standing)) * np.exp(
                     k.bmd_change.slope_per_pct * np.maximum(gain, 0.0)
                 )

@@ -1,15 +1,18 @@
 """Fracture targets and the fit of the fracture model's two parameters (fracture model v2).
 
-``data/fracture_targets.csv`` holds published clinical-fracture incidences (% of women with a
-clinical fracture between two months) of trial arms, each with its source; ``role`` says
-whether a row calibrates the model (``calibration``) or checks it (``validation``). Each row
-names an arm of the fracture trial (``examples/trials/calibration/fracture_outcomes.yaml``).
+``data/fracture_targets.csv`` holds published clinical-fracture results of trial arms, each
+with its source: a cumulative incidence (% of women with a clinical fracture between two
+months; its 95 % interval from n, Wilson) or a hazard ratio of an arm against a comparator arm
+(with its published 95 % CI). ``role`` says whether a row calibrates the model
+(``calibration``) or checks it (``validation``). Arms are named as in the fracture trial
+(``examples/trials/calibration/fracture_outcomes.yaml``).
 
-The fit: the incidence scale s and the turnover exponent gamma of
-:class:`bonecast.simulation.fracture.FractureModel` maximise the binomial likelihood of the
-calibration rows, sum of n (p log q + (1 - p) log(1 - q)), p the published and q the simulated
-incidence. The trial is simulated once; the hazards are recomputed for each (s, gamma), so a
-fit takes seconds after the simulation. Run it with
+The fit: the incidence scale s, the turnover exponent gamma and the loss weight w of
+:class:`bonecast.simulation.fracture.FractureModel` maximise the likelihood of the calibration
+rows: binomial for an incidence, n (p log q + (1 - p) log(1 - q)) with p published and q
+simulated, and normal on the log scale for a hazard ratio (SD from its CI). The trial is
+simulated once and the hazards recomputed for each (s, gamma, w), so a fit takes seconds after
+the simulation. Run it with
 ``python -m bonecast.simulation.calibration.fracture_fit`` (prints the values to put into
 ``data/fracture_model.yaml``).
 """
@@ -19,14 +22,14 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy.optimize import minimize
 
 from bonecast.simulation.fracture import FractureModel, default_fracture_model, fracture_incidence
@@ -51,24 +54,63 @@ class FractureTarget(BaseModel):
     citation: str
     population: str
     arm: str
+    comparator_arm: str = ""
     regimen: str
     quantity: Literal["clinical_fracture"]
     month_from: float = Field(ge=0)
     month_to: float = Field(gt=0)
-    statistic: Literal["cumulative_incidence"]
-    value_pct: float = Field(gt=0, lt=100)
+    statistic: Literal["cumulative_incidence", "hazard_ratio"]
+    value: float = Field(gt=0)
+    ci_low: float | None = None
+    ci_high: float | None = None
     n: int = Field(gt=0)
     role: Literal["calibration", "validation"]
     verified: Literal["yes", "partial", "no"]
     note: str = ""
 
+    @field_validator("ci_low", "ci_high", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FractureTarget:
+        if self.month_to <= self.month_from:
+            raise ValueError(f"{self.target_id}: month_to must be after month_from")
+        if self.statistic == "hazard_ratio" and not self.comparator_arm:
+            raise ValueError(f"{self.target_id}: a hazard ratio needs a comparator_arm")
+        if self.statistic == "cumulative_incidence" and self.value >= 100:
+            raise ValueError(f"{self.target_id}: an incidence is a % below 100")
+        return self
+
     @property
-    def ci95_pct(self) -> tuple[float, float]:
-        """Wilson 95 % interval of the incidence (%) for ``n`` women."""
-        p, n, z = self.value_pct / 100.0, self.n, Z95
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        return 100.0 * (centre - half), 100.0 * (centre + half)
+    def unit(self) -> str:
+        """The unit of ``value`` in words."""
+        return "%" if self.statistic == "cumulative_incidence" else "hazard ratio"
+
+
+def log_sd(target: FractureTarget, targets: Sequence[FractureTarget]) -> float:
+    """SD of ln(hazard ratio) of a ratio row: from its CI, or else from the CI of the first ratio
+    row of the same trial that has one (said in the row's note)."""
+    for t in (target, *(t for t in targets if t.trial == target.trial)):
+        if t.statistic == "hazard_ratio" and t.ci_low is not None and t.ci_high is not None:
+            return math.log(t.ci_high / t.ci_low) / (2 * Z95)
+    raise ValueError(f"{target.target_id}: no CI for this hazard ratio nor for its trial")
+
+
+def interval95(target: FractureTarget, targets: Sequence[FractureTarget]) -> tuple[float, float]:
+    """95 % interval of a target: Wilson's for an incidence (%) of n women, the published CI
+    (or one from :func:`log_sd`) for a hazard ratio."""
+    z = Z95
+    if target.statistic == "hazard_ratio":
+        if target.ci_low is not None and target.ci_high is not None:
+            return target.ci_low, target.ci_high
+        sd = log_sd(target, targets)
+        return target.value * math.exp(-z * sd), target.value * math.exp(z * sd)
+    p, n = target.value / 100.0, target.n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return 100.0 * (centre - half), 100.0 * (centre + half)
 
 
 def load_fracture_targets(path: str | Path | None = None) -> list[FractureTarget]:
@@ -141,31 +183,52 @@ def simulate_arms(
     return out
 
 
-def target_incidence_pct(
+IncidenceOf = Callable[[str, float, float], float]
+"""Mean clinical-fracture incidence (%) of an arm between two months."""
+
+
+def target_value(target: FractureTarget, incidence: IncidenceOf) -> float:
+    """The value of ``target`` from arm incidences: the arm's incidence (%), or the ratio of the
+    arm's and the comparator's cumulative hazards -ln(1 - incidence) over the months."""
+    a, b = target.month_from, target.month_to
+    own = incidence(target.arm, a, b)
+    if target.statistic == "cumulative_incidence":
+        return own
+    comparator = incidence(target.comparator_arm, a, b)
+    return math.log1p(-own / 100.0) / math.log1p(-comparator / 100.0)
+
+
+def model_value(
     model: FractureModel, arms: Mapping[str, ArmInputs], target: FractureTarget
 ) -> float:
-    """The model's incidence (%) for ``target``'s arm and months."""
-    return arms[target.arm].incidence_pct(model, target.month_from, target.month_to)
+    """:func:`target_value` of ``model`` on the simulated ``arms``."""
+    return target_value(target, lambda arm, a, b: arms[arm].incidence_pct(model, a, b))
 
 
 def negative_log_likelihood(
     model: FractureModel, arms: Mapping[str, ArmInputs], targets: Sequence[FractureTarget]
 ) -> float:
-    """Binomial negative log-likelihood of ``targets`` (constant terms dropped)."""
+    """Negative log-likelihood of ``targets`` (constant terms dropped; module docstring)."""
     total = 0.0
     for t in targets:
-        p = t.value_pct / 100.0
-        q = min(max(target_incidence_pct(model, arms, t) / 100.0, 1e-9), 1 - 1e-9)
+        value = model_value(model, arms, t)
+        if t.statistic == "hazard_ratio":
+            total += 0.5 * (math.log(value / t.value) / log_sd(t, targets)) ** 2
+            continue
+        p = t.value / 100.0
+        q = min(max(value / 100.0, 1e-9), 1 - 1e-9)
         total -= t.n * (p * math.log(q) + (1 - p) * math.log(1 - q))
     return total
 
 
 @dataclass(frozen=True)
 class FractureFit:
-    """The fitted incidence scale and turnover exponent, with the likelihood at the optimum."""
+    """The fitted incidence scale, turnover exponent and loss weight, with the likelihood at the
+    optimum and the calibration rows."""
 
     incidence_scale: float
     turnover_exponent: float
+    loss_weight: float
     negative_log_likelihood: float
     targets: tuple[str, ...]
 
@@ -175,25 +238,27 @@ def fit_fracture_model(
     targets: Sequence[FractureTarget],
     model: FractureModel | None = None,
 ) -> FractureFit:
-    """Maximum-likelihood s and gamma for the calibration rows of ``targets`` (gamma in 0..3)."""
+    """Maximum-likelihood s, gamma and w for the calibration rows of ``targets`` (s in
+    0.2..5, gamma in 0..3, w in 0..1)."""
     base = model or default_fracture_model()
     calibration = [t for t in targets if t.role == "calibration"]
     if not calibration:
         raise ValueError("no calibration rows among the fracture targets")
 
     def objective(x: Array) -> float:
-        trial = base.with_fit(math.exp(float(x[0])), float(x[1]), "fit in progress")
+        trial = base.with_fit(math.exp(float(x[0])), float(x[1]), float(x[2]), "fit in progress")
         return negative_log_likelihood(trial, arms, calibration)
 
     best = minimize(
         objective,
-        np.array([0.0, 0.5]),
-        method="L-BFGS-B",
-        bounds=[(math.log(0.2), math.log(5.0)), (0.0, 3.0)],
+        np.array([0.0, 0.3, 0.5]),
+        method="Powell",
+        bounds=[(math.log(0.2), math.log(5.0)), (0.0, 3.0), (0.0, 1.0)],
     )
     return FractureFit(
         math.exp(float(best.x[0])),
         float(best.x[1]),
+        float(best.x[2]),
         float(best.fun),
         tuple(t.target_id for t in calibration),
     )
@@ -210,15 +275,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     fit = fit_fracture_model(arms, targets)
     print(f"incidence_scale: {fit.incidence_scale:.3f}")
     print(f"turnover_exponent: {fit.turnover_exponent:.3f}")
+    print(f"loss_weight: {fit.loss_weight:.3f}")
     print(f"calibration rows: {', '.join(fit.targets)}; -log L {fit.negative_log_likelihood:.2f}")
-    model = default_fracture_model().with_fit(fit.incidence_scale, fit.turnover_exponent, "fit")
+    model = default_fracture_model().with_fit(
+        fit.incidence_scale, fit.turnover_exponent, fit.loss_weight, "fit"
+    )
     for t in targets:
-        low, high = t.ci95_pct
-        value = target_incidence_pct(model, arms, t)
+        low, high = interval95(t, targets)
+        value = model_value(model, arms, t)
         inside = "inside" if low <= value <= high else "outside"
         print(
-            f"{t.target_id:4} {t.role:11} {t.trial:9} {t.arm:30} {t.value_pct:5.1f} "
-            f"({low:4.1f}-{high:4.1f}) model {value:5.2f} {inside}"
+            f"{t.target_id:4} {t.role:11} {t.trial:9} {t.arm:30} {t.value:5.2f} "
+            f"({low:5.2f}-{high:5.2f}) model {value:5.2f} {inside}"
         )
 
 
