@@ -32,10 +32,11 @@ ratio returning to about 1 after stopping, while the BMD lost on anastrozole sta
 that a loss on treatment carries less risk than the cross-sectional gradient gives (w < 1).
 s, gamma and w are the model's only fitted fracture parameters; they are calibrated to the
 clinical-fracture incidence of both arms of placebo-controlled trials of an aromatase inhibitor
-(MAP.3) and of an antiresorptive on one (ABCSG-18), and to ATAC's anastrozole/tamoxifen ratios
-during and after treatment (``data/fracture_targets.csv``, role calibration,
-:mod:`bonecast.simulation.calibration.fracture_fit`); the other rows of that file (letrozole's
-trials, long follow-up) check the fit.
+(MAP.3) and of an antiresorptive on one (ABCSG-18 at 3 years), of an AI against tamoxifen
+(BIG 1-98), and to ATAC's anastrozole/tamoxifen ratios during and after treatment
+(``data/fracture_targets.csv``, role calibration,
+:mod:`bonecast.simulation.calibration.fracture_fit`); the other rows of that file (ABCSG-18 at 7
+years, MA.17) check the fit.
 
 For hip and vertebral fractures a BMD *gain* over the average woman's course acts through the
 treatment-related gradient of Bouxsein et al. 2019 (J Bone Miner Res 34:632, meta-regression of
@@ -45,13 +46,14 @@ change between the arms, b_k per percentage point, the line through the paper's 
 her % change of total-hip BMD since baseline and dTHbar(t) that of the average woman over the
 same time (the placebo arm's change in those trials). The regression was fitted to BMD
 improvements on treatment, so a *loss* beyond the average woman's (an aromatase inhibitor's)
-keeps the cross-sectional gradient, as before: her standing z_k falls and GR_k applies. The
-cross-sectional gradient alone understates the benefit of a treatment-related gain: with it,
-adjuvant zoledronic acid lowered 5-year clinical fractures by 20 % against 36 % in the trials;
-now by 25 %, while the anastrozole/tamoxifen ratios stay near ATAC's (applying Bouxsein's
-gradient to losses too gave 33 %, but a ratio of 1.73 during and 1.55 after treatment against
-ATAC's 1.49 and about 1.0). The regression's intercept (about +0.05 for vertebral, -0.01 for
-hip fractures: the effect at no BMD difference) is left out, so an agent acts through BMD only.
+keeps the cross-sectional gradient, weighted by w: her standing z_k falls and GR_k^w applies.
+The cross-sectional gradient alone understates the benefit of a treatment-related gain (in
+version 1, without the gain term, adjuvant zoledronic acid lowered 5-year clinical fractures by
+20 % against 36 % in the trials; with it by 25 %, and now, with the turnover term, by 26 %;
+applying Bouxsein's gradient to losses too gave ATAC ratios of 1.73 during and 1.55 after
+treatment against 1.49 and about 1.0). The regression's intercept (about +0.05 for vertebral,
+-0.01 for hip fractures: the effect at no BMD difference) is left out; an agent acts through
+BMD and the turnover term only.
 Other (nonvertebral, non-hip) fractures follow the simulated standing through the
 cross-sectional gradient only: Bouxsein et al. found no association between BMD improvement and
 nonvertebral fracture reduction.
@@ -62,7 +64,9 @@ Clinical fracture is the first fracture of any type (hazards add). Cumulative in
 Limitations, said wherever the numbers are shown: applying a trial-level regression of arm means
 to each patient's change is an assumption, and so is the split between gains and losses. The
 turnover term is one exponent for every drug (its size is set by the trials it was fitted to,
-not measured), and BMD lost on an AI keeps its risk after the AI stops; the model has no falls,
+not measured), the trials fix the size of an AI's excess better than its split between BMD
+and turnover (gamma and w trade off along a ridge of the likelihood), and BMD lost on an AI
+keeps w of its risk after the AI stops; the model has no falls,
 prior fractures or other risk factors, and trials differ in how they record fractures (s is a
 compromise between them).
 """
