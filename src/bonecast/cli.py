@@ -365,11 +365,17 @@ def validate_command(
     if report.men is not None:
         men = report.men.headline()
         console.print(f"men: {men['pass']}/{men['total']} male targets within tolerance")
+    inside = sum(f.passes for f in report.fractures)
+    console.print(
+        f"fractures: {inside}/{len(report.fractures)} published results inside their 95 % interval"
+    )
     for fracture in report.fractures:
-        verdict = "reproduced" if fracture.passes else "NOT reproduced"
+        verdict = "inside" if fracture.passes else "OUTSIDE"
+        low, high = fracture.interval
         console.print(
-            f"fractures: {fracture.outcome}: model {fracture.model:.2f}, literature "
-            f"{fracture.literature:.2f} ({fracture.rule}: {verdict})"
+            f"  {fracture.target.target_id} ({fracture.target.role}) {fracture.outcome}: model "
+            f"{fracture.model:.2f}, published {fracture.target.value:.2f} "
+            f"({low:.2f} to {high:.2f}): {verdict}"
         )
     console.print(f"Report: [bold]{page}[/]")
 

@@ -44,9 +44,11 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     assert "targets inside their 95 % predictive interval; between-trial SD" in result.output
     with (out / "validation_fractures.csv").open(newline="") as handle:
         fractures = list(csv.DictReader(handle))
-    assert [f["literature"] for f in fractures] == ["1.49", "0.99", "0.64"]
-    assert all(f["source"] and f["reproduced"] in ("yes", "no") for f in fractures)
-    assert "fractures: anastrozole / tamoxifen" in result.output
+    assert [f["target_id"] for f in fractures] == [f"F{i}" for i in range(1, 13)]
+    for f in fractures:
+        assert f["source"] and f["inside_ci95"] in ("yes", "no")
+        assert float(f["ci95_low"]) < float(f["literature"]) < float(f["ci95_high"])
+    assert "published results inside their 95 % interval" in result.output
     page = (out / "validation.html").read_text(encoding="utf-8")
     assert "validation_atac.png" in page and "not a medical device" in page
     assert "<h2>Fracture outcomes</h2>" in page and "validation_fractures.png" in page

@@ -68,14 +68,19 @@ def test_targets_lie_in_their_predictive_intervals_and_tau_is_reported(report):
 
 
 def test_validation_reports_the_fracture_outcomes(report):
-    """Issue 3 item 5 in the validation report: each fracture check has its literature value
-    and source, and the model reproduces each direction (the sizes are tested in
-    tests/simulation/test_fracture_outcomes.py on the same trial)."""
-    during, after, zoledronic = report.fractures
-    assert (during.literature, after.literature) == (1.49, 0.99)
-    assert zoledronic.literature == pytest.approx(3.8 / 5.9)
-    assert all(f.passes and f.source for f in report.fractures)
-    assert during.model > after.model > 1.0 > zoledronic.model
+    """Fracture model v2 in the validation report: every row of the fracture target file with
+    its source and 95 % interval; ATAC's anastrozole/tamoxifen ratio falls after stopping and
+    denosumab on an AI lowers incidence (ABCSG-18); the sizes are tested in
+    tests/simulation/test_fracture_outcomes.py on the same trial."""
+    checks = {f.target.target_id: f for f in report.fractures}
+    assert len(checks) == 12 and all(f.target.citation for f in checks.values())
+    assert checks["F11"].passes  # ATAC 1.49 (1.25-1.77) during treatment
+    assert checks["F11"].model > checks["F12"].model > 1.0
+    assert checks["F3"].model < checks["F4"].model  # ABCSG-18 denosumab vs placebo at 3 years
+    # measured: 3 of 12 inside (F1, F2, F11). Trials record fractures at different rates (BIG
+    # 1-98 about 1.4 % per year on tamoxifen, ABCSG-18 about 3 % per year on an AI), so one
+    # incidence scale cannot meet every level (docs/model/calibration.md section 10.6)
+    assert {"F1", "F2", "F11"} <= {i for i, f in checks.items() if f.passes}
 
 
 def test_every_miss_has_a_recorded_reason(report):

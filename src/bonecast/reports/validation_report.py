@@ -17,10 +17,10 @@ from bonecast import DISCLAIMER
 from bonecast.reports.plots import TITLES
 from bonecast.simulation.calibration.heterogeneity import PROVENANCE_KEY, Heterogeneity
 from bonecast.simulation.calibration.validation import (
-    FRACTURE_ARMS,
     TargetCheck,
     ValidationReport,
 )
+from bonecast.simulation.fracture import default_fracture_model
 
 TABLE_COLUMNS = (
     "target_id",
@@ -237,52 +237,111 @@ def tau_notes(heterogeneity: Heterogeneity) -> list[str]:
     return notes
 
 
-FRACTURE_COLUMNS = ("outcome", "literature", "model", "rule", "reproduced", "source", "note")
+FRACTURE_COLUMNS = (
+    "target_id",
+    "outcome",
+    "role",
+    "literature",
+    "ci95_low",
+    "ci95_high",
+    "model",
+    "inside_ci95",
+    "source",
+    "verified",
+    "note",
+)
 """Columns of ``validation_fractures.csv``."""
 
 
 def write_fracture_table(report: ValidationReport, path: Path) -> None:
-    """One row per fracture check: literature vs model and whether the rule holds."""
+    """One row per fracture target: literature with its 95 % interval, model, inside or not."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(FRACTURE_COLUMNS)
         for f in report.fractures:
+            t = f.target
             writer.writerow(
                 [
+                    t.target_id,
                     f.outcome,
-                    f"{f.literature:.2f}",
+                    t.role,
+                    f"{t.value:.2f}",
+                    f"{f.interval[0]:.2f}",
+                    f"{f.interval[1]:.2f}",
                     f"{f.model:.2f}",
-                    f.rule,
                     "yes" if f.passes else "no",
-                    f.source,
-                    f.note,
+                    t.citation,
+                    t.verified,
+                    t.note,
                 ]
             )
 
 
 def plot_fractures(report: ValidationReport, path: Path) -> None:
-    """Cumulative incidence (%) of each fracture quantity by arm over the fracture trial."""
+    """Left: simulated clinical-fracture incidence by arm over the fracture trial, with the
+    published incidences (95 % interval) at their months; right: every fracture target,
+    published against simulated (hollow markers: validation rows)."""
     result = report.fracture_result
-    quantities = result.spec.outputs.quantities
-    fig, axes = plt.subplots(
-        1, len(quantities), figsize=(5.0 * len(quantities), 4.2), squeeze=False
-    )
-    for ax, quantity in zip(axes.flat, quantities, strict=True):
-        for arm in FRACTURE_ARMS:
-            points = sorted(
-                (r.month, r.mean_pct_change)
-                for r in result.rows
-                if r.arm == arm and r.quantity == quantity and r.month_from == 0
-            )
-            months, incidence = zip(*[(0.0, 0.0), *points], strict=True)
-            ax.plot(months, incidence, lw=1.8, label=arm)
-        ax.axvline(60, color="0.5", lw=0.7, ls="--")
-        ax.set_title(TITLES.get(quantity, quantity))
-        ax.set_xlabel("month (treatment stops at 60)")
-        ax.set_ylabel("cumulative incidence, %")
-        ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"{result.spec.name}: simulated fracture incidence (mean over patients)")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.0, 4.8))
+    colours = {arm.name: f"C{i}" for i, arm in enumerate(result.spec.arms)}
+    for arm, colour in colours.items():
+        points = sorted(
+            (r.month, r.mean_pct_change)
+            for r in result.rows
+            if r.arm == arm and r.quantity == "clinical_fracture" and r.month_from == 0
+        )
+        months, incidence = zip(*[(0.0, 0.0), *points], strict=True)
+        left.plot(months, incidence, lw=1.6, color=colour, label=arm)
+    for f in report.fractures:
+        t = f.target
+        if t.statistic != "cumulative_incidence" or t.month_from != 0:
+            continue
+        low, high = f.interval
+        left.errorbar(
+            t.month_to,
+            t.value,
+            yerr=[[t.value - low], [high - t.value]],
+            fmt="o" if t.role == "calibration" else "s",
+            mfc=colours[t.arm] if t.role == "calibration" else "white",
+            color=colours[t.arm],
+            capsize=3,
+        )
+        left.annotate(
+            t.trial, (t.month_to, t.value), fontsize=6, xytext=(3, 3), textcoords="offset points"
+        )
+    left.axvline(60, color="0.5", lw=0.7, ls="--")
+    left.set_xlabel("month (5-year treatments stop at 60)")
+    left.set_ylabel("clinical-fracture cumulative incidence, %")
+    left.set_title("Simulated incidence by arm; published points (95 % interval)")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=6, loc="upper left")
+    for f in report.fractures:
+        t = f.target
+        low, high = f.interval
+        scale = 1.0 if t.statistic == "cumulative_incidence" else 10.0
+        right.errorbar(
+            t.value * scale,
+            f.model * scale,
+            xerr=[[(t.value - low) * scale], [(high - t.value) * scale]],
+            fmt="o" if t.role == "calibration" else "s",
+            mfc="C0" if t.role == "calibration" else "white",
+            color="C0" if f.passes else "C3",
+            capsize=3,
+        )
+        right.annotate(
+            t.target_id,
+            (t.value * scale, f.model * scale),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    top = max(max(f.target.value, f.model) for f in report.fractures if f.target.unit == "%")
+    right.plot([0, top * 1.1], [0, top * 1.1], color="0.5", lw=0.8)
+    right.set_xlabel("published (incidence %, or hazard ratio x 10)")
+    right.set_ylabel("model")
+    right.set_title("Every fracture target (red: outside its 95 % interval)")
+    right.grid(alpha=0.3)
+    fig.suptitle(f"{result.spec.name}: fracture model against published results")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -355,6 +414,8 @@ def write_html(
         rows=rows,
         figures=[{"title": report.results[t].spec.name, "file": f} for t, f in figures.items()],
         fractures=report.fractures,
+        fracture_inside=sum(f.passes for f in report.fractures),
+        fracture_model=default_fracture_model(),
         men=None if report.men is None else [_summary(report, c) for c in report.men.checks],
         men_head=None if report.men is None else report.men.headline(),
         men_figures=[{"title": t, "file": f} for t, f in (men_figures or {}).items()],

@@ -3,17 +3,40 @@
 A proportional-hazards model with three fracture types k (hip, clinical vertebral, other clinical;
 coefficients and sources in ``data/fracture_model.yaml``). Hip and vertebral fractures:
 
-    h_k(t) = I_k * 2^((age(t) - 65) / D_k) * GR_k^(-(z_k(0) + min(z_k(t) - z_k(0), 0)))
-             * exp(b_k * max(dTH(t) - dTHbar(t), 0)) * RR_AI,k^(AI(t))
+    h_k(t) = s * I_k * 2^((age(t) - 65) / D_k) * GR_k^(-(z_k(0) + w min(z_k(t) - z_k(0), 0)))
+             * exp(b_k * max(dTH(t) - dTHbar(t), 0)) * OC(t)^gamma
 
 other fractures:
 
-    h_k(t) = I_k * 2^((age(t) - 65) / D_k) * GR_k^(-z_k(t)) * RR_AI,k^(AI(t))
+    h_k(t) = s * I_k * 2^((age(t) - 65) / D_k) * GR_k^(-(z_k(0) + w (z_k(t) - z_k(0))))
+             * OC(t)^gamma
 
 with I_k the incidence of the average 65-year-old woman, D_k the age-doubling time, GR_k the
 cross-sectional gradient of risk per SD of BMD at the type's DXA site (Marshall 1996), z_k(t) =
 T_k(t) - Tbar(age(t)) the patient's simulated T-score at that site relative to the average woman
-of her age, and RR_AI,k the relative risk while an aromatase inhibitor is taken.
+of her age, s the ratio of the clinical-fracture incidence recorded in adjuvant and prevention
+trials to these population incidences, OC(t) the simulated osteoclast activity relative to the
+patient's untreated baseline, gamma the turnover exponent and w the weight of a change of
+standing since baseline relative to the cross-sectional gradient (w = 1: a woman who lost 1 SD
+carries the risk of a woman who always stood 1 SD lower).
+
+Turnover term (fracture model v2). Part of the fracture excess on an aromatase inhibitor is not
+carried by BMD: in ATAC the anastrozole/tamoxifen fracture ratio fell from 1.33 during treatment
+to 0.99 after it (Tseng 2018), while the hip BMD lost on anastrozole is not regained. High
+remodeling weakens bone beyond its density (more resorption cavities, stress risers), and the
+term follows resorption in the model: OC rises about 40 % on an aromatase inhibitor and returns
+to baseline within months of stopping, so the excess reverses; it falls on tamoxifen and on
+antiresorptives (about 55 % on zoledronic acid, 60-95 % on denosumab), which adds to their
+benefit through BMD. The split between what BMD and what turnover carry is w: ATAC's fracture
+ratio returning to about 1 after stopping, while the BMD lost on anastrozole stays lost, says
+that a loss on treatment carries less risk than the cross-sectional gradient gives (w < 1).
+s, gamma and w are the model's only fitted fracture parameters; they are calibrated to the
+clinical-fracture incidence of both arms of placebo-controlled trials of an aromatase inhibitor
+(MAP.3) and of an antiresorptive on one (ABCSG-18 at 3 years), of an AI against tamoxifen
+(BIG 1-98), and to ATAC's anastrozole/tamoxifen ratios during and after treatment
+(``data/fracture_targets.csv``, role calibration,
+:mod:`bonecast.simulation.calibration.fracture_fit`); the other rows of that file (ABCSG-18 at 7
+years, MA.17) check the fit.
 
 For hip and vertebral fractures a BMD *gain* over the average woman's course acts through the
 treatment-related gradient of Bouxsein et al. 2019 (J Bone Miner Res 34:632, meta-regression of
@@ -23,13 +46,14 @@ change between the arms, b_k per percentage point, the line through the paper's 
 her % change of total-hip BMD since baseline and dTHbar(t) that of the average woman over the
 same time (the placebo arm's change in those trials). The regression was fitted to BMD
 improvements on treatment, so a *loss* beyond the average woman's (an aromatase inhibitor's)
-keeps the cross-sectional gradient, as before: her standing z_k falls and GR_k applies. The
-cross-sectional gradient alone understates the benefit of a treatment-related gain: with it,
-adjuvant zoledronic acid lowered 5-year clinical fractures by 20 % against 36 % in the trials;
-now by 25 %, while the anastrozole/tamoxifen ratios stay near ATAC's (applying Bouxsein's
-gradient to losses too gave 33 %, but a ratio of 1.73 during and 1.55 after treatment against
-ATAC's 1.49 and about 1.0). The regression's intercept (about +0.05 for vertebral, -0.01 for
-hip fractures: the effect at no BMD difference) is left out, so an agent acts through BMD only.
+keeps the cross-sectional gradient, weighted by w: her standing z_k falls and GR_k^w applies.
+The cross-sectional gradient alone understates the benefit of a treatment-related gain (in
+version 1, without the gain term, adjuvant zoledronic acid lowered 5-year clinical fractures by
+20 % against 36 % in the trials; with it by 25 %, and now, with the turnover term, by 26 %;
+applying Bouxsein's gradient to losses too gave ATAC ratios of 1.73 during and 1.55 after
+treatment against 1.49 and about 1.0). The regression's intercept (about +0.05 for vertebral,
+-0.01 for hip fractures: the effect at no BMD difference) is left out; an agent acts through
+BMD and the turnover term only.
 Other (nonvertebral, non-hip) fractures follow the simulated standing through the
 cross-sectional gradient only: Bouxsein et al. found no association between BMD improvement and
 nonvertebral fracture reduction.
@@ -38,17 +62,18 @@ Clinical fracture is the first fracture of any type (hazards add). Cumulative in
 [a, b]: 1 - exp(-integral of h), averaged over the virtual patients.
 
 Limitations, said wherever the numbers are shown: applying a trial-level regression of arm means
-to each patient's change is an assumption, and so is the split between gains and losses. The AI
-relative risks are totals from AI-user studies and partly overlap the BMD terms (so the AI effect
-may be overstated); BMD lost on an AI keeps its risk after the AI stops (ATAC's fracture rates
-converged after stopping); the model has no falls, prior fractures or other risk factors, and
-bisphosphonates and denosumab act only through BMD.
+to each patient's change is an assumption, and so is the split between gains and losses. The
+turnover term is one exponent for every drug (its size is set by the trials it was fitted to,
+not measured), the trials fix the size of an AI's excess better than its split between BMD
+and turnover (gamma and w trade off along a ridge of the likelihood), and BMD lost on an AI
+keeps w of its risk after the AI stops; the model has no falls,
+prior fractures or other risk factors, and trials differ in how they record fractures (s is a
+compromise between them).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -58,10 +83,8 @@ import numpy as np
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from bonecast.simulation.drugs import DrugClass
 from bonecast.simulation.model import DAYS_PER_MONTH, Array
 from bonecast.simulation.parameters import SITES
-from bonecast.simulation.regimens import Treatment
 
 FRACTURE_QUANTITIES = ("clinical_fracture", "hip_fracture", "vertebral_fracture")
 """Fracture quantities a trial can report (cumulative incidence, %)."""
@@ -136,8 +159,6 @@ class FractureType(BaseModel):
     gradient_per_sd: float = Field(ge=1)
     gradient_source: str
     bmd_change: ChangeGradient | None = None
-    ai_relative_risk: float = Field(gt=0)
-    ai_source: str
 
 
 class PopulationTScore(BaseModel):
@@ -163,6 +184,15 @@ class PopulationBmdChange(BaseModel):
     source: str
 
 
+class FittedValue(BaseModel):
+    """A fitted fracture parameter: its value and how it was obtained."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float
+    source: str
+
+
 class FractureModel(BaseModel):
     """The fracture hazard model (see the module docstring)."""
 
@@ -171,7 +201,32 @@ class FractureModel(BaseModel):
     reference_age_years: float
     population_t_score: PopulationTScore
     population_bmd_change: PopulationBmdChange
+    incidence_scale: FittedValue
+    turnover_exponent: FittedValue
+    loss_weight: FittedValue
     types: dict[str, FractureType]
+
+    @model_validator(mode="after")
+    def _positive_scale(self) -> FractureModel:
+        if self.incidence_scale.value <= 0:
+            raise ValueError(f"incidence_scale: {self.incidence_scale.value} must be > 0")
+        if not 0 <= self.turnover_exponent.value <= 3:
+            raise ValueError(f"turnover_exponent: {self.turnover_exponent.value} is outside 0..3")
+        if not 0 <= self.loss_weight.value <= 1:
+            raise ValueError(f"loss_weight: {self.loss_weight.value} is outside 0..1")
+        return self
+
+    def with_fit(
+        self, scale: float, exponent: float, loss_weight: float, source: str
+    ) -> FractureModel:
+        """The same model with its three fitted parameters replaced (``source`` says how)."""
+        return self.model_copy(
+            update={
+                "incidence_scale": FittedValue(value=scale, source=source),
+                "turnover_exponent": FittedValue(value=exponent, source=source),
+                "loss_weight": FittedValue(value=loss_weight, source=source),
+            }
+        )
 
     def hazards_per_year(
         self,
@@ -180,35 +235,38 @@ class FractureModel(BaseModel):
         baseline_t_scores: Array,
         t_scores: Array,
         bmd_pct_change: Array,
-        on_ai: Array,
+        osteoclasts: Array,
     ) -> dict[str, Array]:
         """Hazard of each type (per year); arrays broadcast over (time, patient).
 
         ``age0_years`` is the age at baseline, ``years`` the time since baseline,
         ``baseline_t_scores`` (3, N) the T-scores at baseline, ``t_scores`` and
         ``bmd_pct_change`` (% change of BMD since baseline) have the site axis first, in
-        :data:`SITES` order.
+        :data:`SITES` order; ``osteoclasts`` is the osteoclast activity relative to the
+        patient's untreated baseline.
         """
         pop, ref = self.population_t_score, self.reference_age_years
         age = age0_years + years
         average_t = pop.at_age(age, ref)
         average_t0 = pop.at_age(age0_years, ref)
         average_change_pct = self.population_bmd_change.pct_per_year * years
+        turnover_term = self.incidence_scale.value * osteoclasts**self.turnover_exponent.value
+        w = self.loss_weight.value
         out = {}
         for name, k in self.types.items():
             site = SITES.index(k.bmd_site)
             age_term = 2.0 ** ((age - ref) / k.age_doubling_years)
-            ai_term = np.where(on_ai, k.ai_relative_risk, 1.0)
+            baseline_standing = baseline_t_scores[site] - average_t0
+            changed_standing = t_scores[site] - average_t - baseline_standing
             if k.bmd_change is None:
-                bmd_term = k.gradient_per_sd ** (-(t_scores[site] - average_t))
+                bmd_term = k.gradient_per_sd ** (-(baseline_standing + w * changed_standing))
             else:
                 gain = bmd_pct_change[SITES.index(k.bmd_change.site)] - average_change_pct
-                baseline_standing = baseline_t_scores[site] - average_t0
-                lost_standing = np.minimum(t_scores[site] - average_t - baseline_standing, 0.0)
+                lost_standing = w * np.minimum(changed_standing, 0.0)
                 bmd_term = k.gradient_per_sd ** (-(baseline_standing + lost_standing)) * np.exp(
                     k.bmd_change.slope_per_pct * np.maximum(gain, 0.0)
                 )
-            out[name] = k.incidence_per_year * age_term * bmd_term * ai_term
+            out[name] = k.incidence_per_year * age_term * bmd_term * turnover_term
         return out
 
 
@@ -222,20 +280,6 @@ def default_fracture_model() -> FractureModel:
         .read_text(encoding="utf-8")
     )
     return FractureModel.model_validate(yaml.safe_load(text))
-
-
-def on_aromatase_inhibitor(treatments: Sequence[Treatment], months: Array) -> Array:
-    """Whether an aromatase inhibitor with a fixed start is taken in each month (bool array).
-
-    Treatments started by a rule (``start_when``) are not counted (their start differs per
-    patient); the month ending at ``months[i]`` counts as on-AI when the drug was taken then.
-    """
-    flags = np.zeros(months.shape, dtype=bool)
-    for t in treatments:
-        if t.drug_class is DrugClass.AROMATASE_INHIBITOR and t.start_month is not None:
-            stop = np.inf if t.stop_month is None else t.stop_month
-            flags |= (months > t.start_month) & (months <= stop)
-    return flags
 
 
 @dataclass(frozen=True)
@@ -258,15 +302,16 @@ def fracture_incidence(
     age0_years: Array,
     t_scores: Array,
     bmd_ratio: Array,
-    on_ai: Array,
+    osteoclasts: Array,
 ) -> FractureIncidence:
     """Integrate the hazards over a month grid (midpoint rule).
 
     ``months`` (n_months,) starts at baseline, month 0; ``age0_years`` (N,) is the age then;
     ``t_scores`` (3, n_months, N) the T-scores and ``bmd_ratio`` (3, n_months, N) the BMD
-    relative to baseline at the grid months, sites in :data:`SITES` order; ``on_ai``
-    (n_months,) bool. Interval (m[i-1], m[i]] uses the mean T-score and BMD change of its ends,
-    the time at its middle and the AI status at its end.
+    relative to baseline at the grid months, sites in :data:`SITES` order; ``osteoclasts``
+    (n_months, N) the osteoclast activity relative to the untreated baseline. Interval
+    (m[i-1], m[i]] uses the mean T-score, BMD change and osteoclast activity of its ends and the
+    time at its middle.
     """
     if months[0] != 0:
         raise ValueError(f"the month grid starts at baseline, month 0, not {months[0]}")
@@ -274,8 +319,9 @@ def fracture_incidence(
     years = (middle * DAYS_PER_MONTH / 365.25)[:, None]
     t_middle = 0.5 * (t_scores[:, 1:] + t_scores[:, :-1])
     change_middle = 100.0 * (0.5 * (bmd_ratio[:, 1:] + bmd_ratio[:, :-1]) - 1.0)
+    oc_middle = 0.5 * (osteoclasts[1:] + osteoclasts[:-1])
     hazards = model.hazards_per_year(
-        age0_years[None, :], years, t_scores[:, 0], t_middle, change_middle, on_ai[1:, None]
+        age0_years[None, :], years, t_scores[:, 0], t_middle, change_middle, oc_middle
     )
     hazards["clinical_fracture"] = np.sum(list(hazards.values()), axis=0)
     step_years = (np.diff(months) * DAYS_PER_MONTH / 365.25)[:, None]

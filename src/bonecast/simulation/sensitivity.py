@@ -119,7 +119,7 @@ class SobolBlock:
             record_days=[0, self.day],
             progress=_scaled(self.progress, len(draws)),
         )
-        visits = _observed(self.quantity, sim, population, self.treatments)
+        visits = _observed(self.quantity, sim, population)
         return _change(self.quantity, visits[0], visits[1])
 
 

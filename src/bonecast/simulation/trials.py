@@ -48,7 +48,6 @@ from bonecast.simulation.fracture import (
     FRACTURE_QUANTITIES,
     default_fracture_model,
     fracture_incidence,
-    on_aromatase_inhibitor,
 )
 from bonecast.simulation.model import DAYS_PER_MONTH, Array
 from bonecast.simulation.parameters import (
@@ -373,12 +372,7 @@ BandKey = tuple[str, str, float]
 K = TypeVar("K")
 
 
-def _observed(
-    quantity: str,
-    sim: SimulationResult,
-    population: VirtualPopulation,
-    treatments: Sequence[Treatment],
-) -> Array:
+def _observed(quantity: str, sim: SimulationResult, population: VirtualPopulation) -> Array:
     """True per-visit values of ``quantity`` (n_days, N).
 
     The BMD ratio to baseline for a site, a cell state for a marker, or the cumulative fracture
@@ -392,7 +386,7 @@ def _observed(
             population.age_years,
             np.moveaxis(sim.t_scores(), 1, 0),
             np.moveaxis(sim.bmd_ratio, 1, 0),
-            on_aromatase_inhibitor(treatments, months),
+            sim.osteoclasts,
         )
         return incidence.cumulative_hazard[quantity]
     if quantity in SITES:
@@ -437,7 +431,7 @@ def _parameter_draw_changes(
             typical, arm.treatments, spec.horizon_days, seed=spec.seed, record_days=record_days
         )
         for q in spec.outputs.quantities:
-            values = _observed(q, sim, typical, arm.treatments)
+            values = _observed(q, sim, typical)
             for month_from, month in spec.output_pairs():
                 out[(arm.name, q, month_from, month)] = _change(
                     q,
@@ -554,7 +548,7 @@ class TrialChunk:
                 progress=_scaled(self.progress, bounds[1] - bounds[0]),
             )
             for q in spec.outputs.quantities:
-                true = _observed(q, sim, population, arm.treatments)
+                true = _observed(q, sim, population)
                 visits = {day: true[column[day]] for day in pair_days}
                 if q in SITES and dxa_error_pp:
                     k = SITES.index(q)

@@ -16,15 +16,15 @@ Men (issue 14 item 6) are checked on their own targets and trials
 (:func:`bonecast.simulation.calibration.male.validate_men`), kept out of the headline counts
 of the (female) calibration targets.
 
-Fracture outcomes (issue 3 item 5) are checked on their own trial (``fracture_outcomes.yaml``
-in the same folder) against the direction and size the literature gives: see
-:func:`fracture_checks`.
+Fracture outcomes (fracture model v2) are checked on their own trial (``fracture_outcomes.yaml``
+in the same folder) against every row of the fracture target file (published incidences and
+hazard ratios, calibration and validation rows): see :func:`fracture_checks`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -32,6 +32,12 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from bonecast.simulation.calibration.fracture_fit import (
+    FractureTarget,
+    interval95,
+    load_fracture_targets,
+    target_value,
+)
 from bonecast.simulation.calibration.heterogeneity import Heterogeneity, effect_group
 from bonecast.simulation.calibration.predictions import (
     load_trial_specs,
@@ -95,77 +101,47 @@ PREDICTIVE_Z = 1.959964
 """Normal quantile of a two-sided 95 % interval."""
 FRACTURE_TRIAL = "fracture_outcomes"
 """Spec of the fracture checks, in the calibration trials folder."""
-FRACTURE_ARMS = ("anastrozole", "tamoxifen", "anastrozole + zoledronic acid")
-"""The arms :func:`fracture_checks` compares (names in the spec)."""
 
 
 @dataclass(frozen=True)
 class FractureCheck:
-    """One fracture outcome of the model against the literature (issue 3 item 5)."""
+    """One fracture target against the model: inside its 95 % interval or not."""
 
-    outcome: str
-    literature: float
-    source: str
+    target: FractureTarget
     model: float
-    rule: str  # what the model must reproduce, in words
-    passes: bool
-    note: str = ""
+    interval: tuple[float, float]
+
+    @property
+    def passes(self) -> bool:
+        """Whether the model's value lies inside the target's 95 % interval."""
+        return self.interval[0] <= self.model <= self.interval[1]
+
+    @property
+    def outcome(self) -> str:
+        """The outcome in words."""
+        t = self.target
+        months = f"months {t.month_from:g}-{t.month_to:g}"
+        if t.statistic == "hazard_ratio":
+            return f"{t.trial}: {t.arm} / {t.comparator_arm}, clinical fractures, {months}"
+        return f"{t.trial}: {t.arm}, clinical-fracture incidence (%), {months}"
 
 
-def fracture_checks(result: TrialResult) -> list[FractureCheck]:
-    """ATAC's anastrozole vs tamoxifen fracture rates during and after treatment, and adjuvant
-    zoledronic acid's 5-year reduction, from the clinical-fracture rows of ``result``.
-
-    Hazard ratios are ratios of the arms' cumulative hazards, -ln(1 - incidence), over the
-    interval; the zoledronic-acid ratio is that of the 5-year cumulative incidences.
-    """
-    incidence = {
+def fracture_checks(
+    result: TrialResult, targets: Sequence[FractureTarget] | None = None
+) -> list[FractureCheck]:
+    """Every fracture target (default: the shipped file) against the clinical-fracture rows of
+    ``result``; hazard ratios are ratios of the arms' cumulative hazards -ln(1 - incidence)."""
+    rows = {
         (r.arm, r.month_from, r.month): r.mean_pct_change
         for r in result.rows
         if r.quantity == "clinical_fracture"
     }
-    anastrozole, tamoxifen, zoledronic = FRACTURE_ARMS
-
-    def hazard_ratio(month_from: float, month_to: float) -> float:
-        def hazard(arm: str) -> float:
-            return -math.log1p(-incidence[(arm, month_from, month_to)] / 100.0)
-
-        return hazard(anastrozole) / hazard(tamoxifen)
-
-    during, after = hazard_ratio(0.0, 60.0), hazard_ratio(60.0, 84.0)
-    za = incidence[(zoledronic, 0.0, 60.0)] / incidence[(anastrozole, 0.0, 60.0)]
-    za_literature = 3.8 / 5.9
+    listed = list(targets if targets is not None else load_fracture_targets())
     return [
         FractureCheck(
-            "anastrozole / tamoxifen, clinical fractures, years 0-5 (hazard ratio)",
-            1.49,
-            "ATAC: 1.49 (95 % CI 1.25-1.77) over 5 years of treatment (Eastell 2006 J Bone "
-            "Miner Res 21:1215)",
-            during,
-            "higher on anastrozole, within the 95 % CI",
-            1.25 <= during <= 1.77,
-        ),
-        FractureCheck(
-            "anastrozole / tamoxifen, clinical fractures, years 5-7 after stopping (hazard ratio)",
-            0.99,
-            "AI vs tamoxifen 1.33 during treatment, 0.99 after (Tseng 2018 Ther Adv "
-            "Musculoskelet Dis 10:71, docs/clinical/fracture-risk.md section 4.3)",
-            after,
-            "falls after stopping (below the ratio during treatment)",
-            after < during,
-            "the model keeps the hip BMD lost on anastrozole after it stops (the hip does not "
-            "recover, IBIS-II I11), so the ratio falls but stays above 1",
-        ),
-        FractureCheck(
-            "anastrozole + zoledronic acid / anastrozole, 5-year clinical-fracture incidence",
-            za_literature,
-            "adjuvant zoledronic acid: 5-year fracture incidence about 5.9 % -> 3.8 % (issue 3)",
-            za,
-            "lower with zoledronic acid",
-            za < 1.0,
-            f"{math.log(za) / math.log(za_literature):.0%} of the literature's reduction on the "
-            "log scale: zoledronic acid acts only through BMD in the model",
-        ),
+            t, target_value(t, lambda arm, a, b: rows[(arm, a, b)]), interval95(t, listed)
+        )
+        for t in listed
     ]
 
 
