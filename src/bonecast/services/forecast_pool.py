@@ -1,0 +1,83 @@
+"""Forecast worker processes: concurrent assessments with a forecast, each on its own core.
+
+One forecast runs the compiled kernel, which holds the GIL while it runs, and Numba's
+``workqueue`` threading layer cannot run two parallel kernels at once in one process; so one
+server process computes one forecast at a time on its own. A :class:`ForecastPool` runs them
+in ``processes`` spawned worker processes instead, each started with the compiled kernel loaded
+(:func:`~bonecast.clinical.forecast.prepare_engine`) and one Numba thread, so ``processes``
+forecasts run side by side without oversubscribing the cores and the server's event loop keeps
+its GIL. Results are the same as in process: the worker runs the same
+:func:`~bonecast.clinical.assess` on the same (pickled) input.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from bonecast.clinical import Assessment, Lsc, Patient, assess
+from bonecast.clinical.forecast import prepare_engine
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_processes(server_processes: int = 1) -> int:
+    """Forecast processes per server process: the cores shared out over the server processes
+    (at least one each)."""
+    return max(1, available_cores() // max(1, server_processes))
+
+
+def _start_worker() -> None:
+    """Initialise a worker: one Numba thread (the pool supplies the parallelism), then load the
+    compiled kernel so its first forecast does not pay for it."""
+    try:
+        import numba
+    except ImportError:  # no compiled engine: the forecast runs on NumPy
+        pass
+    else:
+        numba.set_num_threads(1)
+    prepare_engine()
+
+
+class ForecastPool:
+    """``processes`` worker processes that compute assessments with a forecast."""
+
+    def __init__(self, processes: int) -> None:
+        if processes < 1:
+            raise ValueError(f"a forecast pool needs at least one process, got {processes}")
+        self.processes = processes
+        self._executor = ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+        )
+
+    def start(self) -> list[Future[None]]:
+        """Start every worker now (not at the first forecasts); their futures say when each is
+        ready (its kernel loaded)."""
+        return [self._executor.submit(_ready) for _ in range(self.processes)]
+
+    def assess(
+        self, patient: Patient, guideline: str, lsc: Mapping[str, Lsc], forecast_years: int
+    ) -> Assessment:
+        """:func:`~bonecast.clinical.assess` of the arguments on a worker (waited for)."""
+        future = self._executor.submit(
+            assess, patient, guideline, dict(lsc), forecast_years=forecast_years
+        )
+        return future.result()
+
+    def close(self) -> None:
+        """Stop the workers (forecasts not started are cancelled)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _ready() -> None:
+    """Nothing: a job whose completion says that a worker has started."""
