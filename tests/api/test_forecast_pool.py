@@ -26,8 +26,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "patients" / "contr
 def pool() -> Iterator[ForecastPool]:
     """One forecast worker process for the module's tests."""
     forecasts = ForecastPool(1)
-    for ready in forecasts.start():
-        ready.result(timeout=300)
+    forecasts.start().result(timeout=300)
     yield forecasts
     forecasts.close()
 

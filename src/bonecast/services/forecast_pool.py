@@ -60,10 +60,36 @@ class ForecastPool:
             initializer=_start_worker,
         )
 
-    def start(self) -> list[Future[None]]:
-        """Start every worker now (not at the first forecasts); their futures say when each is
-        ready (its kernel loaded)."""
-        return [self._executor.submit(_ready) for _ in range(self.processes)]
+    def start(self) -> Future[None]:
+        """Start every worker now (not at the first forecasts); the future is done when all
+        are ready.
+
+        One worker starts first and the others once it is ready: on a fresh install the first
+        one compiles the kernel into Numba's disk cache (10-20 s) and the others load it from
+        there, instead of every worker compiling it at once.
+        """
+        all_ready: Future[None] = Future()
+
+        def rest(first: Future[None]) -> None:
+            if first.exception() is not None:
+                all_ready.set_exception(first.exception() or RuntimeError())
+                return
+            # one goes to the idle first worker; each other one starts a new worker
+            others = [self._executor.submit(_ready) for _ in range(self.processes)]
+            remaining = [len(others)]
+
+            def one_done(done: Future[None]) -> None:
+                remaining[0] -= 1
+                if done.exception() is not None and not all_ready.done():
+                    all_ready.set_exception(done.exception() or RuntimeError())
+                elif remaining[0] == 0 and not all_ready.done():
+                    all_ready.set_result(None)
+
+            for other in others:
+                other.add_done_callback(one_done)
+
+        self._executor.submit(_ready).add_done_callback(rest)
+        return all_ready
 
     def assess(
         self, patient: Patient, guideline: str, lsc: Mapping[str, Lsc], forecast_years: int
