@@ -4,9 +4,9 @@ One forecast runs the compiled kernel, which holds the GIL while it runs, and Nu
 ``workqueue`` threading layer cannot run two parallel kernels at once in one process; so one
 server process computes one forecast at a time on its own. A :class:`ForecastPool` runs them
 in ``processes`` spawned worker processes instead, each started with the compiled kernel loaded
-(:func:`~bonecast.clinical.forecast.prepare_engine`) and one Numba thread, so ``processes``
-forecasts run side by side without oversubscribing the cores and the server's event loop keeps
-its GIL. Results are the same as in process: the worker runs the same
+(:func:`~bonecast.clinical.forecast.prepare_engine`), the posterior draws read and one Numba
+thread, so ``processes`` forecasts run side by side without oversubscribing the cores and the
+server's event loop keeps its GIL. Results are the same as in process: the worker runs the same
 :func:`~bonecast.clinical.assess` on the same (pickled) input.
 """
 
@@ -19,6 +19,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from bonecast.clinical import Assessment, Lsc, Patient, assess
 from bonecast.clinical.forecast import prepare_engine
+from bonecast.simulation import default_parameter_set
+from bonecast.simulation.parameters import posterior_draws
 
 
 def available_cores() -> int:
@@ -37,7 +39,8 @@ def default_processes(server_processes: int = 1) -> int:
 
 def _start_worker() -> None:
     """Initialise a worker: one Numba thread (the pool supplies the parallelism), then load the
-    compiled kernel so its first forecast does not pay for it."""
+    compiled kernel and read the posterior draws of the twins' parameters, so that its first
+    forecast does not pay for them."""
     try:
         import numba
     except ImportError:  # no compiled engine: the forecast runs on NumPy
@@ -45,6 +48,7 @@ def _start_worker() -> None:
     else:
         numba.set_num_threads(1)
     prepare_engine()
+    posterior_draws(default_parameter_set())
 
 
 class ForecastPool:
