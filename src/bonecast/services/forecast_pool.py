@@ -32,9 +32,9 @@ def available_cores() -> int:
 
 
 def default_processes(server_processes: int = 1) -> int:
-    """Forecast processes per server process: the cores shared out over the server processes
-    (at least one each)."""
-    return max(1, available_cores() // max(1, server_processes))
+    """Forecast processes per server process: the cores shared out over the server processes,
+    rounded up (so every core has a forecast process; at least one each)."""
+    return max(1, -(-available_cores() // max(1, server_processes)))
 
 
 def _start_worker() -> None:
