@@ -78,8 +78,11 @@ class ForecastPool:
             if first.exception() is not None:
                 all_ready.set_exception(first.exception() or RuntimeError())
                 return
-            # one goes to the idle first worker; each other one starts a new worker
-            others = [self._executor.submit(_ready) for _ in range(self.processes)]
+            try:  # one goes to the idle first worker; each other one starts a new worker
+                others = [self._executor.submit(_ready) for _ in range(self.processes)]
+            except RuntimeError as error:  # closed meanwhile
+                all_ready.set_exception(error)
+                return
             remaining = [len(others)]
 
             def one_done(done: Future[None]) -> None:
