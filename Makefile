@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@echo "Compiling the simulator's kernel into Numba's disk cache (once per install)"
+	$(BIN)/python -c 'from bonecast.clinical.forecast import prepare_engine; prepare_engine()'
 	touch $(STAMP)
 
 DEMO_DB ?= sqlite:///demo.db

@@ -608,22 +608,36 @@ def serve(
         str | None,
         typer.Option("--scheduler", help="Run the trial page's jobs on the Dask scheduler here."),
     ] = None,
+    forecast_processes: Annotated[
+        int | None,
+        typer.Option(
+            "--forecast-processes",
+            min=0,
+            help="Forecast worker processes per server process (default: the cores shared out "
+            "over the server processes; 0: forecasts one at a time in each server process).",
+        ),
+    ] = None,
 ) -> None:
     """Run the web service: REST API (/api/v1), CDS Hooks (/cds-services), /health.
 
     Requests are not logged (their URLs may carry patient names or MRNs). With ``--workers N``
     the registry is migrated first, then N processes listen on the port (the kernel spreads
-    connections over them).
+    connections over them). Each server process starts its forecast worker processes, so that
+    concurrent first requests for forecasts run side by side.
     """
     import uvicorn
 
     from bonecast.api.app import create_app
     from bonecast.api.workers import run_workers
     from bonecast.registry import upgrade
+    from bonecast.services.forecast_pool import default_processes
     from bonecast.web.security import SecretKeyMissingError, secret_key
 
+    forecasters = default_processes(workers) if forecast_processes is None else forecast_processes
     if workers == 1:
-        application = create_app(database, trial_scheduler=scheduler)
+        application = create_app(
+            database, trial_scheduler=scheduler, forecast_processes=forecasters
+        )
         uvicorn.run(application, host=host, port=port, access_log=False)
         return
     try:
@@ -633,7 +647,7 @@ def serve(
         raise _fail(f"--database: cannot migrate {database}: {error}") from None
     except SecretKeyMissingError as error:
         raise _fail(f"refusing to start {workers} workers: {error}") from None
-    code = run_workers(database, host, port, workers, scheduler)
+    code = run_workers(database, host, port, workers, scheduler, forecasters)
     if code:
         raise _fail(f"a server process stopped with exit code {code} (is port {port} free?)")
 

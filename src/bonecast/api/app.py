@@ -35,7 +35,7 @@ from bonecast.registry import (
     Registry,
     upgrade,
 )
-from bonecast.services import prepare_forecasts
+from bonecast.services import prepare_forecasts, stop_forecasts
 from bonecast.web.security import Signer, secret_key
 
 
@@ -90,6 +90,7 @@ def create_app(
     forecast_years: int = 5,
     cds: CdsSettings | None = None,
     trial_scheduler: str | None = None,
+    forecast_processes: int = 0,
 ) -> FastAPI:
     """The bonecast web application on the registry at ``database_url``.
 
@@ -99,6 +100,9 @@ def create_app(
     with one, the compiled forecast engine is loaded in the background at start-up and a write
     to a chart computes the patient's assessment ahead (:func:`bonecast.services.warm_assessment`).
     ``trial_scheduler``: the address of a Dask scheduler that runs the trial page's jobs.
+    ``forecast_processes``: forecast worker processes started with the application
+    (:mod:`bonecast.services.forecast_pool`), so that concurrent forecasts run side by side;
+    0 computes them one at a time in this process.
     """
     registry = Registry(database_url)
 
@@ -108,8 +112,9 @@ def create_app(
         app.state.web_signer = Signer(await run_in_threadpool(secret_key, registry))
         await run_in_threadpool(app.state.trial_jobs.store.fail_interrupted)
         if forecast_years:
-            prepare_forecasts()
+            prepare_forecasts(forecast_processes)
         yield
+        stop_forecasts()
         app.state.trial_jobs.close()
         registry.dispose()
 

@@ -37,25 +37,37 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve(database_url: str, host: str, port: int, scheduler: str | None) -> None:
+def _serve(
+    database_url: str, host: str, port: int, scheduler: str | None, forecast_processes: int
+) -> None:
     """One server process (the target of each spawned worker)."""
     with listening_socket(host, port) as sock:
-        application = create_app(database_url, trial_scheduler=scheduler)
+        application = create_app(
+            database_url, trial_scheduler=scheduler, forecast_processes=forecast_processes
+        )
         config = uvicorn.Config(application, host=host, port=port, access_log=False)
         uvicorn.Server(config).run(sockets=[sock])
 
 
 def run_workers(
-    database_url: str, host: str, port: int, workers: int, scheduler: str | None = None
+    database_url: str,
+    host: str,
+    port: int,
+    workers: int,
+    scheduler: str | None = None,
+    forecast_processes: int = 0,
 ) -> int:
-    """Run ``workers`` server processes until one stops or Ctrl-C; then stop them all.
+    """Run ``workers`` server processes until one stops or Ctrl-C; then stop them all; each
+    with ``forecast_processes`` forecast worker processes.
 
     Returns the exit code of the first process that stopped on its own (0 after Ctrl-C).
     """
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(
-            target=_serve, args=(database_url, host, port, scheduler), name=f"bonecast-{k}"
+            target=_serve,
+            args=(database_url, host, port, scheduler, forecast_processes),
+            name=f"bonecast-{k}",
         )
         for k in range(workers)
     ]

@@ -49,7 +49,6 @@ history is and whether denosumab is involved.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -431,27 +430,47 @@ def _simulate_runs(
 ) -> list[Courses]:
     """The courses of each run (a population under a plan), every run in one vectorised batch.
 
-    Twins keep their ids (so a twin draws the same doses in every run) and per-patient
-    arithmetic does not depend on the batch.
+    Twins are named by their ids: the same id is the same twin (all populations of a forecast
+    come from one sample), and she draws the same doses in every run. Each twin is simulated
+    once per distinct treatment list: a twin drawn several times by resampling, and plans with
+    the same treatments, share one course. Per-patient arithmetic does not depend on the batch,
+    so the courses are those of simulating every run in full.
     """
-    batch = VirtualPopulation.concatenate([population for population, _ in runs])
+    groups: list[tuple[list[Treatment], list[int]]] = []  # distinct treatments, their runs
+    for k, (_, treatments) in enumerate(runs):
+        group = next((g for g in groups if g[0] == treatments), None)
+        if group is None:
+            groups.append((treatments, [k]))
+        else:
+            group[1].append(k)
+    parts, ids_of_group = [], []
+    for _, members in groups:
+        together = VirtualPopulation.concatenate([runs[k][0] for k in members])
+        ids, first = np.unique(together.patient_ids, return_index=True)
+        parts.append(together.take(first))
+        ids_of_group.append(ids)
+    batch = VirtualPopulation.concatenate(parts)
     arm_of_twin = np.concatenate(
-        [np.full(population.n, k, dtype=np.int64) for k, (population, _) in enumerate(runs)]
+        [np.full(part.n, g, dtype=np.int64) for g, part in enumerate(parts)]
     )
     result = simulate_arms(
         batch,
-        [treatments for _, treatments in runs],
+        [treatments for treatments, _ in groups],
         arm_of_twin,
         horizon_days,
         seed=seed,
         record_days=record_days,
         engine=engine,
     )
-    bounds = np.cumsum([0, *(population.n for population, _ in runs)])
-    return [
-        Courses(result.bmd_ratio[:, :, a:b], result.osteoclasts[:, a:b], result.osteoblasts[:, a:b])
-        for a, b in itertools.pairwise(bounds.tolist())
-    ]
+    offsets = np.cumsum([0, *(part.n for part in parts)])
+    courses: list[Courses | None] = [None] * len(runs)
+    for g, (_, members) in enumerate(groups):
+        for k in members:
+            at = offsets[g] + np.searchsorted(ids_of_group[g], runs[k][0].patient_ids)
+            courses[k] = Courses(
+                result.bmd_ratio[:, :, at], result.osteoclasts[:, at], result.osteoblasts[:, at]
+            )
+    return [course for course in courses if course is not None]
 
 
 def prepare_engine(parameter_set: ParameterSet | None = None) -> None:

@@ -347,6 +347,11 @@ class PatientError(ValueError):
     def __init__(self, source: str, problems: list[str]) -> None:
         super().__init__(f"invalid patient {source}:\n" + "\n".join(f"  - {p}" for p in problems))
         self.problems = problems
+        self.source = source
+
+    def __reduce__(self) -> tuple[type[PatientError], tuple[str, list[str]]]:
+        """Pickled with its own arguments (it crosses from a forecast worker process)."""
+        return (type(self), (self.source, self.problems))
 
 
 def lab_tests() -> dict[str, dict[str, Any]]:

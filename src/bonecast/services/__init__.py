@@ -7,6 +7,7 @@ from bonecast.services.assessments import (
     assess_patient,
     patient_input,
     prepare_forecasts,
+    stop_forecasts,
     warm_assessment,
     worklist,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "patient_from_fhir",
     "patient_input",
     "prepare_forecasts",
+    "stop_forecasts",
     "warm_assessment",
     "worklist",
 ]

@@ -6,8 +6,10 @@ the LSC table, the rule set, the forecast horizon, the parameter set and the bon
 study or a new day gives a new key and a stale result is never served. Entries are evicted least
 recently used first.
 
-Computations run on one worker thread: the compiled forecast kernel already uses every core, so
-running two at once would only slow both. Callers waiting for the same key share one computation.
+Computations run on one worker thread by default: in process, the compiled forecast kernel already
+uses every core (and Numba's threading layer runs one parallel kernel at a time); with forecast
+worker processes (:mod:`bonecast.services.forecast_pool`) :meth:`AssessmentCache.set_concurrency`
+gives one thread per process. Callers waiting for the same key share one computation.
 :meth:`AssessmentCache.warm` computes ahead in the background (after a write to a chart), so the
 next page view or API call finds the result ready.
 """
@@ -51,7 +53,7 @@ def assessment_key(
 
 
 class AssessmentCache:
-    """Assessments by :func:`assessment_key`, computed once on a single worker thread."""
+    """Assessments by :func:`assessment_key`, each computed once on the worker threads."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
@@ -62,6 +64,15 @@ class AssessmentCache:
         self._running: dict[str, Future[Assessment]] = {}
         self._queued_warms: set[Hashable] = set()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bonecast-assessment")
+
+    def set_concurrency(self, threads: int) -> None:
+        """Compute up to ``threads`` assessments at once from now on (work already queued still
+        runs, on the threads it was queued for)."""
+        old = self._worker
+        self._worker = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="bonecast-assessment"
+        )
+        old.shutdown(wait=False)
 
     def get(self, key: str, compute: Computation) -> Assessment:
         """The assessment of ``key``: cached, else ``compute()`` on the worker (waited for).
@@ -102,7 +113,8 @@ class AssessmentCache:
         self._worker.submit(self._warm, name, prepare)
 
     def run_in_background(self, job: Callable[[], None]) -> Future[None]:
-        """Run ``job`` on the worker, after everything queued before it (its future says when)."""
+        """Run ``job`` on a worker thread, after everything queued before it with one thread (its
+        future says when)."""
         return self._worker.submit(job)
 
     def clear(self) -> None:

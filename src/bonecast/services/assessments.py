@@ -11,7 +11,9 @@ clinical engine, never the reverse. Choices made here:
 * an assessment with a forecast is computed once per content of its input (its key,
   :func:`~bonecast.services.assessment_cache.assessment_key`): from the process's cache
   (:mod:`bonecast.services.assessment_cache`), else from a stored assessment with the same key
-  (so every server process benefits from a forecast computed by any of them), else computed;
+  (so every server process benefits from a forecast computed by any of them), else computed:
+  in this process, or on a forecast worker process when the server started a pool
+  (:func:`prepare_forecasts`, :mod:`bonecast.services.forecast_pool`);
 * :func:`assess_patient` stores every assessment with its key, except a repeat: when the
   patient's latest stored assessment has the same key and was made by the same user, that row
   already records it (same day, chart, LSC, rule set, horizon and version) and nothing is added.
@@ -41,10 +43,13 @@ from bonecast.clinical.guidelines import Decision
 from bonecast.clinical.patient import DAYS_PER_YEAR, Treatment
 from bonecast.registry import PatientChart, Registry, RegistrySession, ScanRecord
 from bonecast.services.assessment_cache import AssessmentCache, Computation, assessment_key
+from bonecast.services.forecast_pool import ForecastPool
 from bonecast.simulation import DRUGS, DrugClass
 
 ASSESSMENTS = AssessmentCache()
 """The process's assessments with a forecast (the pages, the REST API and the reports share it)."""
+_POOL: ForecastPool | None = None
+"""The forecast worker processes, while the server runs a pool (:func:`prepare_forecasts`)."""
 
 
 def _site(values: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +126,9 @@ def _prepare(
     """The cache key of the chart's assessment today, and its computation."""
     patient, lsc = _inputs(session, chart)
     key = assessment_key(patient, lsc, guideline, forecast_years)
+    pool = _POOL if forecast_years else None
+    if pool is not None:
+        return key, functools.partial(pool.assess, patient, guideline, lsc, forecast_years)
     return key, functools.partial(assess, patient, guideline, lsc, forecast_years=forecast_years)
 
 
@@ -143,10 +151,29 @@ def _chart_assessment(
     return chart, key, ASSESSMENTS.get(key, compute) if found is None else found
 
 
-def prepare_forecasts() -> None:
-    """Load the compiled forecast engine on the assessment worker (at server start-up), so that
-    the first forecast does not wait for it."""
-    ASSESSMENTS.run_in_background(prepare_engine)
+def prepare_forecasts(processes: int = 0) -> None:
+    """Get forecasts ready at server start-up: with ``processes`` > 0, start that many forecast
+    worker processes (each loads the compiled engine) and compute as many assessments at once;
+    with 0, load the compiled engine on this process's assessment thread. Either way the first
+    forecast does not wait for the engine."""
+    global _POOL
+    if processes < 1:
+        ASSESSMENTS.run_in_background(prepare_engine)
+        return
+    stop_forecasts()
+    _POOL = ForecastPool(processes)
+    _POOL.start()
+    ASSESSMENTS.set_concurrency(processes)
+
+
+def stop_forecasts() -> None:
+    """Stop the forecast worker processes, if any (at server shutdown); forecasts run in this
+    process again."""
+    global _POOL
+    pool, _POOL = _POOL, None
+    if pool is not None:
+        pool.close()
+        ASSESSMENTS.set_concurrency(1)
 
 
 def warm_assessment(

@@ -235,13 +235,20 @@ def load_parameter_set(path: str | Path | None = None) -> ParameterSet:
 def posterior_draws(parameter_set: ParameterSet) -> list[dict[str, float]]:
     """The posterior sample shipped with a calibrated set (``provenance.posterior_file``).
 
-    Each draw maps the calibrated parameter names to values; an uncalibrated set has none.
+    Each draw maps the calibrated parameter names to values; an uncalibrated set has none. The
+    file is read once per process (every forecast uses it); each call gets its own copy.
     """
     name = parameter_set.provenance.get("posterior_file")
     if not isinstance(name, str):
         return []
-    if parameter_set._folder is not None:
-        text = (parameter_set._folder / name).read_text(encoding="utf-8")
+    return [dict(draw) for draw in _read_posterior(parameter_set._folder, name)]
+
+
+@cache
+def _read_posterior(folder: Path | None, name: str) -> tuple[dict[str, float], ...]:
+    """The draws of the posterior file ``name`` in ``folder`` (None: bonecast's data)."""
+    if folder is not None:
+        text = (folder / name).read_text(encoding="utf-8")
     else:
         text = (
             resources.files("bonecast.simulation")
@@ -250,7 +257,7 @@ def posterior_draws(parameter_set: ParameterSet) -> list[dict[str, float]]:
             .read_text(encoding="utf-8")
         )
     rows = list(csv.DictReader(io.StringIO(text)))
-    return [{key: float(value) for key, value in row.items()} for row in rows]
+    return tuple({key: float(value) for key, value in row.items()} for row in rows)
 
 
 PARAMETER_SUMMARY_COLUMNS = (

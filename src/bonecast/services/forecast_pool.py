@@ -1,0 +1,116 @@
+"""Forecast worker processes: concurrent assessments with a forecast, each on its own core.
+
+One forecast runs the compiled kernel, which holds the GIL while it runs, and Numba's
+``workqueue`` threading layer cannot run two parallel kernels at once in one process; so one
+server process computes one forecast at a time on its own. A :class:`ForecastPool` runs them
+in ``processes`` spawned worker processes instead, each started with the compiled kernel loaded
+(:func:`~bonecast.clinical.forecast.prepare_engine`), the posterior draws read and one Numba
+thread, so ``processes`` forecasts run side by side without oversubscribing the cores and the
+server's event loop keeps its GIL. Results are the same as in process: the worker runs the same
+:func:`~bonecast.clinical.assess` on the same (pickled) input.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from bonecast.clinical import Assessment, Lsc, Patient, assess
+from bonecast.clinical.forecast import prepare_engine
+from bonecast.simulation import default_parameter_set
+from bonecast.simulation.parameters import posterior_draws
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_processes(server_processes: int = 1) -> int:
+    """Forecast processes per server process: the cores shared out over the server processes,
+    rounded up (so every core has a forecast process; at least one each)."""
+    return max(1, -(-available_cores() // max(1, server_processes)))
+
+
+def _start_worker() -> None:
+    """Initialise a worker: one Numba thread (the pool supplies the parallelism), then load the
+    compiled kernel and read the posterior draws of the twins' parameters, so that its first
+    forecast does not pay for them."""
+    try:
+        import numba
+    except ImportError:  # no compiled engine: the forecast runs on NumPy
+        pass
+    else:
+        numba.set_num_threads(1)
+    prepare_engine()
+    posterior_draws(default_parameter_set())
+
+
+class ForecastPool:
+    """``processes`` worker processes that compute assessments with a forecast."""
+
+    def __init__(self, processes: int) -> None:
+        if processes < 1:
+            raise ValueError(f"a forecast pool needs at least one process, got {processes}")
+        self.processes = processes
+        self._executor = ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+        )
+
+    def start(self) -> Future[None]:
+        """Start every worker now (not at the first forecasts); the future is done when all
+        are ready.
+
+        One worker starts first and the others once it is ready: on a fresh install the first
+        one compiles the kernel into Numba's disk cache (10-20 s) and the others load it from
+        there, instead of every worker compiling it at once.
+        """
+        all_ready: Future[None] = Future()
+
+        def rest(first: Future[None]) -> None:
+            if first.exception() is not None:
+                all_ready.set_exception(first.exception() or RuntimeError())
+                return
+            try:  # one goes to the idle first worker; each other one starts a new worker
+                others = [self._executor.submit(_ready) for _ in range(self.processes)]
+            except RuntimeError as error:  # closed meanwhile
+                all_ready.set_exception(error)
+                return
+            remaining = [len(others)]
+
+            def one_done(done: Future[None]) -> None:
+                remaining[0] -= 1
+                if done.exception() is not None and not all_ready.done():
+                    all_ready.set_exception(done.exception() or RuntimeError())
+                elif remaining[0] == 0 and not all_ready.done():
+                    all_ready.set_result(None)
+
+            for other in others:
+                other.add_done_callback(one_done)
+
+        self._executor.submit(_ready).add_done_callback(rest)
+        return all_ready
+
+    def assess(
+        self, patient: Patient, guideline: str, lsc: Mapping[str, Lsc], forecast_years: int
+    ) -> Assessment:
+        """:func:`~bonecast.clinical.assess` of the arguments on a worker (waited for)."""
+        future = self._executor.submit(
+            assess, patient, guideline, dict(lsc), forecast_years=forecast_years
+        )
+        return future.result()
+
+    def close(self) -> None:
+        """Stop the workers (forecasts not started are cancelled)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _ready() -> None:
+    """Nothing: a job whose completion says that a worker has started."""
