@@ -13,7 +13,8 @@ Method (choices documented here and in the closing note of issue 3):
   feasibility fit, docs/model/index.md section 0, so they deserve little weight). MAP = least
   squares of target residuals (model - target) / sigma plus prior residuals.
 * **Stages** as in docs/model/calibration.md section 10.2: A natural progression, B estrogen
-  deprivation and tamoxifen, C bisphosphonates, D denosumab, then a joint refit of everything.
+  deprivation and tamoxifen, C bisphosphonates, D denosumab, E long-term antiresorptive response
+  (modeling-based formation, on the FREEDOM extension and FLEX), then a joint refit of everything.
   ABCSG-12's endocrine-only rows are an external check and never fitted.
 * **Loss**: robust (Cauchy, scale one sigma): the trials disagree with one another by more than
   their stated uncertainty (docs/model/calibration.md sections 12.1, 10.1); a robust loss lets the
@@ -157,7 +158,14 @@ STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
             )
         ),
     ),
-    "D denosumab": (("theta_D_per_nM", "s_L"), lambda t: t.target_id.startswith("D")),
+    "D denosumab": (
+        ("theta_D_per_nM", "s_L"),
+        lambda t: t.target_id.startswith("D") and not t.target_id.startswith("D6"),
+    ),
+    "E long-term antiresorptive response": (
+        ("modeling_t", "modeling_c"),
+        lambda t: t.target_id.startswith(("D4", "D6", "F1")),
+    ),
 }
 
 
