@@ -521,8 +521,7 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
     )
     # remodeling (coupled to the osteoblasts, >= 0) plus modeling on quiescent surfaces
     formation = const.rho * (
-        state.b * (1.0 - np.minimum(deficit, 1.0))
-        + const.modeling * np.maximum(1.0 - state.c, 0.0)
+        state.b * (1.0 - np.minimum(deficit, 1.0)) + const.modeling * np.maximum(1.0 - state.c, 0.0)
     )
     # 6.6 bisphosphonate pools (frozen b, c over a step -> linear)
     k_s, f_bur, k_rel = const.bp_k_surface, const.bp_burial_share, const.bp_k_release
