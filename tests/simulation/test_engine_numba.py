@@ -254,3 +254,15 @@ def test_compiled_matches_numpy_men() -> None:
     plan = _plan(ANASTROZOLE, stop=24) + _plan(gel, start=6, stop=36) + _plan(cypionate, start=36)
     reference, compiled = _both(men, plan, month_to_day(60), record_days=MONTHLY[:61])
     np.testing.assert_allclose(compiled.estradiol_pg_ml, reference.estradiol_pg_ml, rtol=1e-12)
+
+
+def test_compiled_matches_numpy_modeling_based_formation() -> None:
+    """Modeling-based formation (model.py docstring) switched on strongly in both engines:
+    ten years of denosumab with a stop, and alendronate, with its gains far above 10 pp."""
+    strong = default_parameter_set().with_values(modeling_t=0.3, modeling_c=0.2)
+    spec = PopulationSpec(n=N, menopausal_status="postmenopausal", age_years=72.0)
+    population = sample_population(spec, strong, 7)
+    plan = _plan(DENOSUMAB, stop=72) + _plan(ALENDRONATE, start=96, stop=120)
+    yearly = [month_to_day(m) for m in range(0, 121, 12)]
+    reference, _ = _both(population, plan, month_to_day(120), record_days=yearly)
+    assert reference.bmd_pct_change("lumbar_spine").mean() > 10.0

