@@ -57,6 +57,7 @@ from datetime import date, timedelta
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from bonecast.clinical._data import Verification
 from bonecast.clinical.conditioning import (
     Observation,
     bmd_observations,
@@ -96,32 +97,42 @@ POOL_FACTOR = 4
 measured changes weight the twins (the pool is simulated over her history only)."""
 BAND = (0.05, 0.5, 0.95)
 """Lower band edge, centre (median) and upper band edge of every forecast (quantiles)."""
-DEFAULT_AGENT = Agent(
-    drug="zoledronic_acid",
-    dose_mg=4.0,
-    route=Route.IV,
-    interval_days=182.0,
-    schedule="4 mg IV every 6 months",
-    duration="for the duration of the aromatase inhibitor",
-    source=(
-        "AIBL 2017 first-line agent (docs/clinical/aibl-algorithm.md section 1.4), used when no "
-        "agent is recommended"
-    ),
-    verification="V",
+
+
+def _zoledronic_acid(
+    regimen: int, schedule: str, duration: str, source: str, verification: Verification
+) -> Agent:
+    """Zoledronic acid with the dose, route and interval of the catalogue's ``regimen``-th
+    standard regimen (:data:`bonecast.simulation.drugs.DRUGS`, the one definition of them)."""
+    standard = DRUGS["zoledronic_acid"].regimens[regimen]
+    return Agent(
+        drug="zoledronic_acid",
+        dose_mg=standard.dose_mg,
+        route=standard.route,
+        interval_days=standard.interval_days,
+        schedule=schedule,
+        duration=duration,
+        source=source,
+        verification=verification,
+    )
+
+
+DEFAULT_AGENT = _zoledronic_acid(
+    0,
+    "4 mg IV every 6 months",
+    "for the duration of the aromatase inhibitor",
+    "AIBL 2017 first-line agent (docs/clinical/aibl-algorithm.md section 1.4), used when no "
+    "agent is recommended",
+    "V",
 )
-DEFAULT_AGENT_MEN = Agent(
-    drug="zoledronic_acid",
-    dose_mg=5.0,
-    route=Route.IV,
-    interval_days=365.0,
-    schedule="5 mg IV yearly",
-    duration="per the osteoporosis-in-men pathway",
-    source=(
-        "zoledronic acid is among the drugs the Endocrine Society 2012 guideline for men "
-        "lists (Watts NB et al. J Clin Endocrinol Metab 2012;97:1802); used for a man when "
-        "no agent is recommended"
-    ),
-    verification="V-2nd",
+DEFAULT_AGENT_MEN = _zoledronic_acid(
+    1,
+    "5 mg IV yearly",
+    "per the osteoporosis-in-men pathway",
+    "zoledronic acid is among the drugs the Endocrine Society 2012 guideline for men lists "
+    "(Watts NB et al. J Clin Endocrinol Metab 2012;97:1802); used for a man when no agent is "
+    "recommended",
+    "V-2nd",
 )
 STANDARD_AI_YEARS = 5.0
 """Adjuvant aromatase-inhibitor duration assumed when no planned stop is given (years)."""
