@@ -192,6 +192,17 @@ def outcome(code: str) -> str:
     return OUTCOMES.get(code, code.replace("_", " "))
 
 
+def person(sex: str, menopausal_status: str | None) -> str:
+    """Who the patient is, for a page heading: "man", "postmenopausal woman", or a woman whose
+    menopausal status is missing ("woman, menopausal status not recorded"). Menopausal status
+    does not apply to men."""
+    if sex == "male":
+        return "man"
+    if menopausal_status:
+        return f"{menopausal_status} woman"
+    return "woman, menopausal status not recorded"
+
+
 def interval(days: float | None) -> str:
     """A dosing interval in words: "daily", "weekly", "every 6 months", "yearly"."""
     if days is None:

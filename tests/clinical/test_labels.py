@@ -110,3 +110,10 @@ def test_marker_verdicts_in_words_against_their_own_lsc() -> None:
     assert marker_verdict(_marker(47.0, True)) == "real rise (more than the 30 % LSC)"
     assert marker_verdict(_marker(-10.0, False)) == "no real change (within the 30 % LSC)"
     assert "no change to judge" in marker_verdict(_marker(None, None))
+
+
+def test_a_patient_is_described_in_words_and_a_man_never_by_menopausal_status() -> None:
+    assert labels.person("male", None) == "man"
+    assert labels.person("male", "postmenopausal") == "man"
+    assert labels.person("female", "postmenopausal") == "postmenopausal woman"
+    assert labels.person("female", None) == "woman, menopausal status not recorded"
