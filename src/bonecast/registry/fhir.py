@@ -44,8 +44,10 @@ from bonecast.registry.errors import ConflictError, FieldProblem, RegistryError,
 from bonecast.registry.fhir_decoding import (
     dxa_site_measure,
     dxa_unit_problem,
+    extension_value,
     medication_dosage,
     medication_drug,
+    patient_demographics,
 )
 from bonecast.registry.importing import ImportReport, PlannedWrite, Refs, run_import
 from bonecast.registry.repository import Registry, RegistrySession
@@ -379,10 +381,7 @@ class _Entry:
         return {(c.get("system", ""), c.get("code", "")) for c in concept.get("coding", [])}
 
     def extension(self, name: str) -> Any:
-        for extension in self.resource.get("extension", []):
-            if extension.get("url") == f"{codes.EXTENSION}/{name}":
-                return next(v for k, v in extension.items() if k.startswith("value"))
-        return None
+        return extension_value(self.resource, name)
 
     def effective_date(self) -> str | None:
         value = self.resource.get("effectiveDateTime") or (
@@ -519,10 +518,7 @@ class _Importer:
             "mrn": chosen[0]["value"],
             "family_name": name.get("family"),
             "given_name": " ".join(name.get("given", [])) or None,
-            "birth_date": resource.get("birthDate"),
-            "sex": resource.get("gender"),
-            "menopausal_status": entry.extension("menopausal-status"),
-            "ethnicity": entry.extension("ethnicity") or "white_or_not_recorded",
+            **patient_demographics(resource),
             **body,
         }
         try:

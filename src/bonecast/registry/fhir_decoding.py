@@ -22,6 +22,25 @@ ROUTES = ("oral", "iv", "sc")
 Resource = Mapping[str, Any]
 
 
+def extension_value(resource: Resource, name: str) -> Any:
+    """The value of bonecast's extension ``name`` on a resource (``None`` when absent)."""
+    for extension in resource.get("extension", []):
+        if extension.get("url") == f"{codes.EXTENSION}/{name}":
+            return next((v for k, v in extension.items() if k.startswith("value")), None)
+    return None
+
+
+def patient_demographics(resource: Resource) -> dict[str, Any]:
+    """Birth date, sex, menopausal status and ethnicity of a FHIR Patient, as written (the
+    callers validate them); ethnicity defaults to ``white_or_not_recorded``."""
+    return {
+        "birth_date": resource.get("birthDate"),
+        "sex": resource.get("gender"),
+        "menopausal_status": extension_value(resource, "menopausal-status"),
+        "ethnicity": extension_value(resource, "ethnicity") or "white_or_not_recorded",
+    }
+
+
 def codings(resource: Resource, key: str) -> list[tuple[str, str]]:
     """(system, code) pairs of a CodeableConcept element of a resource."""
     concept = resource.get(key) or {}

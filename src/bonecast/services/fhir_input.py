@@ -30,8 +30,10 @@ from bonecast.registry.fhir_decoding import (
     codings,
     dxa_site_measure,
     dxa_unit_problem,
+    extension_value,
     medication_dosage,
     medication_drug,
+    patient_demographics,
 )
 from bonecast.simulation import DRUGS, DrugClass
 
@@ -54,13 +56,6 @@ def resources(value: Any) -> list[dict[str, Any]]:
             if isinstance(entry, Mapping) and isinstance(entry.get("resource"), Mapping)
         ]
     return [dict(value)]
-
-
-def _extension(resource: Resource, name: str) -> Any:
-    for extension in resource.get("extension", []):
-        if extension.get("url") == f"{codes.EXTENSION}/{name}":
-            return next((v for k, v in extension.items() if k.startswith("value")), None)
-    return None
 
 
 def _day(value: Any) -> str | None:
@@ -138,8 +133,8 @@ class _Reader:
             "drug": drug,
             "start_date": start,
             "stop_date": _day(period.get("end")),
-            "planned_stop_date": _day(_extension(resource, "planned-stop-date")),
-            "last_dose_date": _day(_extension(resource, "last-dose-date")),
+            "planned_stop_date": _day(extension_value(resource, "planned-stop-date")),
+            "last_dose_date": _day(extension_value(resource, "last-dose-date")),
             **dosage,
         }
         self.treatments.append({k: v for k, v in treatment.items() if v is not None})
@@ -158,7 +153,8 @@ def patient_from_fhir(
     """
     if patient is None or patient.get("resourceType") != "Patient":
         raise PrefetchError("the prefetch has no Patient resource")
-    born, sex = patient.get("birthDate"), patient.get("gender")
+    demographics = patient_demographics(patient)
+    born, sex = demographics["birth_date"], demographics["sex"]
     if not born or sex not in ("female", "male"):
         raise PrefetchError("the Patient needs a birthDate and a gender (female or male)")
     others = list(others)
@@ -170,7 +166,7 @@ def patient_from_fhir(
             reader.medication(resource)
     day = as_of or date.today()
     birth = date.fromisoformat(str(born)[:10])
-    status = _extension(patient, "menopausal-status")
+    status = demographics["menopausal_status"]
     if sex == "female" and status is None:
         suppressed = any(
             DRUGS[t["drug"]].drug_class == DrugClass.OVARIAN_SUPPRESSION for t in reader.treatments
@@ -182,7 +178,7 @@ def patient_from_fhir(
         "birth_date": birth,
         "age_years": round((day - birth).days / DAYS_PER_YEAR, 2),
         "menopausal_status": status,
-        "ethnicity": _extension(patient, "ethnicity") or "white_or_not_recorded",
+        "ethnicity": demographics["ethnicity"],
         "scans": [{"date": d, **scan} for d, scan in sorted(reader.scans.items())],
         "treatments": reader.treatments,
         "as_of": day,
