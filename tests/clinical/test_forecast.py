@@ -251,3 +251,22 @@ def test_plans_simulated_in_one_batch_equal_plans_simulated_alone():
         (alone,) = _simulate_runs([run], horizon, days, seed=3, engine="numpy")
         np.testing.assert_allclose(together.bmd_ratio, alone.bmd_ratio, rtol=0, atol=1e-12)
         np.testing.assert_allclose(together.osteoclasts, alone.osteoclasts, rtol=0, atol=1e-12)
+
+
+def test_a_switch_between_inhibitors_keeps_the_first_in_every_plan():
+    """Letrozole for two years, then anastrozole with no stop date: every plan simulates the
+    letrozole years, and the adjuvant course is five years of inhibitor in all."""
+    data = _patient("two_scans_significant_loss")
+    data["treatments"] = [
+        {"drug": "letrozole", "start_date": "2023-03-01", "stop_date": "2025-03-01"},
+        {"drug": "anastrozole", "start_date": "2025-03-01"},
+    ]
+    patient = parse_patient(data)
+    t0 = date(2023, 3, 1)
+    plans, notes = _plan_treatments(patient, t0, date(2030, 3, 10), DEFAULT_AGENT)
+    for _, _, treatments in plans:
+        (letrozole,) = [t for t in treatments if t.drug == "letrozole"]
+        assert (letrozole.start_month, round(letrozole.stop_month or 0)) == (0.0, 24)
+    stop = {n: next(t for t in ts if t.drug == "anastrozole") for n, _, ts in plans}
+    assert round(stop["stop_ai_as_planned"].stop_month or 0) == 60
+    assert any("counted from the first inhibitor" in note for note in notes)

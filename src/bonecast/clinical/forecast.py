@@ -282,12 +282,29 @@ def _plan_treatments(
             ("no_new_treatment", "current treatments only", keep),
             ("agent", f"add {agent.drug} {agent.schedule} from today", [*keep, with_agent(end)]),
         ], ["not on an aromatase inhibitor: the inhibitor plans do not apply"]
+    ais.sort(key=lambda a: a[3])
     t, dose, interval, start, stop = ais[-1]
+    for earlier, e_dose, e_interval, e_start, e_stop in ais[:-1]:
+        # an inhibitor taken before the current one (a switch) is part of her history
+        keep.append(
+            Treatment(
+                drug=earlier.drug,
+                dose_mg=e_dose,
+                interval_days=e_interval,
+                start_month=e_start,
+                stop_month=start if e_stop is None else min(e_stop, start),
+            )
+        )
     if patient.sex == "male":
         return _male_plans(t.drug, dose, interval, start, stop, now, keep, with_agent(end))
     if stop is None:
-        stop = start + STANDARD_AI_YEARS * 12
-        notes.append(f"{t.drug} has no planned stop date: {STANDARD_AI_YEARS:g} years assumed")
+        first = ais[0][3]
+        stop = max(first + STANDARD_AI_YEARS * 12, start + 12.0)
+        notes.append(
+            f"{t.drug} has no planned stop date: {STANDARD_AI_YEARS:g} years of aromatase "
+            "inhibitor in all assumed"
+            + (" (counted from the first inhibitor)" if len(ais) > 1 else "")
+        )
     continued: float | None = None
     continued_keep = keep
     if stop <= now:
