@@ -196,6 +196,12 @@ def bisphosphonate_occupancy(surface_mg: Any, ec50_mg: Any, n_bp: Any) -> Any:
     return x / (1.0 + x)
 
 
+def bisphosphonate_effect(emax_bp: Any, occupancy_sum: Any) -> Any:
+    """E_BP = E_max,BP times the occupancies summed over the drugs on the surface
+    (dimensionless; docs/model/equations.md section 6.3)."""
+    return emax_bp * occupancy_sum
+
+
 def precursor_production(k_p: Any, signal: Any) -> Any:
     """Production of osteoclast precursors, k_p f_L (per day; loss rate k_p; section 6.3)."""
     return k_p * signal
@@ -308,6 +314,12 @@ def bp_release(k_release: Any, c: Any) -> Any:
 # ---------------------------------------------------------------- 6.7 denosumab PK
 
 
+def depot_absorption(ka_per_day: Any, depot_mg: Any) -> Any:
+    """k_a D_sc: denosumab absorbed from the SC depot into the central compartment (mg/day;
+    docs/model/equations.md section 6.7)."""
+    return ka_per_day * depot_mg
+
+
 def denosumab_central_loss(
     conc_mg_l: Any, vc_l: Any, q_l_per_day: Any, cl_l_per_day: Any, vmax: Any, km_mg_l: Any
 ) -> Any:
@@ -356,6 +368,7 @@ EQUATIONS: tuple[Callable[..., Any], ...] = (
     rank_signal,
     osteoclast_apoptosis,
     bisphosphonate_occupancy,
+    bisphosphonate_effect,
     precursor_production,
     osteoclast_production,
     osteoclast_loss,
@@ -374,6 +387,7 @@ EQUATIONS: tuple[Callable[..., Any], ...] = (
     bp_release_to_surface,
     bp_burial,
     bp_release,
+    depot_absorption,
     denosumab_central_loss,
     compartment_transfer,
     first_order_rate,

@@ -464,7 +464,8 @@ def denosumab_rates(
     to_peripheral = eq.compartment_transfer(const.den_q_l_per_day, const.den_vc_l)
     prod = {
         "den_depot_mg": np.zeros_like(const.den_ka),
-        "den_central_mg": const.den_ka * state.den_depot_mg + to_central * state.den_peripheral_mg,
+        "den_central_mg": eq.depot_absorption(const.den_ka, state.den_depot_mg)
+        + to_central * state.den_peripheral_mg,
         "den_peripheral_mg": to_peripheral * state.den_central_mg,
     }
     loss = {
@@ -534,7 +535,7 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
     apoptosis = eq.osteoclast_apoptosis(signal, const.s_L)
     # 6.3 bisphosphonate effect on osteoclast removal (Emax over the drugs on the surface)
     occupancy = eq.bisphosphonate_occupancy(state.bp_surface_mg, const.bp_ec50_mg, const.n_bp)
-    e_bp = const.emax_bp * np.sum(occupancy, axis=0)
+    e_bp = eq.bisphosphonate_effect(const.emax_bp, np.sum(occupancy, axis=0))
     # 6.4 bone compartments
     deficit = eq.focal_deficit(
         const.delta0,
