@@ -91,6 +91,12 @@ def female_estradiol(e2_base: Any, e2_post: Any, ovarian_suppression: Any, ai: A
     return (e2_base - ovarian_suppression * (e2_base - e2_post)) * (1.0 - ai)
 
 
+def male_estradiol(e2_base: Any, ratio: Any) -> Any:
+    """A man's serum estradiol (pg/mL): his untreated level times E2 / E2_0
+    (:func:`male_estradiol_ratio`)."""
+    return e2_base * ratio
+
+
 def aromatase_activity(ai: Any, male_ai_effect: Any) -> Any:
     """k: a man's aromatase activity left by an inhibitor, 1 - m_AI s_AI (dimensionless;
     docs/model/index.md, men; Burnett-Bowie et al., J Clin Endocrinol Metab 2009)."""
@@ -354,6 +360,7 @@ def pair_rate_second(e: Any, g: Any, x: Any, y: Any) -> Any:
 EQUATIONS: tuple[Callable[..., Any], ...] = (
     untreated_estradiol,
     female_estradiol,
+    male_estradiol,
     aromatase_activity,
     exogenous_testosterone_ratio,
     endogenous_testosterone_share,
@@ -399,19 +406,19 @@ EQUATIONS: tuple[Callable[..., Any], ...] = (
 
 def with_math(
     math: Mapping[str, Any], wrap: Callable[[Callable[..., Any]], Any] = lambda f: f
-) -> types.SimpleNamespace:
+) -> types.ModuleType:
     """The equations re-bound to another math namespace (the same source, new globals).
 
     ``math`` maps each of :data:`MATH_NAMES` to its replacement; ``wrap`` is applied to every
     re-bound function (``numba.njit(inline="always")`` for the compiled kernel), and calls
-    between equations go to the wrapped versions. Returns a namespace with one attribute per
-    equation.
+    between equations go to the wrapped versions. Returns a module object with one attribute
+    per equation (Numba resolves ``module.function`` in compiled code).
     """
     missing = set(MATH_NAMES) - set(math)
     if missing:
         raise ValueError(f"the math namespace lacks {sorted(missing)}")
     scope: dict[str, Any] = {**globals(), **math}
-    bound = types.SimpleNamespace()
+    bound = types.ModuleType(f"{__name__}.with_math")
     for equation in EQUATIONS:
         copy = types.FunctionType(
             equation.__code__, scope, equation.__name__, equation.__defaults__

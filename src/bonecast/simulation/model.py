@@ -404,7 +404,7 @@ def serum_estradiol_pg_ml(const: ModelConstants, inputs: ModelInputs, t_day: flo
     if not const.has_men:
         return female
     e, _ = male_hormone_ratios(const, inputs)
-    return np.where(const.male > 0, base * e, female)
+    return np.where(const.male > 0, eq.male_estradiol(base, e), female)
 
 
 def serum_testosterone_ng_dl(const: ModelConstants, inputs: ModelInputs) -> Array:

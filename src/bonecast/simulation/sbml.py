@@ -397,7 +397,12 @@ def to_sbml(
             "ng/dL",
             "serum testosterone",
         )
-        e2 = assign("E2", e2_base * e_male, "pg/mL", "serum estradiol (a man's)")
+        e2 = assign(
+            "E2",
+            SBML_EQUATIONS.male_estradiol(e2_base, e_male),
+            "pg/mL",
+            "serum estradiol (a man's)",
+        )
     else:
         e2 = assign(
             "E2",
