@@ -277,7 +277,8 @@ def denosumab_central_loss(
 ) -> float:
     """Loss rate of central denosumab at the amount ``central_mg`` (1/day; section 6.7)."""
     conc = eqn.denosumab_concentration(central_mg, vc)
-    return eqn.denosumab_central_loss(conc, vc, q_flow, cl, vmax, km)
+    loss: float = eqn.denosumab_central_loss(conc, vc, q_flow, cl, vmax, km)
+    return loss
 
 
 # ------------------------------------------------------------------ lane loops (SIMD)
