@@ -36,15 +36,18 @@ Units: time in days, drug amounts in mg, volumes in L, concentrations in mg/L.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import numba
 import numpy as np
 from numba import njit, prange
 
-from bonecast.simulation import equations
+from bonecast.simulation import equations, numba_math
 from bonecast.simulation.model import Array, IdArray, ModelConstants, ModelInputs, ModelState
 from bonecast.simulation.numba_math import FUSED, fast_exp, fast_expm1, fast_power
 
@@ -665,6 +668,43 @@ def advance_block(
             snap_days,
             snaps,
         )
+
+
+# ------------------------------------------------------------------ the on-disk cache
+
+INLINED_SOURCES: Final = tuple(Path(inspect.getfile(m)) for m in (equations, numba_math))
+"""Files whose functions are compiled into this module's kernels."""
+
+
+def drop_stale_kernels(cache_dir: Path, module: str, fingerprint: str) -> bool:
+    """Delete ``module``'s cached kernels in ``cache_dir`` unless they were compiled from the
+    sources with ``fingerprint``; True when they were deleted (or there was no record).
+
+    Numba loads a cached kernel when *its own* file is unchanged, without looking at the files
+    of the functions it inlines (the equations, the fast math), so an edit to the model would
+    otherwise run the old kernel. A record of the fingerprint is kept next to the cache.
+    """
+    record = cache_dir / f"{module}.sources.sha256"
+    try:
+        if record.read_text() == fingerprint:
+            return False
+    except OSError:
+        pass
+    for stale in cache_dir.glob(f"{module}.*.nb[ic]"):
+        stale.unlink(missing_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        record.write_text(fingerprint)
+    except OSError:
+        pass  # a read-only cache: Numba cannot save kernels there either
+    return True
+
+
+drop_stale_kernels(
+    Path(advance_block.stats.cache_path),
+    Path(__file__).stem,
+    hashlib.sha256(b"".join(path.read_bytes() for path in INLINED_SOURCES)).hexdigest(),
+)
 
 
 # ------------------------------------------------------------------ Python-side helpers
