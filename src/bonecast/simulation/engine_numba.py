@@ -700,11 +700,13 @@ def drop_stale_kernels(cache_dir: Path, module: str, fingerprint: str) -> bool:
     return True
 
 
-drop_stale_kernels(
-    Path(advance_block.stats.cache_path),
-    Path(__file__).stem,
-    hashlib.sha256(b"".join(path.read_bytes() for path in INLINED_SOURCES)).hexdigest(),
-)
+_CACHE_DIR = advance_block.stats.cache_path  # None when Numba cannot cache here
+if _CACHE_DIR is not None:
+    drop_stale_kernels(
+        Path(_CACHE_DIR),
+        Path(__file__).stem,
+        hashlib.sha256(b"".join(path.read_bytes() for path in INLINED_SOURCES)).hexdigest(),
+    )
 
 
 # ------------------------------------------------------------------ Python-side helpers
