@@ -1,8 +1,9 @@
 """Compiled (Numba) population engine: the same model as :mod:`bonecast.simulation.model`.
 
 The NumPy path (:func:`bonecast.simulation.model.exponential_euler_step`) stays the reference.
-This module re-states its per-step arithmetic (docs/model/equations.md section 6 equation numbers in
-the comments) in a kernel, :func:`advance_block`, that advances every patient over a block of days
+Both evaluate the same equations (:mod:`bonecast.simulation.equations`; here compiled with the
+fast math below as :data:`eqn`, docs/model/numerics.md section 8.3), and this module applies the
+same integrator in a kernel, :func:`advance_block`, that advances every patient over a block of days
 during which exposures are constant and no dose falls. Doses, start rules and recording happen
 between blocks, in Python, with the same :class:`CompiledRegimen` as the NumPy path (see
 :func:`bonecast.simulation.solver.simulate_arms`).

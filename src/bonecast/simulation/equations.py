@@ -12,8 +12,9 @@ NumPy's by default). Three paths evaluate the *same* functions:
   arithmetic as SBML Level 3 infix formulas, so no equation is written by hand there.
 
 What the three paths add is only how states are *integrated* (exponential Euler, exact 2x2
-steps, the denosumab predictor-corrector; docs/model/numerics.md section 8) or written (SBML
-rate rules ``dx/dt``, built from :func:`first_order_rate` and the pair rates below).
+steps, the denosumab predictor-corrector; docs/model/numerics.md sections 8.1 and 8.3) or
+written (SBML rate rules ``dx/dt``, built from :func:`first_order_rate` and the pair rates
+below).
 
 :data:`STATES` lists the states with their units; each function's docstring gives its unit and
 the section of docs/model/equations.md it states. To change the model, change a function here
