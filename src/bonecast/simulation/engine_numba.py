@@ -222,6 +222,20 @@ eqn = equations.with_math(
 the vectorisable math of :mod:`bonecast.simulation.numba_math`."""
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def libm_power(x: float, n: float) -> float:
+    """x ** n with libm's pow."""
+    power: float = x**n
+    return power
+
+
+eqn_libm = equations.with_math(
+    {"exp": math.exp, "power": libm_power, "maximum": max, "minimum": min}, _inline
+)
+"""The equations with libm's math, for the once-per-block constants (:func:`derive_chunk`):
+they need no SIMD, and libm's calls compile faster than the inlined fast math."""
+
+
 @njit(cache=True, error_model="numpy", fastmath=FUSED)
 def phi(k: float, dt: float) -> float:
     """(1 - exp(-k dt)) / k (model.py ``_phi``), days."""
@@ -525,34 +539,34 @@ def derive_chunk(w: Array, dt: float, first_day: int) -> None:
         w[D_DECAY_KAPPA * LANES + j] = math.exp(-w[(PAR + KAPPA) * LANES + j] * dt)
         w[D_DECAY_KA * LANES + j] = math.exp(-w[(PAR + DEN_KA) * LANES + j] * dt)
         ageing_rate = w[(PAR + AGE_DEFICIT) * LANES + j]
-        w[D_AGEING * LANES + j] = eqn.ageing_factor(ageing_rate, float(first_day))
-        w[D_AGEING_STEP * LANES + j] = eqn.ageing_factor(ageing_rate, dt)
+        w[D_AGEING * LANES + j] = eqn_libm.ageing_factor(ageing_rate, float(first_day))
+        w[D_AGEING_STEP * LANES + j] = eqn_libm.ageing_factor(ageing_rate, dt)
         s_e0 = w[(PAR + S_E0) * LANES + j]
         alpha_l, alpha_o = w[(PAR + ALPHA_L) * LANES + j], w[(PAR + ALPHA_O) * LANES + j]
-        w[D_PER_RANKL0 * LANES + j] = 1.0 / eqn.rankl_production(s_e0, alpha_l, 1.0)
-        w[D_PER_OPG0 * LANES + j] = 1.0 / eqn.opg_production(s_e0, 1.0, alpha_o, 1.0)
+        w[D_PER_RANKL0 * LANES + j] = 1.0 / eqn_libm.rankl_production(s_e0, alpha_l, 1.0)
+        w[D_PER_OPG0 * LANES + j] = 1.0 / eqn_libm.opg_production(s_e0, 1.0, alpha_o, 1.0)
         w[D_PER_S_E0 * LANES + j] = 1.0 / s_e0
         # E2 without a menopause transition (model.py serum_estradiol_pg_ml)
         e2_fixed = w[(PAR + E2_FIXED) * LANES + j]
         ai, ofs = w[D_AI * LANES + j], w[D_OFS * LANES + j]
         hpg_gain = w[(PAR + HPG_GAIN) * LANES + j]
-        x = eqn.exogenous_testosterone_ratio(
+        x = eqn_libm.exogenous_testosterone_ratio(
             w[D_TESTO * LANES + j],
             w[(PAR + T_PER_MG_DAY) * LANES + j],
             w[(PAR + T0_MALE) * LANES + j],
         )
-        male_e = eqn.male_estradiol_ratio(
-            eqn.aromatase_activity(ai, w[(PAR + MALE_AI) * LANES + j]),
-            eqn.endogenous_testosterone_share(ofs, x),
+        male_e = eqn_libm.male_estradiol_ratio(
+            eqn_libm.aromatase_activity(ai, w[(PAR + MALE_AI) * LANES + j]),
+            eqn_libm.endogenous_testosterone_share(ofs, x),
             x,
             hpg_gain,
         )
         w[D_MALE_E * LANES + j] = male_e
         if w[(PAR + MALE) * LANES + j] > 0.0:
-            e2 = eqn.male_estradiol(e2_fixed, male_e)
+            e2 = eqn_libm.male_estradiol(e2_fixed, male_e)
         else:
-            e2 = eqn.female_estradiol(e2_fixed, w[(PAR + E2_POST) * LANES + j], ofs, ai)
-        w[D_E * LANES + j] = eqn.estradiol_activity(
+            e2 = eqn_libm.female_estradiol(e2_fixed, w[(PAR + E2_POST) * LANES + j], ofs, ai)
+        w[D_E * LANES + j] = eqn_libm.estradiol_activity(
             e2, w[(PAR + EC50_E2) * LANES + j], w[(PAR + N_E) * LANES + j]
         )
         w[D_CONC * LANES + j] = 0.0
