@@ -7,6 +7,7 @@ populations, for every drug class, natural menopause, start rules and sub-daily 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ from bonecast.simulation import (
     simulate_arms,
     solver,
 )
+from bonecast.simulation.engine_numba import drop_stale_kernels
 from bonecast.simulation.solver import SimulationResult, resolve_engine
 
 TOLERANCE_PP = 0.01
@@ -266,3 +268,19 @@ def test_compiled_matches_numpy_modeling_based_formation() -> None:
     yearly = [month_to_day(m) for m in range(0, 121, 12)]
     reference, _ = _both(population, plan, month_to_day(120), record_days=yearly)
     assert reference.bmd_pct_change("lumbar_spine").mean() > 10.0
+
+
+def test_cached_kernels_of_other_equations_are_dropped(tmp_path: Path) -> None:
+    """An edit to the inlined equations invalidates the on-disk kernels; nothing else does."""
+    kernels = [tmp_path / "engine_numba.advance_block-1.py311.nbi", tmp_path / "engine_numba.x.nbc"]
+    other = tmp_path / "model.other-1.py311.nbi"
+    for path in (*kernels, other):
+        path.write_bytes(b"compiled")
+    assert drop_stale_kernels(tmp_path, "engine_numba", "sources v1")  # no record: dropped
+    assert not any(path.exists() for path in kernels) and other.exists()
+    for path in kernels:
+        path.write_bytes(b"compiled from v1")
+    assert not drop_stale_kernels(tmp_path, "engine_numba", "sources v1")
+    assert all(path.exists() for path in kernels)
+    assert drop_stale_kernels(tmp_path, "engine_numba", "sources v2")
+    assert not any(path.exists() for path in kernels) and other.exists()

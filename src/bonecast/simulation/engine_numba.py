@@ -1,8 +1,9 @@
 """Compiled (Numba) population engine: the same model as :mod:`bonecast.simulation.model`.
 
 The NumPy path (:func:`bonecast.simulation.model.exponential_euler_step`) stays the reference.
-This module re-states its per-step arithmetic (docs/model/equations.md section 6 equation numbers in
-the comments) in a kernel, :func:`advance_block`, that advances every patient over a block of days
+Both evaluate the same equations (:mod:`bonecast.simulation.equations`; here compiled with the
+fast math below as :data:`eqn`, docs/model/numerics.md section 8.3), and this module applies the
+same integrator in a kernel, :func:`advance_block`, that advances every patient over a block of days
 during which exposures are constant and no dose falls. Doses, start rules and recording happen
 between blocks, in Python, with the same :class:`CompiledRegimen` as the NumPy path (see
 :func:`bonecast.simulation.solver.simulate_arms`).
@@ -36,16 +37,20 @@ Units: time in days, drug amounts in mg, volumes in L, concentrations in mg/L.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 from collections.abc import Sequence
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 import numba
 import numpy as np
 from numba import njit, prange
 
+from bonecast.simulation import equations, numba_math
 from bonecast.simulation.model import Array, IdArray, ModelConstants, ModelInputs, ModelState
-from bonecast.simulation.numba_math import FUSED, fast_exp, fast_expm1, fast_log, fast_power
+from bonecast.simulation.numba_math import FUSED, fast_exp, fast_expm1, fast_power
 
 # ---- state rows (ModelState fields; bisphosphonates after the 12 scalar rows) ----
 S_P, S_C, S_Q, S_B = 0, 1, 2, 3
@@ -205,6 +210,32 @@ N_B_ROWS: Final = B_CONST + len(_BP_NAMES)
 # ------------------------------------------------------------------ scalar model functions
 
 
+def _inline(function: Any) -> Any:
+    """Numba-compile an equation for one patient's floats, inlined into its caller."""
+    return njit(error_model="numpy", fastmath=FUSED, inline="always")(function)
+
+
+eqn = equations.with_math(
+    {"exp": fast_exp, "power": fast_power, "maximum": max, "minimum": min}, _inline
+)
+"""The model's equations (:mod:`bonecast.simulation.equations`) compiled for the kernel, with
+the vectorisable math of :mod:`bonecast.simulation.numba_math`."""
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def libm_power(x: float, n: float) -> float:
+    """x ** n with libm's pow."""
+    power: float = x**n
+    return power
+
+
+eqn_libm = equations.with_math(
+    {"exp": math.exp, "power": libm_power, "maximum": max, "minimum": min}, _inline
+)
+"""The equations with libm's math, for the once-per-block constants (:func:`derive_chunk`):
+they need no SIMD, and libm's calls compile faster than the inlined fast math."""
+
+
 @njit(cache=True, error_model="numpy", fastmath=FUSED)
 def phi(k: float, dt: float) -> float:
     """(1 - exp(-k dt)) / k (model.py ``_phi``), days."""
@@ -240,16 +271,6 @@ def pair_apply(
 
 
 @njit(cache=True, error_model="numpy", fastmath=FUSED, inline="always")
-def denosumab_central_loss(
-    central_mg: float, vc: float, q_flow: float, cl: float, vmax: float, km: float
-) -> float:
-    """Loss rate of central denosumab, linear + Michaelis-Menten
-    (docs/model/equations.md section 6.7), per day."""
-    conc = central_mg / vc
-    return (cl + q_flow) / vc + vmax / (vc * (km + conc))
-
-
-@njit(cache=True, error_model="numpy", fastmath=FUSED, inline="always")
 def denosumab_advance(
     central: float,
     peripheral: float,
@@ -269,14 +290,13 @@ def denosumab_advance(
 
 
 @njit(cache=True, error_model="numpy", fastmath=FUSED, inline="always")
-def male_estradiol_ratio(
-    ai: float, ofs: float, testo_mg_day: float, ai_effect: float, t0: float, per_mg: float, g: float
+def denosumab_central_loss(
+    central_mg: float, vc: float, q_flow: float, cl: float, vmax: float, km: float
 ) -> float:
-    """A man's E2 / E2_0 (model.py ``male_hormone_ratios``): k (u (1 + g) + x) / (1 + k u g)."""
-    k = 1.0 - ai_effect * ai
-    x = testo_mg_day * per_mg / t0
-    u = (1.0 - ofs) / (1.0 + x)
-    return k * (u * (1.0 + g) + x) / (1.0 + k * u * g)
+    """Loss rate of central denosumab at the amount ``central_mg`` (1/day; section 6.7)."""
+    conc = eqn.denosumab_concentration(central_mg, vc)
+    loss: float = eqn.denosumab_central_loss(conc, vc, q_flow, cl, vmax, km)
+    return loss
 
 
 # ------------------------------------------------------------------ lane loops (SIMD)
@@ -287,14 +307,18 @@ def estrogen_lanes(w: Array, t_day: float) -> None:
     """D_E at ``t_day`` with the logistic E2_base of docs/model/equations.md section 5 (6.1)."""
     for j in range(LANES):
         e2_post = w[(PAR + E2_POST) * LANES + j]
-        z = (t_day - w[(PAR + FMP) * LANES + j]) / w[(PAR + MENO_W) * LANES + j]
-        logistic = 1.0 / (1.0 + fast_exp(z))
-        base = e2_post + (w[(PAR + E2_PRE) * LANES + j] - e2_post) * logistic
-        female = (base - w[D_OFS * LANES + j] * (base - e2_post)) * (1.0 - w[D_AI * LANES + j])
-        male = base * w[D_MALE_E * LANES + j]
+        base = eqn.untreated_estradiol(
+            t_day,
+            w[(PAR + E2_PRE) * LANES + j],
+            e2_post,
+            w[(PAR + FMP) * LANES + j],
+            w[(PAR + MENO_W) * LANES + j],
+        )
+        female = eqn.female_estradiol(base, e2_post, w[D_OFS * LANES + j], w[D_AI * LANES + j])
+        male = eqn.male_estradiol(base, w[D_MALE_E * LANES + j])
         e2 = male if w[(PAR + MALE) * LANES + j] > 0.0 else female
-        w[D_E * LANES + j] = fast_power(
-            e2 / w[(PAR + EC50_E2) * LANES + j], w[(PAR + N_E) * LANES + j]
+        w[D_E * LANES + j] = eqn.estradiol_activity(
+            e2, w[(PAR + EC50_E2) * LANES + j], w[(PAR + N_E) * LANES + j]
         )
 
 
@@ -313,8 +337,8 @@ def denosumab_lanes(w: Array, dt: float) -> None:
         km = w[(PAR + DEN_KM) * LANES + j]
         new_depot = depot * w[D_DECAY_KA * LANES + j]
         released = depot - new_depot
-        to_central = q_flow / w[(PAR + DEN_VP) * LANES + j]
-        to_peripheral = q_flow / vc
+        to_central = eqn.compartment_transfer(q_flow, w[(PAR + DEN_VP) * LANES + j])
+        to_peripheral = eqn.compartment_transfer(q_flow, vc)
         start_loss = denosumab_central_loss(central, vc, q_flow, cl, vmax, km)
         predicted, _ = denosumab_advance(
             central, peripheral, released, start_loss, to_central, to_peripheral, dt
@@ -323,7 +347,7 @@ def denosumab_lanes(w: Array, dt: float) -> None:
         new_central, new_peripheral = denosumab_advance(
             central, peripheral, released, loss, to_central, to_peripheral, dt
         )
-        w[D_CONC * LANES + j] = 0.5 * (central + new_central) / vc
+        w[D_CONC * LANES + j] = eqn.denosumab_concentration(0.5 * (central + new_central), vc)
         w[S_DEPOT * LANES + j] = new_depot
         w[S_CENTRAL * LANES + j] = new_central
         w[S_PERIPH * LANES + j] = new_peripheral
@@ -341,15 +365,16 @@ def bisphosphonate_lanes(w: Array, drug: Array, dt: float) -> None:
         buried = drug[B_BURIED * LANES + j]
         b = w[S_B * LANES + j]
         c = w[S_C * LANES + j]
-        x = fast_power(surface / drug[(B_CONST + BP_EC50) * LANES + j], w[(PAR + N_BP) * LANES + j])
-        w[D_E_BP * LANES + j] += x / (1.0 + x)
+        w[D_E_BP * LANES + j] += eqn.bisphosphonate_occupancy(
+            surface, drug[(B_CONST + BP_EC50) * LANES + j], w[(PAR + N_BP) * LANES + j]
+        )
         k_s = drug[(B_CONST + BP_K_S) * LANES + j]
         f_bur = drug[(B_CONST + BP_F_BUR) * LANES + j]
         k_rel = drug[(B_CONST + BP_K_REL) * LANES + j]
-        a = k_s * (f_bur * b + 1.0 - f_bur)
-        d = drug[(B_CONST + BP_F_BONE) * LANES + j] * k_rel * c
-        e = k_s * f_bur * b
-        g = k_rel * c
+        a = eqn.bp_surface_loss(k_s, f_bur, b)
+        d = eqn.bp_release_to_surface(drug[(B_CONST + BP_F_BONE) * LANES + j], k_rel, c)
+        e = eqn.bp_burial(k_s, f_bur, b)
+        g = eqn.bp_release(k_rel, c)
         surface, buried = pair_apply(surface, buried, a, d, e, g, pair_factors(a, d, e, g, dt))
         drug[B_SURFACE * LANES + j] = surface
         drug[B_BURIED * LANES + j] = buried
@@ -398,63 +423,63 @@ def bone_cell_lanes(w: Array, dt: float) -> None:
         e = w[D_E * LANES + j]
         s_e0 = w[(PAR + S_E0) * LANES + j]
         # 6.1 estrogen-receptor activity, tamoxifen a partial agonist
-        occupancy = w[(PAR + TAU_T) * LANES + j] * tam
-        s_e = (e + w[(PAR + EPS_T) * LANES + j] * occupancy) / (1.0 + e + occupancy)
-        # 6.2 RANKL / OPG / RANK / denosumab (relative, quasi-steady state)
-        theta_o = w[(PAR + THETA_O) * LANES + j]
-        theta_k = w[(PAR + THETA_K) * LANES + j]
-        kappa_l = w[(PAR + KAPPA_L) * LANES + j]
-        s_l = w[(PAR + S_L) * LANES + j]
-        prod_rankl = (1.0 + w[(PAR + ALPHA_L) * LANES + j] * (1.0 - s_e)) * w[
-            D_PER_RANKL0 * LANES + j
-        ]
-        prod_opg = (1.0 + w[(PAR + ALPHA_O) * LANES + j] * s_e) * w[D_PER_OPG0 * LANES + j] * b
-        occupied = w[(PAR + THETA_D) * LANES + j] * w[D_CONC * LANES + j]
-        free_rankl = (
-            prod_rankl
-            * (1.0 + theta_o + theta_k)
-            / (1.0 + theta_o * prod_opg + theta_k + occupied * w[(PAR + NM_PER_MG_L) * LANES + j])
+        s_e = eqn.estrogen_receptor_activity(
+            e, tam, w[(PAR + TAU_T) * LANES + j], w[(PAR + EPS_T) * LANES + j]
         )
-        rank_signal = free_rankl * (1.0 + kappa_l) / (1.0 + kappa_l * free_rankl)
-        apoptosis = (1.0 + s_l) / (1.0 + s_l * rank_signal)
-        e_bp = w[(PAR + EMAX_BP) * LANES + j] * w[D_E_BP * LANES + j]
-        # 6.4 resorption R/V = rho c V^(nu - 1) and formation F per compartment
+        # 6.2 RANKL / OPG / RANK / denosumab (relative, quasi-steady state)
+        free = eqn.free_rankl(
+            eqn.rankl_production(s_e, w[(PAR + ALPHA_L) * LANES + j], w[D_PER_RANKL0 * LANES + j]),
+            eqn.opg_production(s_e, b, w[(PAR + ALPHA_O) * LANES + j], w[D_PER_OPG0 * LANES + j]),
+            w[D_CONC * LANES + j],
+            w[(PAR + THETA_O) * LANES + j],
+            w[(PAR + THETA_K) * LANES + j],
+            w[(PAR + THETA_D) * LANES + j],
+            w[(PAR + NM_PER_MG_L) * LANES + j],
+        )
+        signal = eqn.rank_signal(free, w[(PAR + KAPPA_L) * LANES + j])
+        apoptosis = eqn.osteoclast_apoptosis(signal, w[(PAR + S_L) * LANES + j])
+        e_bp = eqn.bisphosphonate_effect(w[(PAR + EMAX_BP) * LANES + j], w[D_E_BP * LANES + j])
+        # 6.4 resorption R/V and formation F per compartment
         rho_t, rho_c = w[(PAR + RHO_T) * LANES + j], w[(PAR + RHO_C) * LANES + j]
-        nu_t, nu_c = w[(PAR + NU_T) * LANES + j], w[(PAR + NU_C) * LANES + j]
-        turnover_t = rho_t * c * fast_exp((nu_t - 1.0) * fast_log(y_t + o_t))
-        turnover_c = rho_c * c * fast_exp((nu_c - 1.0) * fast_log(y_c + o_c))
-        estrogen_loss = (s_e0 - s_e) * w[D_PER_S_E0 * LANES + j]
+        turnover_t = eqn.resorption_rate(rho_t, c, y_t + o_t, w[(PAR + NU_T) * LANES + j])
+        turnover_c = eqn.resorption_rate(rho_c, c, y_c + o_c, w[(PAR + NU_C) * LANES + j])
+        per_s_e0 = w[D_PER_S_E0 * LANES + j]
         ageing = w[D_AGEING * LANES + j]
         w[D_AGEING * LANES + j] = ageing * w[D_AGEING_STEP * LANES + j]  # for the next step
-        deficit_t = (
-            w[(PAR + DELTA0_T) * LANES + j] * ageing
-            + w[(PAR + DELTAE_T) * LANES + j] * estrogen_loss
+        deficit_t = eqn.focal_deficit(
+            w[(PAR + DELTA0_T) * LANES + j],
+            ageing,
+            w[(PAR + DELTAE_T) * LANES + j],
+            s_e,
+            s_e0,
+            per_s_e0,
         )
-        deficit_c = (
-            w[(PAR + DELTA0_C) * LANES + j] * ageing
-            + w[(PAR + DELTAE_C) * LANES + j] * estrogen_loss
+        deficit_c = eqn.focal_deficit(
+            w[(PAR + DELTA0_C) * LANES + j],
+            ageing,
+            w[(PAR + DELTAE_C) * LANES + j],
+            s_e,
+            s_e0,
+            per_s_e0,
         )
-        # remodeling (>= 0) plus modeling on quiescent surfaces when resorption is suppressed
-        quiescence = max(1.0 - c, 0.0)
-        formation_t = rho_t * (
-            b * (1.0 - min(deficit_t, 1.0)) + w[(PAR + MOD_T) * LANES + j] * quiescence
-        )
-        formation_c = rho_c * (
-            b * (1.0 - min(deficit_c, 1.0)) + w[(PAR + MOD_C) * LANES + j] * quiescence
-        )
+        formation_t = eqn.bone_formation(rho_t, b, deficit_t, w[(PAR + MOD_T) * LANES + j], c)
+        formation_c = eqn.bone_formation(rho_c, b, deficit_c, w[(PAR + MOD_C) * LANES + j], c)
         # 6.3 cell core, exponential Euler; exp and phi of the osteoclast loss from one expm1
         k_c = w[(PAR + K_C) * LANES + j]
-        loss_c = k_c * apoptosis * (1.0 + e_bp)
+        loss_c = eqn.osteoclast_loss(k_c, apoptosis, e_bp)
         c_m1 = fast_expm1(-loss_c * dt)
-        prod_q = w[(PAR + K_Q) * LANES + j] * fast_exp(w[(PAR + GAMMA_T) * LANES + j] * fast_log(c))
-        w[S_C * LANES + j] = c * (1.0 + c_m1) + k_c * p * (-c_m1 / loss_c)
+        prod_q = eqn.preosteoblast_production(
+            w[(PAR + K_Q) * LANES + j], c, w[(PAR + GAMMA_T) * LANES + j]
+        )
+        w[S_C * LANES + j] = c * (1.0 + c_m1) + eqn.osteoclast_production(k_c, p) * (-c_m1 / loss_c)
         w[S_P * LANES + j] = (
             p * w[D_DECAY_P * LANES + j]
-            + w[(PAR + K_P) * LANES + j] * rank_signal * w[D_GAIN_P * LANES + j]
+            + eqn.precursor_production(w[(PAR + K_P) * LANES + j], signal) * w[D_GAIN_P * LANES + j]
         )
         w[S_Q * LANES + j] = q * w[D_DECAY_Q * LANES + j] + prod_q * w[D_GAIN_Q * LANES + j]
         w[S_B * LANES + j] = (
-            b * w[D_DECAY_B * LANES + j] + w[(PAR + K_B) * LANES + j] * q * w[D_GAIN_B * LANES + j]
+            b * w[D_DECAY_B * LANES + j]
+            + eqn.osteoblast_production(w[(PAR + K_B) * LANES + j], q) * w[D_GAIN_B * LANES + j]
         )
         w[S_TAM * LANES + j] = (
             tam * w[D_DECAY_T * LANES + j] + w[D_TAM_PROD * LANES + j] * w[D_GAIN_T * LANES + j]
@@ -488,7 +513,7 @@ def load_chunk(
             w[(PAR + row) * LANES + j] = par[row, i]
         w[D_AI * LANES + j] = inputs[U_AI, i]
         w[D_OFS * LANES + j] = inputs[U_OFS, i]
-        w[D_TAM_PROD * LANES + j] = par[K_T, i] * inputs[U_TAM, i]
+        w[D_TAM_PROD * LANES + j] = eqn.tamoxifen_production(par[K_T, i], inputs[U_TAM, i])
         w[D_TESTO * LANES + j] = inputs[U_TESTO, i]
         for k in range(n_bp):
             at = (BP_ROWS + k * N_B_ROWS) * LANES + j
@@ -514,32 +539,36 @@ def derive_chunk(w: Array, dt: float, first_day: int) -> None:
         w[D_DECAY_KAPPA * LANES + j] = math.exp(-w[(PAR + KAPPA) * LANES + j] * dt)
         w[D_DECAY_KA * LANES + j] = math.exp(-w[(PAR + DEN_KA) * LANES + j] * dt)
         ageing_rate = w[(PAR + AGE_DEFICIT) * LANES + j]
-        w[D_AGEING * LANES + j] = math.exp(ageing_rate * first_day)
-        w[D_AGEING_STEP * LANES + j] = math.exp(ageing_rate * dt)
+        w[D_AGEING * LANES + j] = eqn_libm.ageing_factor(ageing_rate, float(first_day))
+        w[D_AGEING_STEP * LANES + j] = eqn_libm.ageing_factor(ageing_rate, dt)
         s_e0 = w[(PAR + S_E0) * LANES + j]
-        w[D_PER_RANKL0 * LANES + j] = 1.0 / (1.0 + w[(PAR + ALPHA_L) * LANES + j] * (1.0 - s_e0))
-        w[D_PER_OPG0 * LANES + j] = 1.0 / (1.0 + w[(PAR + ALPHA_O) * LANES + j] * s_e0)
+        alpha_l, alpha_o = w[(PAR + ALPHA_L) * LANES + j], w[(PAR + ALPHA_O) * LANES + j]
+        w[D_PER_RANKL0 * LANES + j] = 1.0 / eqn_libm.rankl_production(s_e0, alpha_l, 1.0)
+        w[D_PER_OPG0 * LANES + j] = 1.0 / eqn_libm.opg_production(s_e0, 1.0, alpha_o, 1.0)
         w[D_PER_S_E0 * LANES + j] = 1.0 / s_e0
         # E2 without a menopause transition (model.py serum_estradiol_pg_ml)
         e2_fixed = w[(PAR + E2_FIXED) * LANES + j]
-        male_e = male_estradiol_ratio(
-            w[D_AI * LANES + j],
-            w[D_OFS * LANES + j],
+        ai, ofs = w[D_AI * LANES + j], w[D_OFS * LANES + j]
+        hpg_gain = w[(PAR + HPG_GAIN) * LANES + j]
+        x = eqn_libm.exogenous_testosterone_ratio(
             w[D_TESTO * LANES + j],
-            w[(PAR + MALE_AI) * LANES + j],
-            w[(PAR + T0_MALE) * LANES + j],
             w[(PAR + T_PER_MG_DAY) * LANES + j],
-            w[(PAR + HPG_GAIN) * LANES + j],
+            w[(PAR + T0_MALE) * LANES + j],
+        )
+        male_e = eqn_libm.male_estradiol_ratio(
+            eqn_libm.aromatase_activity(ai, w[(PAR + MALE_AI) * LANES + j]),
+            eqn_libm.endogenous_testosterone_share(ofs, x),
+            x,
+            hpg_gain,
         )
         w[D_MALE_E * LANES + j] = male_e
         if w[(PAR + MALE) * LANES + j] > 0.0:
-            e2 = e2_fixed * male_e
+            e2 = eqn_libm.male_estradiol(e2_fixed, male_e)
         else:
-            ovarian = e2_fixed - w[D_OFS * LANES + j] * (e2_fixed - w[(PAR + E2_POST) * LANES + j])
-            e2 = ovarian * (1.0 - w[D_AI * LANES + j])
-        ratio = e2 / w[(PAR + EC50_E2) * LANES + j]
-        n_e = w[(PAR + N_E) * LANES + j]
-        w[D_E * LANES + j] = ratio if n_e == 1.0 else ratio**n_e
+            e2 = eqn_libm.female_estradiol(e2_fixed, w[(PAR + E2_POST) * LANES + j], ofs, ai)
+        w[D_E * LANES + j] = eqn_libm.estradiol_activity(
+            e2, w[(PAR + EC50_E2) * LANES + j], w[(PAR + N_E) * LANES + j]
+        )
         w[D_CONC * LANES + j] = 0.0
 
 
@@ -654,6 +683,45 @@ def advance_block(
             snap_days,
             snaps,
         )
+
+
+# ------------------------------------------------------------------ the on-disk cache
+
+INLINED_SOURCES: Final = tuple(Path(inspect.getfile(m)) for m in (equations, numba_math))
+"""Files whose functions are compiled into this module's kernels."""
+
+
+def drop_stale_kernels(cache_dir: Path, module: str, fingerprint: str) -> bool:
+    """Delete ``module``'s cached kernels in ``cache_dir`` unless they were compiled from the
+    sources with ``fingerprint``; True when they were deleted (or there was no record).
+
+    Numba loads a cached kernel when *its own* file is unchanged, without looking at the files
+    of the functions it inlines (the equations, the fast math), so an edit to the model would
+    otherwise run the old kernel. A record of the fingerprint is kept next to the cache.
+    """
+    record = cache_dir / f"{module}.sources.sha256"
+    try:
+        if record.read_text() == fingerprint:
+            return False
+    except OSError:
+        pass
+    for stale in cache_dir.glob(f"{module}.*.nb[ic]"):
+        stale.unlink(missing_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        record.write_text(fingerprint)
+    except OSError:
+        pass  # a read-only cache: Numba cannot save kernels there either
+    return True
+
+
+_CACHE_DIR = advance_block.stats.cache_path  # None when Numba cannot cache here
+if _CACHE_DIR is not None:
+    drop_stale_kernels(
+        Path(_CACHE_DIR),
+        Path(__file__).stem,
+        hashlib.sha256(b"".join(path.read_bytes() for path in INLINED_SOURCES)).hexdigest(),
+    )
 
 
 # ------------------------------------------------------------------ Python-side helpers

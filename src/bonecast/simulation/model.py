@@ -1,5 +1,8 @@
-"""AIBL-2C model equations: state, algebraic relations and rates
+"""AIBL-2C model, NumPy reference path: state, constants, rates and the integrator
 (docs/model/equations.md section 6).
+
+The equations themselves are written once, in :mod:`bonecast.simulation.equations`; this module
+calls them with arrays of patients and integrates the states.
 
 Every differential equation is written as ``dx/dt = P - k*x`` (production ``P``, loss rate ``k``),
 or, for the two coupled linear blocks (young/old bone per compartment; surface/buried drug per
@@ -71,6 +74,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from bonecast.simulation import equations as eq
 from bonecast.simulation.parameters import SITES
 
 Array = NDArray[np.float64]
@@ -352,16 +356,22 @@ def e2_base_pg_ml(const: ModelConstants, t_day: float) -> Array:
     if const.e2_base_fixed is not None:
         return const.e2_base_fixed
     with np.errstate(over="ignore"):
-        logistic = 1.0 / (1.0 + np.exp((t_day - const.fmp_day) / const.menopause_width_days))
-    return const.e2_post_pg_ml + (const.e2_pre_pg_ml - const.e2_post_pg_ml) * logistic
+        base: Array = eq.untreated_estradiol(
+            t_day,
+            const.e2_pre_pg_ml,
+            const.e2_post_pg_ml,
+            const.fmp_day,
+            const.menopause_width_days,
+        )
+    return base
 
 
 def estrogen_activity(const: ModelConstants, e2_pg_ml: Array, tamoxifen: Array) -> Array:
     """Estrogen-receptor activity S_E with tamoxifen as a partial agonist
     (docs/model/equations.md section 6.1)."""
-    e = (e2_pg_ml / const.ec50_e2_pg_ml) ** const.n_e
-    occupancy = const.tau_T * tamoxifen
-    return (e + const.epsilon_T * occupancy) / (1.0 + e + occupancy)
+    e = eq.estradiol_activity(e2_pg_ml, const.ec50_e2_pg_ml, const.n_e)
+    s_e: Array = eq.estrogen_receptor_activity(e, tamoxifen, const.tau_T, const.epsilon_T)
+    return s_e
 
 
 def male_hormone_ratios(const: ModelConstants, inputs: ModelInputs) -> tuple[Array, Array]:
@@ -370,13 +380,15 @@ def male_hormone_ratios(const: ModelConstants, inputs: ModelInputs) -> tuple[Arr
     Closed-form steady state of aromatisation and HPG feedback (module docstring, "Men"):
     e = k (u (1 + g) + x) / (1 + k u g), T/T_0 = u (1 + g (1 - e)) + x. Meaningless for a woman.
     """
-    k = 1.0 - const.male_ai_effect * inputs.ai_suppression
-    x = inputs.exogenous_testosterone() * const.testosterone_ng_dl_per_mg_day
-    x = x / const.testosterone0_ng_dl
-    u = (1.0 - inputs.ovarian_suppression) / (1.0 + x)
-    g = const.hpg_gain
-    e = k * (u * (1.0 + g) + x) / (1.0 + k * u * g)
-    return e, u * (1.0 + g * (1.0 - e)) + x
+    k = eq.aromatase_activity(inputs.ai_suppression, const.male_ai_effect)
+    x = eq.exogenous_testosterone_ratio(
+        inputs.exogenous_testosterone(),
+        const.testosterone_ng_dl_per_mg_day,
+        const.testosterone0_ng_dl,
+    )
+    u = eq.endogenous_testosterone_share(inputs.ovarian_suppression, x)
+    e = eq.male_estradiol_ratio(k, u, x, const.hpg_gain)
+    return e, eq.male_testosterone_ratio(e, u, x, const.hpg_gain)
 
 
 def serum_estradiol_pg_ml(const: ModelConstants, inputs: ModelInputs, t_day: float) -> Array:
@@ -386,12 +398,13 @@ def serum_estradiol_pg_ml(const: ModelConstants, inputs: ModelInputs, t_day: flo
     A man's is his untreated level times :func:`male_hormone_ratios`.
     """
     base = e2_base_pg_ml(const, t_day)
-    ovarian = base - inputs.ovarian_suppression * (base - const.e2_post_pg_ml)
-    female = ovarian * (1.0 - inputs.ai_suppression)
+    female: Array = eq.female_estradiol(
+        base, const.e2_post_pg_ml, inputs.ovarian_suppression, inputs.ai_suppression
+    )
     if not const.has_men:
         return female
     e, _ = male_hormone_ratios(const, inputs)
-    return np.where(const.male > 0, base * e, female)
+    return np.where(const.male > 0, eq.male_estradiol(base, e), female)
 
 
 def serum_testosterone_ng_dl(const: ModelConstants, inputs: ModelInputs) -> Array:
@@ -402,19 +415,21 @@ def serum_testosterone_ng_dl(const: ModelConstants, inputs: ModelInputs) -> Arra
 
 def denosumab_mg_l(const: ModelConstants, state: ModelState) -> Array:
     """Serum denosumab concentration (mg/L = ug/mL)."""
-    return state.den_central_mg / const.den_vc_l
+    conc: Array = eq.denosumab_concentration(state.den_central_mg, const.den_vc_l)
+    return conc
 
 
 def mineral(const: ModelConstants, state: ModelState) -> Array:
     """Mineral per compartment, (2, N), in units of fully mineralised baseline volume."""
-    return const.m_p * state.young + state.old
+    m: Array = eq.mineral(const.m_p, state.young, state.old)
+    return m
 
 
 def bmd_ratio(const: ModelConstants, state: ModelState, mineral0: Array) -> Array:
     """Site BMD relative to baseline, (3, N) in :data:`SITES` order
     (docs/model/equations.md section 6.5)."""
     rel = mineral(const, state) / mineral0
-    ratio: Array = const.f_site * rel[0] + (1.0 - const.f_site) * rel[1]
+    ratio: Array = eq.bmd_ratio(const.f_site, rel[0], rel[1])
     return ratio
 
 
@@ -445,38 +460,48 @@ def denosumab_rates(
 
     SC depot -> central, central <-> peripheral, linear and Michaelis-Menten elimination.
     """
-    conc = denosumab_mg_l(const, state)
-    q_flow = const.den_q_l_per_day
+    to_central = eq.compartment_transfer(const.den_q_l_per_day, const.den_vp_l)
+    to_peripheral = eq.compartment_transfer(const.den_q_l_per_day, const.den_vc_l)
     prod = {
         "den_depot_mg": np.zeros_like(const.den_ka),
-        "den_central_mg": const.den_ka * state.den_depot_mg
-        + q_flow * state.den_peripheral_mg / const.den_vp_l,
-        "den_peripheral_mg": q_flow * conc,
+        "den_central_mg": eq.depot_absorption(const.den_ka, state.den_depot_mg)
+        + to_central * state.den_peripheral_mg,
+        "den_peripheral_mg": to_peripheral * state.den_central_mg,
     }
     loss = {
         "den_depot_mg": const.den_ka,
-        "den_central_mg": (const.den_cl_l_per_day + q_flow) / const.den_vc_l
-        + const.den_vmax_mg_per_day / (const.den_vc_l * (const.den_km_mg_l + conc)),
-        "den_peripheral_mg": q_flow / const.den_vp_l,
+        "den_central_mg": _central_loss(const, state.den_central_mg),
+        "den_peripheral_mg": to_central,
     }
     return prod, loss
+
+
+def _central_loss(const: ModelConstants, central_mg: Array) -> Array:
+    """Loss rate of central denosumab (1/day) at the amount ``central_mg``."""
+    loss: Array = eq.denosumab_central_loss(
+        eq.denosumab_concentration(central_mg, const.den_vc_l),
+        const.den_vc_l,
+        const.den_q_l_per_day,
+        const.den_cl_l_per_day,
+        const.den_vmax_mg_per_day,
+        const.den_km_mg_l,
+    )
+    return loss
 
 
 def free_rankl_relative(const: ModelConstants, state: ModelState, s_e: Array) -> Array:
     """Free RANKL relative to the untreated baseline (docs/model/equations.md section 6.2,
     quasi-steady state)."""
-    prod_rankl = (1.0 + const.alpha_L * (1.0 - s_e)) / (1.0 + const.alpha_L * (1.0 - const.s_e0))
-    prod_opg = (1.0 + const.alpha_O * s_e) / (1.0 + const.alpha_O * const.s_e0) * state.b
-    conc = denosumab_mg_l(const, state)
-    free: Array = (
-        prod_rankl
-        * (1.0 + const.theta_O + const.theta_K)
-        / (
-            1.0
-            + const.theta_O * prod_opg
-            + const.theta_K
-            + const.theta_D_per_nM * conc * const.nM_per_mg_l
-        )
+    rankl0 = eq.rankl_production(const.s_e0, const.alpha_L, 1.0)
+    opg0 = eq.opg_production(const.s_e0, 1.0, const.alpha_O, 1.0)
+    free: Array = eq.free_rankl(
+        eq.rankl_production(s_e, const.alpha_L, 1.0 / rankl0),
+        eq.opg_production(s_e, state.b, const.alpha_O, 1.0 / opg0),
+        denosumab_mg_l(const, state),
+        const.theta_O,
+        const.theta_K,
+        const.theta_D_per_nM,
+        const.nM_per_mg_l,
     )
     return free
 
@@ -506,46 +531,45 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
     e2 = serum_estradiol_pg_ml(const, inputs, t_day)
     s_e = estrogen_activity(const, e2, state.tamoxifen)
     # 6.2 RANKL / OPG / RANK / denosumab, quasi-steady state (all relative to baseline)
-    free_rankl = free_rankl_relative(const, state, s_e)
-    rank_signal = free_rankl * (1.0 + const.kappa_L) / (1.0 + const.kappa_L * free_rankl)
-    apoptosis = (1.0 + const.s_L) / (1.0 + const.s_L * rank_signal)
+    signal = eq.rank_signal(free_rankl_relative(const, state, s_e), const.kappa_L)
+    apoptosis = eq.osteoclast_apoptosis(signal, const.s_L)
     # 6.3 bisphosphonate effect on osteoclast removal (Emax over the drugs on the surface)
-    x = (state.bp_surface_mg / const.bp_ec50_mg) ** const.n_bp
-    e_bp = const.emax_bp * np.sum(x / (1.0 + x), axis=0)
+    occupancy = eq.bisphosphonate_occupancy(state.bp_surface_mg, const.bp_ec50_mg, const.n_bp)
+    e_bp = eq.bisphosphonate_effect(const.emax_bp, np.sum(occupancy, axis=0))
     # 6.4 bone compartments
-    volume = state.young + state.old
-    resorption_rate = const.rho * state.c * volume ** (const.nu - 1.0)
-    deficit = (
-        const.delta0 * np.exp(const.age_deficit_per_day * t_day)
-        + const.deltaE * (const.s_e0 - s_e) / const.s_e0
-    )
-    # remodeling (coupled to the osteoblasts, >= 0) plus modeling on quiescent surfaces
-    formation = const.rho * (
-        state.b * (1.0 - np.minimum(deficit, 1.0)) + const.modeling * np.maximum(1.0 - state.c, 0.0)
+    deficit = eq.focal_deficit(
+        const.delta0,
+        eq.ageing_factor(const.age_deficit_per_day, t_day),
+        const.deltaE,
+        s_e,
+        const.s_e0,
+        1.0 / const.s_e0,
     )
     # 6.6 bisphosphonate pools (frozen b, c over a step -> linear)
     k_s, f_bur, k_rel = const.bp_k_surface, const.bp_burial_share, const.bp_k_release
     return Rates(
         prod={
-            "p": const.k_p * rank_signal,
-            "c": const.k_c * state.p,
-            "q": const.k_q * state.c**const.gamma_T,
-            "b": const.k_b * state.q,
-            "tamoxifen": const.k_T * inputs.tamoxifen,
+            "p": eq.precursor_production(const.k_p, signal),
+            "c": eq.osteoclast_production(const.k_c, state.p),
+            "q": eq.preosteoblast_production(const.k_q, state.c, const.gamma_T),
+            "b": eq.osteoblast_production(const.k_b, state.q),
+            "tamoxifen": eq.tamoxifen_production(const.k_T, inputs.tamoxifen),
         },
         loss={
             "p": const.k_p,
-            "c": const.k_c * apoptosis * (1.0 + e_bp),
+            "c": eq.osteoclast_loss(const.k_c, apoptosis, e_bp),
             "q": const.k_q,
             "b": const.k_b,
             "tamoxifen": const.k_T,
         },
-        bone_formation=formation,
-        bone_resorption_rate=resorption_rate,
-        bp_surface_loss=k_s * (f_bur * state.b + 1.0 - f_bur),
-        bp_release_to_surface=const.bp_f_bone * k_rel * state.c,
-        bp_burial=k_s * f_bur * state.b,
-        bp_release=k_rel * state.c,
+        bone_formation=eq.bone_formation(const.rho, state.b, deficit, const.modeling, state.c),
+        bone_resorption_rate=eq.resorption_rate(
+            const.rho, state.c, state.young + state.old, const.nu
+        ),
+        bp_surface_loss=eq.bp_surface_loss(k_s, f_bur, state.b),
+        bp_release_to_surface=eq.bp_release_to_surface(const.bp_f_bone, k_rel, state.c),
+        bp_burial=eq.bp_burial(k_s, f_bur, state.b),
+        bp_release=eq.bp_release(k_rel, state.c),
     )
 
 
@@ -556,15 +580,20 @@ def derivatives(
     r = rates(const, state, inputs, t_day)
     pk_prod, pk_loss = denosumab_rates(const, state)
     prod, loss = {**r.prod, **pk_prod}, {**r.loss, **pk_loss}
-    scalar = {name: prod[name] - loss[name] * getattr(state, name) for name in SCALAR_STATES}
+    scalar = {
+        name: eq.first_order_rate(prod[name], loss[name], getattr(state, name))
+        for name in SCALAR_STATES
+    }
     turnover = r.bone_resorption_rate
+    surface, buried = state.bp_surface_mg, state.bp_buried_mg
     return ModelState(
         **scalar,
-        young=r.bone_formation - (const.kappa + turnover) * state.young,
-        old=const.kappa * state.young - turnover * state.old,
-        bp_surface_mg=-r.bp_surface_loss * state.bp_surface_mg
-        + r.bp_release_to_surface * state.bp_buried_mg,
-        bp_buried_mg=r.bp_burial * state.bp_surface_mg - r.bp_release * state.bp_buried_mg,
+        young=eq.young_bone_rate(r.bone_formation, const.kappa, turnover, state.young),
+        old=eq.old_bone_rate(const.kappa, turnover, state.young, state.old),
+        bp_surface_mg=eq.pair_rate_first(
+            r.bp_surface_loss, r.bp_release_to_surface, surface, buried
+        ),
+        bp_buried_mg=eq.pair_rate_second(r.bp_burial, r.bp_release, surface, buried),
     )
 
 
@@ -634,16 +663,10 @@ def _denosumab_step(const: ModelConstants, state: ModelState, dt: float) -> dict
     """
     if not np.any(state.den_depot_mg) and not np.any(state.den_central_mg):
         return {name: getattr(state, name) for name in DENOSUMAB_STATES}
-    vc, vp, q_flow = const.den_vc_l, const.den_vp_l, const.den_q_l_per_day
     depot = state.den_depot_mg * np.exp(-const.den_ka * dt)
     released = state.den_depot_mg - depot
-    to_central, to_peripheral = q_flow / vp, q_flow / vc
-
-    def central_loss(central_mg: Array) -> Array:
-        conc = central_mg / vc
-        return (const.den_cl_l_per_day + q_flow) / vc + const.den_vmax_mg_per_day / (
-            vc * (const.den_km_mg_l + conc)
-        )
+    to_central = eq.compartment_transfer(const.den_q_l_per_day, const.den_vp_l)
+    to_peripheral = eq.compartment_transfer(const.den_q_l_per_day, const.den_vc_l)
 
     def advance(loss: Array) -> tuple[Array, Array]:
         half = 0.5 * dt
@@ -660,9 +683,9 @@ def _denosumab_step(const: ModelConstants, state: ModelState, dt: float) -> dict
             central + released, peripheral, loss, to_central, to_peripheral, to_central, half
         )
 
-    start_loss = central_loss(state.den_central_mg)
+    start_loss = _central_loss(const, state.den_central_mg)
     predicted, _ = advance(start_loss)
-    central, peripheral = advance(0.5 * (start_loss + central_loss(predicted)))
+    central, peripheral = advance(0.5 * (start_loss + _central_loss(const, predicted)))
     return {
         "den_depot_mg": depot,
         "den_central_mg": central,

@@ -18,11 +18,14 @@ expected oral dose). Time is in days, drug amounts in mg, volumes in L.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 
 import libsbml
 import numpy as np
 
+from bonecast.simulation import equations
+from bonecast.simulation.equations import STATES
 from bonecast.simulation.model import Array, ModelInputs, ModelState, mineral
 from bonecast.simulation.parameters import SITES
 from bonecast.simulation.population import VirtualPopulation
@@ -43,6 +46,105 @@ EXPOSURES = {
 
 
 XHTML = "http://www.w3.org/1999/xhtml"
+
+
+class Formula:
+    """A symbolic value: arithmetic on it records an SBML Level 3 infix formula.
+
+    The equations of :mod:`bonecast.simulation.equations` evaluated on formulas (with
+    :data:`SBML_MATH` as their math namespace) give their SBML text, so the export writes no
+    equation by hand. Every compound operand is parenthesised; libsbml parses the text into
+    MathML.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"Formula({self.text!r})"
+
+    @staticmethod
+    def text_of(value: Formula | float) -> str:
+        """The formula text of a formula or a number."""
+        return value.text if isinstance(value, Formula) else repr(float(value))
+
+    @staticmethod
+    def operand(value: Formula | float) -> str:
+        """The text of ``value`` as an operand: a name, a number or a parenthesised formula."""
+        text = Formula.text_of(value)
+        return text if _ATOM.fullmatch(text) else f"({text})"
+
+    @classmethod
+    def binary(cls, left: Formula | float, op: str, right: Formula | float) -> Formula | float:
+        """``left op right``, leaving out an identity (``x * 1``, ``1 * x``, ``x + 0``, ...)."""
+        if isinstance(right, float | int) and (op, right) in {
+            ("*", 1),
+            ("/", 1),
+            ("+", 0),
+            ("-", 0),
+        }:
+            return left
+        if isinstance(left, float | int) and (left, op) in {(1, "*"), (0, "+")}:
+            return right
+        return cls(f"{cls.operand(left)} {op} {cls.operand(right)}")
+
+    @classmethod
+    def call(cls, function: str, *args: Formula | float) -> Formula:
+        """An SBML L3 function call, e.g. ``exp(x)``."""
+        return cls(f"{function}({', '.join(cls.operand(a) for a in args)})")
+
+    def __add__(self, other: Formula | float) -> Formula | float:
+        return Formula.binary(self, "+", other)
+
+    def __radd__(self, other: Formula | float) -> Formula | float:
+        return Formula.binary(other, "+", self)
+
+    def __sub__(self, other: Formula | float) -> Formula | float:
+        return Formula.binary(self, "-", other)
+
+    def __rsub__(self, other: Formula | float) -> Formula | float:
+        return Formula.binary(other, "-", self)
+
+    def __mul__(self, other: Formula | float) -> Formula | float:
+        return Formula.binary(self, "*", other)
+
+    def __rmul__(self, other: Formula | float) -> Formula | float:
+        return Formula.binary(other, "*", self)
+
+    def __truediv__(self, other: Formula | float) -> Formula | float:
+        return Formula.binary(self, "/", other)
+
+    def __rtruediv__(self, other: Formula | float) -> Formula | float:
+        return Formula.binary(other, "/", self)
+
+    def __pow__(self, other: Formula | float) -> Formula | float:
+        return Formula.binary(self, "^", other)
+
+    def __neg__(self) -> Formula:
+        return Formula(f"-{Formula.operand(self)}")
+
+
+_ATOM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9.]+(e[+-]?[0-9]+)?")
+"""A name or an unsigned number: an operand that needs no parentheses."""
+
+SBML_MATH = {
+    "exp": lambda x: Formula.call("exp", x),
+    "power": lambda x, n: Formula.binary(x, "^", n),
+    "maximum": lambda x, y: Formula.call("max", x, y),
+    "minimum": lambda x, y: Formula.call("min", x, y),
+}
+"""The math namespace of the equations in SBML L3 infix."""
+SBML_EQUATIONS = equations.with_math(SBML_MATH)
+"""The model's equations writing SBML formulas."""
+
+
+class _Ids:
+    """``v.name`` is the formula of the SBML id ``name``."""
+
+    def __getattr__(self, name: str) -> Formula:
+        return Formula(name)
 
 
 class SbmlExportError(ValueError):
@@ -172,6 +274,7 @@ def to_sbml(
     start = ModelState.baseline(const)
     mineral0 = mineral(const, start)
     b = _Builder("bonecast_aibl2c", name)
+    v = _Ids()
 
     def c(sid: str, value: Array, unit: str, note: str) -> None:
         b.constant(sid, _scalar(value), unit, note)
@@ -233,63 +336,23 @@ def to_sbml(
     for field, sid in EXPOSURES.items():
         b.switched(sid, _scalar(getattr(inputs0, field)), f"exposure input {field}")
 
-    # states (docs/model/equations.md section 4) with their rate rules (6.1-6.7)
-    b.state("p", 1.0, "k_p * (f_L - p)", "dimensionless", "osteoclast precursors (relative)")
-    b.state("c", 1.0, "k_c * p - k_c * a_L * (1 + E_BP) * c", "dimensionless", "osteoclasts")
-    b.state("q", 1.0, "k_q * (c^gamma_T - q)", "dimensionless", "pre-osteoblasts (relative)")
-    b.state("b", 1.0, "k_b * (q - b)", "dimensionless", "active osteoblasts (relative)")
-    for k, j in enumerate(COMPARTMENTS):
-        b.state(
-            f"Y_{j}",
-            _scalar(start.young[k]),
-            f"F_{j} - kappa * Y_{j} - R_{j} * Y_{j} / V_{j}",
-            "dimensionless",
-            f"young bone volume, compartment {j} (fraction of baseline volume)",
-        )
-        b.state(
-            f"O_{j}",
-            _scalar(start.old[k]),
-            f"kappa * Y_{j} - R_{j} * O_{j} / V_{j}",
-            "dimensionless",
-            f"old bone volume, compartment {j} (fraction of baseline volume)",
-        )
-    b.state("X_T", 0.0, "k_T * (TAM - X_T)", "dimensionless", "tamoxifen exposure")
-    for drug in const.bp_drugs:
-        b.state(
-            f"A_s_{drug}",
-            0.0,
-            f"-k_s_{drug} * (f_bur_{drug} * b + 1 - f_bur_{drug}) * A_s_{drug}"
-            f" + f_bone_{drug} * k_rel_{drug} * c * A_b_{drug}",
-            "mg",
-            f"{drug} on the resorbable surface",
-        )
-        b.state(
-            f"A_b_{drug}",
-            0.0,
-            f"k_s_{drug} * f_bur_{drug} * b * A_s_{drug} - k_rel_{drug} * c * A_b_{drug}",
-            "mg",
-            f"{drug} buried under new bone",
-        )
-    b.state("D_sc", 0.0, "-den_ka * D_sc", "mg", "denosumab SC depot")
-    b.state(
-        "D_c",
-        0.0,
-        "den_ka * D_sc - (den_CL / den_Vc) * D_c - den_Vmax * C_den / (den_Km + C_den)"
-        " - den_Q * (C_den - D_p / den_Vp)",
-        "mg",
-        "denosumab central amount",
-    )
-    b.state("D_p", 0.0, "den_Q * (C_den - D_p / den_Vp)", "mg", "denosumab peripheral amount")
+    # algebraic quantities (assignment rules), each the equation of
+    # bonecast.simulation.equations evaluated on the SBML ids of its inputs
+    def assign(sid: str, formula: Formula | float, unit: str, note: str) -> Formula:
+        b.assign(sid, Formula.text_of(formula), unit, note)
+        return Formula(sid)
 
-    # algebraic quantities (assignment rules)
     if const.e2_base_fixed is not None:
         c("E2_base", const.e2_base_fixed, "pg/mL", "untreated estradiol E2_base")
+        e2_base = Formula("E2_base")
     else:
         c("fmp_day", const.fmp_day, "day", "final menstrual period (day from t = 0)")
         c("menopause_width", const.menopause_width_days, "day", "width of the menopause logistic")
-        b.assign(
+        e2_base = assign(
             "E2_base",
-            "e2_post + (e2_pre - e2_post) / (1 + exp((time - fmp_day) / menopause_width))",
+            SBML_EQUATIONS.untreated_estradiol(
+                v.time, v.e2_pre, v.e2_post, v.fmp_day, v.menopause_width
+            ),
             "pg/mL",
             "untreated estradiol over natural menopause",
         )
@@ -304,101 +367,219 @@ def to_sbml(
             "(ng/dL)/(mg/day)",
             "serum testosterone per absorbed mg/day (1e5 / clearance)",
         )
-        b.assign("k_arom", "1 - m_AI * AI_supp", "dimensionless", "aromatase activity left")
-        b.assign("x_T", "T_exo * T_per_mg / T_0", "dimensionless", "exogenous T relative to T_0")
-        b.assign("u_T", "(1 - OFS) / (1 + x_T)", "dimensionless", "endogenous T production left")
-        b.assign(
+        k_arom = assign(
+            "k_arom",
+            SBML_EQUATIONS.aromatase_activity(v.AI_supp, v.m_AI),
+            "dimensionless",
+            "aromatase activity left",
+        )
+        x_t = assign(
+            "x_T",
+            SBML_EQUATIONS.exogenous_testosterone_ratio(v.T_exo, v.T_per_mg, v.T_0),
+            "dimensionless",
+            "exogenous T relative to T_0",
+        )
+        u_t = assign(
+            "u_T",
+            SBML_EQUATIONS.endogenous_testosterone_share(v.OFS, x_t),
+            "dimensionless",
+            "endogenous T production left",
+        )
+        e_male = assign(
             "e_male",
-            "k_arom * (u_T * (1 + hpg_gain) + x_T) / (1 + k_arom * u_T * hpg_gain)",
+            SBML_EQUATIONS.male_estradiol_ratio(k_arom, u_t, x_t, v.hpg_gain),
             "dimensionless",
             "estradiol relative to its untreated level",
         )
-        b.assign(
+        assign(
             "T_serum",
-            "T_0 * (u_T * (1 + hpg_gain * (1 - e_male)) + x_T)",
+            v.T_0 * SBML_EQUATIONS.male_testosterone_ratio(e_male, u_t, x_t, v.hpg_gain),
             "ng/dL",
             "serum testosterone",
         )
-        b.assign("E2", "E2_base * e_male", "pg/mL", "serum estradiol (a man's)")
-    else:
-        b.assign(
+        e2 = assign(
             "E2",
-            "(E2_base - OFS * (E2_base - e2_post)) * (1 - AI_supp)",
+            SBML_EQUATIONS.male_estradiol(e2_base, e_male),
+            "pg/mL",
+            "serum estradiol (a man's)",
+        )
+    else:
+        e2 = assign(
+            "E2",
+            SBML_EQUATIONS.female_estradiol(e2_base, v.e2_post, v.OFS, v.AI_supp),
             "pg/mL",
             "serum estradiol",
         )
-    b.assign("e_E2", "(E2 / ec50_e2)^n_e", "dimensionless", "relative estradiol activity")
-    b.assign(
+    e_e2 = assign(
+        "e_E2",
+        SBML_EQUATIONS.estradiol_activity(e2, v.ec50_e2, v.n_e),
+        "dimensionless",
+        "relative estradiol activity",
+    )
+    s_e = assign(
         "S_E",
-        "(e_E2 + epsilon_T * tau_T * X_T) / (1 + e_E2 + tau_T * X_T)",
+        SBML_EQUATIONS.estrogen_receptor_activity(e_e2, v.X_T, v.tau_T, v.epsilon_T),
         "dimensionless",
         "estrogen-receptor activity",
     )
-    b.assign(
+    rankl0 = SBML_EQUATIONS.rankl_production(v.S_E0, v.alpha_L, 1.0)
+    p_l = assign(
         "P_L",
-        "(1 + alpha_L * (1 - S_E)) / (1 + alpha_L * (1 - S_E0))",
+        SBML_EQUATIONS.rankl_production(s_e, v.alpha_L, 1.0 / rankl0),
         "dimensionless",
         "RANKL production (relative)",
     )
-    b.assign(
+    opg0 = SBML_EQUATIONS.opg_production(v.S_E0, 1.0, v.alpha_O, 1.0)
+    p_o = assign(
         "P_O",
-        "(1 + alpha_O * S_E) / (1 + alpha_O * S_E0) * b",
+        SBML_EQUATIONS.opg_production(s_e, v.b, v.alpha_O, 1.0 / opg0),
         "dimensionless",
         "OPG production (relative)",
     )
-    b.assign("C_den", "D_c / den_Vc", "mg/L", "serum denosumab concentration (ug/mL)")
-    b.assign(
+    c_den = assign(
+        "C_den",
+        SBML_EQUATIONS.denosumab_concentration(v.D_c, v.den_Vc),
+        "mg/L",
+        "serum denosumab concentration (ug/mL)",
+    )
+    free = assign(
         "L",
-        "P_L * (1 + theta_O + theta_K)"
-        " / (1 + theta_O * P_O + theta_K + theta_D * C_den * nM_per_mg_l)",
+        SBML_EQUATIONS.free_rankl(p_l, p_o, c_den, v.theta_O, v.theta_K, v.theta_D, v.nM_per_mg_l),
         "dimensionless",
         "free RANKL (relative)",
     )
-    b.assign("f_L", "L * (1 + kappa_L) / (1 + kappa_L * L)", "dimensionless", "RANK signal")
-    b.assign("a_L", "(1 + s_L) / (1 + s_L * f_L)", "dimensionless", "osteoclast apoptosis modifier")
-    occupancy = " + ".join(
-        f"(A_s_{d} / ec50_{d})^n_bp / (1 + (A_s_{d} / ec50_{d})^n_bp)" for d in const.bp_drugs
+    f_l = assign("f_L", SBML_EQUATIONS.rank_signal(free, v.kappa_L), "dimensionless", "RANK signal")
+    a_l = assign(
+        "a_L",
+        SBML_EQUATIONS.osteoclast_apoptosis(f_l, v.s_L),
+        "dimensionless",
+        "osteoclast apoptosis modifier",
     )
-    b.assign(
+    occupancy: Formula | float = 0.0
+    for drug in const.bp_drugs:
+        occupancy = occupancy + SBML_EQUATIONS.bisphosphonate_occupancy(
+            Formula(f"A_s_{drug}"), Formula(f"ec50_{drug}"), v.n_bp
+        )
+    e_bp = assign(
         "E_BP",
-        f"emax_bp * ({occupancy})" if occupancy else "0",
+        SBML_EQUATIONS.bisphosphonate_effect(v.emax_bp, occupancy),
         "dimensionless",
         "bisphosphonate effect on osteoclast removal",
     )
+    ageing = SBML_EQUATIONS.ageing_factor(v.age_deficit, v.time)
+    rates: dict[str, Formula | float] = {}
     for j in COMPARTMENTS:
-        b.assign(f"V_{j}", f"Y_{j} + O_{j}", "dimensionless", f"bone volume, compartment {j}")
-        b.assign(
-            f"R_{j}",
-            f"rho_{j} * c * V_{j}^nu_{j}",
+        rho_j, young, old = Formula(f"rho_{j}"), Formula(f"Y_{j}"), Formula(f"O_{j}")
+        volume = assign(f"V_{j}", young + old, "dimensionless", f"bone volume, compartment {j}")
+        turnover = assign(
+            f"r_{j}",
+            SBML_EQUATIONS.resorption_rate(rho_j, v.c, volume, Formula(f"nu_{j}")),
             "1/day",
-            f"resorption, compartment {j} (fraction of baseline volume per day)",
+            f"fractional resorption R_{j} / V_{j}, compartment {j}",
         )
-        b.assign(
+        deficit = assign(
             f"delta_{j}",
-            f"min(delta0_{j} * exp(age_deficit * time) + deltaE_{j} * (S_E0 - S_E) / S_E0, 1)",
+            SBML_EQUATIONS.focal_deficit(
+                Formula(f"delta0_{j}"), ageing, Formula(f"deltaE_{j}"), s_e, v.S_E0, 1.0 / v.S_E0
+            ),
             "dimensionless",
             f"focal-balance deficit, compartment {j}",
         )
-        b.assign(
+        formation = assign(
             f"F_{j}",
-            f"rho_{j} * (b * (1 - delta_{j}) + mu_{j} * max(1 - c, 0))",
+            SBML_EQUATIONS.bone_formation(rho_j, v.b, deficit, Formula(f"mu_{j}"), v.c),
             "1/day",
             f"formation, compartment {j} (fraction of baseline volume per day)",
         )
-        b.assign(f"M_{j}", f"m_p * Y_{j} + O_{j}", "dimensionless", f"mineral, compartment {j}")
+        assign(
+            f"M_{j}",
+            SBML_EQUATIONS.mineral(v.m_p, young, old),
+            "dimensionless",
+            f"mineral, compartment {j}",
+        )
+        rates[f"Y_{j}"] = SBML_EQUATIONS.young_bone_rate(formation, v.kappa, turnover, young)
+        rates[f"O_{j}"] = SBML_EQUATIONS.old_bone_rate(v.kappa, turnover, young, old)
     for site, short in SITE_IDS.items():
-        b.assign(
+        ratio = assign(
             f"BMD_{short}",
-            f"f_{short} * M_t / M0_t + (1 - f_{short}) * M_c / M0_c",
+            SBML_EQUATIONS.bmd_ratio(
+                Formula(f"f_{short}"),
+                Formula("M_t") / Formula("M0_t"),
+                Formula("M_c") / Formula("M0_c"),
+            ),
             "dimensionless",
             f"{site} BMD relative to baseline",
         )
-        b.assign(
-            f"pct_{short}",
-            f"100 * (BMD_{short} - 1)",
-            "percent",
-            f"{site} BMD change from baseline",
+        assign(f"pct_{short}", 100.0 * (ratio - 1.0), "percent", f"{site} BMD change from baseline")
+
+    # states (docs/model/equations.md section 4) with their rate rules (6.1-6.7)
+    rates["p"] = SBML_EQUATIONS.first_order_rate(
+        SBML_EQUATIONS.precursor_production(v.k_p, f_l), v.k_p, Formula("p")
+    )
+    rates["c"] = SBML_EQUATIONS.first_order_rate(
+        SBML_EQUATIONS.osteoclast_production(v.k_c, Formula("p")),
+        SBML_EQUATIONS.osteoclast_loss(v.k_c, a_l, e_bp),
+        v.c,
+    )
+    rates["q"] = SBML_EQUATIONS.first_order_rate(
+        SBML_EQUATIONS.preosteoblast_production(v.k_q, v.c, v.gamma_T), v.k_q, Formula("q")
+    )
+    rates["b"] = SBML_EQUATIONS.first_order_rate(
+        SBML_EQUATIONS.osteoblast_production(v.k_b, Formula("q")), v.k_b, v.b
+    )
+    rates["X_T"] = SBML_EQUATIONS.first_order_rate(
+        SBML_EQUATIONS.tamoxifen_production(v.k_T, v.TAM), v.k_T, v.X_T
+    )
+    for drug in const.bp_drugs:
+        surface, buried = Formula(f"A_s_{drug}"), Formula(f"A_b_{drug}")
+        k_s, f_bur, k_rel = (
+            Formula(f"k_s_{drug}"),
+            Formula(f"f_bur_{drug}"),
+            Formula(f"k_rel_{drug}"),
         )
+        rates[f"A_s_{drug}"] = SBML_EQUATIONS.pair_rate_first(
+            SBML_EQUATIONS.bp_surface_loss(k_s, f_bur, v.b),
+            SBML_EQUATIONS.bp_release_to_surface(Formula(f"f_bone_{drug}"), k_rel, v.c),
+            surface,
+            buried,
+        )
+        rates[f"A_b_{drug}"] = SBML_EQUATIONS.pair_rate_second(
+            SBML_EQUATIONS.bp_burial(k_s, f_bur, v.b),
+            SBML_EQUATIONS.bp_release(k_rel, v.c),
+            surface,
+            buried,
+        )
+    to_central = SBML_EQUATIONS.compartment_transfer(v.den_Q, v.den_Vp)
+    absorbed = SBML_EQUATIONS.depot_absorption(v.den_ka, v.D_sc)
+    rates["D_sc"] = SBML_EQUATIONS.first_order_rate(0.0, v.den_ka, v.D_sc)
+    rates["D_c"] = SBML_EQUATIONS.first_order_rate(
+        absorbed + to_central * v.D_p,
+        SBML_EQUATIONS.denosumab_central_loss(
+            c_den, v.den_Vc, v.den_Q, v.den_CL, v.den_Vmax, v.den_Km
+        ),
+        v.D_c,
+    )
+    rates["D_p"] = SBML_EQUATIONS.first_order_rate(
+        SBML_EQUATIONS.compartment_transfer(v.den_Q, v.den_Vc) * v.D_c, to_central, v.D_p
+    )
+    for state in STATES:
+        initial = np.reshape(getattr(start, state.field), (-1,))
+        names = (
+            COMPARTMENTS
+            if "{j}" in state.sbml_id
+            else const.bp_drugs
+            if "{drug}" in state.sbml_id
+            else ("",)
+        )
+        for k, name in enumerate(names):
+            sid = state.sbml_id.format(j=name, drug=name)
+            b.state(
+                sid,
+                float(initial[k]),
+                Formula.text_of(rates[sid]),
+                state.unit,
+                state.description.format(j=name, drug=name),
+            )
 
     # events: exposure switches and doses (applied at the start of their day)
     previous: ModelInputs = inputs0
