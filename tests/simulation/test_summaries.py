@@ -83,3 +83,19 @@ def test_sums_of_squares_stay_exact_near_the_limit() -> None:
     summary = Summary.of(big)
     assert summary.squares == sum(q * q for q in fixed)
     assert summary.total == sum(fixed)
+
+
+def test_dense_and_sparse_merges_agree(values: np.ndarray) -> None:
+    """Overlapping chunks merge densely, far-apart ones through the sorted union: either way
+    the histogram is the one of all the values."""
+    near = Summary.of(values[:2500], BAND_BIN_SHIFT).merge(
+        Summary.of(values[2500:4000], BAND_BIN_SHIFT)
+    )
+    np.testing.assert_array_equal(near.bins, Summary.of(values[:4000], BAND_BIN_SHIFT).bins)
+    np.testing.assert_array_equal(near.counts, Summary.of(values[:4000], BAND_BIN_SHIFT).counts)
+    far = Summary.of(values[:10]).merge(Summary.of(values[10:20] + 5000.0))
+    together = Summary.of(np.concatenate([values[:10], values[10:20] + 5000.0]))
+    np.testing.assert_array_equal(far.bins, together.bins)
+    np.testing.assert_array_equal(far.counts, together.counts)
+    empty = Summary.of(np.array([1.0]), shift=None, spread=False)
+    assert empty.merge(empty).bins.size == 0
