@@ -22,7 +22,9 @@ It measures, in one run (in this order):
    task thread and one kernel thread per worker process), ``--repeats`` times each in turns
    (fastest kept: the least disturbed by other load). Each row gives the wall time of
    ``run_trial`` on the fresh cluster (the workers load the compiled kernel during the first
-   chunk), the cluster's start-up apart, the speed-up over serial and over one worker, and the
+   chunk), the cluster's start-up apart, the speed-up over serial and over one worker, the
+   CPU seconds of the whole process tree during ``run_trial`` (the work and Dask's overhead;
+   unlike the wall time, it hardly depends on what else runs on a shared machine) and the
    machine's load average around it. Every run's rows must equal the serial rows bit for bit,
    or the benchmark exits 1.
 3. **malloc trim** (``--trim-repeats``, default 0: measured once, benchmarks/README.md):
@@ -195,6 +197,7 @@ class Run:
     chunk_size: int
     start_s: float
     seconds: float
+    cpu_s: float
     peak_rss_bytes: int
     load_before: float
     load_after: float
@@ -203,6 +206,24 @@ class Run:
     def patients_per_s(self) -> float:
         """Throughput, patients per second of wall time."""
         return self.patients / self.seconds
+
+
+def tree_cpu_seconds() -> dict[int, float]:
+    """User + system CPU seconds so far of this process and each descendant, by process id."""
+    me = psutil.Process()
+    out: dict[int, float] = {}
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:  # a process that just ended
+            continue
+        out[process.pid] = times.user + times.system
+    return out
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds the process tree spent between two :func:`tree_cpu_seconds`."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 class TreeMemory:
@@ -266,6 +287,7 @@ def timed(spec: TrialSpec, setting: Setting, engine: Engine) -> tuple[Run, Trial
         load_before = os.getloadavg()[0]
         with progress_bar(errors) as progress:
             task = progress.add_task(f"{setting.label}: {n:,} patients x {days} days", total=n)
+            cpu_before = tree_cpu_seconds()
             began = time.perf_counter()
             result = run_trial(
                 spec,
@@ -274,6 +296,7 @@ def timed(spec: TrialSpec, setting: Setting, engine: Engine) -> tuple[Run, Trial
                 executor=executor,
             )
             seconds = time.perf_counter() - began
+            cpu_s = cpu_used(cpu_before, tree_cpu_seconds())
         run = Run(
             setting.label,
             n,
@@ -282,6 +305,7 @@ def timed(spec: TrialSpec, setting: Setting, engine: Engine) -> tuple[Run, Trial
             chunk_size_for(n, executor.parallelism),
             start_s,
             seconds,
+            cpu_s,
             memory.peak,
             load_before,
             os.getloadavg()[0],
@@ -346,6 +370,8 @@ def scaling_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
         "vs serial",
         "vs 1 worker",
         "with start vs serial",
+        "CPU s",
+        "CPU vs serial",
         "load avg",
     ]
     rows = []
@@ -362,6 +388,8 @@ def scaling_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
                 f"{serial.seconds / run.seconds:.2f}x",
                 f"{one.seconds / run.seconds:.2f}x" if one and run.workers else "",
                 f"{serial.seconds / (run.seconds + run.start_s):.2f}x" if run.workers else "",
+                f"{run.cpu_s:.1f}",
+                f"{run.cpu_s / serial.cpu_s:.2f}",
                 f"{run.load_before:.1f}-{run.load_after:.1f}",
             ]
         )
