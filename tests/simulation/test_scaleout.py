@@ -13,6 +13,7 @@ import os
 import pickle
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 import yaml
@@ -31,6 +32,7 @@ from bonecast.simulation import (
     simulate,
 )
 from bonecast.simulation.executors import (
+    LOCAL_CLUSTER_CONFIG,
     THREAD_VARIABLES,
     DaskExecutor,
     dask_executor,
@@ -120,12 +122,19 @@ def test_one_dask_worker_reproduces_the_serial_rows_on_its_share_of_the_cores(
     assert os.environ["NUMBA_NUM_THREADS"] == "7"  # this process's environment is restored
 
 
+QUIET = tuple(LOCAL_CLUSTER_CONFIG)
+
+
 def test_local_workers_share_the_cores_without_oversubscribing_them() -> None:
     assert [worker_threads(w, cores=8) for w in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
     with dask_executor(workers=2) as executor:
+        assert isinstance(executor, DaskExecutor)
         threads = executor.client.run(lambda: os.environ["NUMBA_NUM_THREADS"])
+        settings = executor.client.run(lambda: {k: dask.config.get(k) for k in QUIET})
         assert executor.parallelism == 2  # one chunk at a time per worker process
     assert list(threads.values()) == [str(worker_threads(2))] * 2
+    # no profiler, slower ticks: the workers run with bonecast's settings
+    assert list(settings.values()) == [LOCAL_CLUSTER_CONFIG] * 2
 
 
 @pytest.mark.parametrize("chunk_size", ["7", "50", "1000"])

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -109,6 +110,33 @@ def _merged_histogram(
     return bins, counts
 
 
+def _smallest_unsigned(values: IntArray) -> NDArray[np.unsignedinteger[Any]]:
+    """Non-negative ``values`` in the smallest unsigned integer type that holds them all."""
+    top = int(values.max()) if values.size else 0
+    for kind in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(kind).max:
+            return values.astype(kind)
+    return values.astype(np.uint64)
+
+
+def _unpickled(
+    count: int,
+    total: int,
+    squares: int,
+    shift: int,
+    first: int,
+    gaps: NDArray[np.unsignedinteger[Any]],
+    counts: NDArray[np.unsignedinteger[Any]],
+) -> Summary:
+    """The :class:`Summary` that :meth:`Summary.__reduce__` packed."""
+    bins = np.empty(counts.size, dtype=np.int64)
+    if counts.size:
+        bins[0] = 0
+        np.cumsum(gaps, dtype=np.int64, out=bins[1:])
+        bins += first
+    return Summary(count, total, squares, shift, bins, counts.astype(np.int64))
+
+
 @dataclass(frozen=True)
 class Summary:
     """Count, exact sums and (optionally) a sparse histogram of a sample, in fixed point.
@@ -136,6 +164,25 @@ class Summary:
             bins, counts = _histogram(fixed >> shift)
         squares = _exact_sum_of_squares(fixed) if spread else 0
         return cls(fixed.size, _exact_sum(fixed), squares, shift or 0, bins, counts)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle compactly (a chunk's summaries travel from worker to client): the histogram
+        as its first bin, the gaps between bins and the counts, each in the smallest unsigned
+        integer type that holds it (usually one byte instead of sixteen per bin)."""
+        first = int(self.bins[0]) if self.bins.size else 0
+        gaps = _smallest_unsigned(np.diff(self.bins))
+        return (
+            _unpickled,
+            (
+                self.count,
+                self.total,
+                self.squares,
+                self.shift,
+                first,
+                gaps,
+                _smallest_unsigned(self.counts),
+            ),
+        )
 
     def merge(self, other: Summary) -> Summary:
         """The summary of both samples together (exact, and the same in either order)."""
