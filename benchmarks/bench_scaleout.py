@@ -27,19 +27,24 @@ It measures, in one run (in this order):
    unlike the wall time, it hardly depends on what else runs on a shared machine) and the
    machine's load average around it. Every run's rows must equal the serial rows bit for bit,
    or the benchmark exits 1.
-3. **malloc trim** (``--trim-repeats``, default 0: measured once, benchmarks/README.md):
+3. **Whole command** (``--no-commands`` skips it): ``bonecast trial run`` on the same
+   ``--patients`` serially and with ``--workers`` (bonecast's defaults otherwise), each in a
+   fresh interpreter, ``--repeats`` times in turns (fastest kept): what a user waits for,
+   start-up, cluster, loading the compiled kernel and exit included, and the CPU seconds of
+   the command and all its processes. The CSVs must be identical, or the benchmark exits 1.
+4. **malloc trim** (``--trim-repeats``, default 0: measured once, benchmarks/README.md):
    ``--patients`` on ``--workers`` workers started with Dask's default
    ``MALLOC_TRIM_THRESHOLD_`` (64 KiB), with a large one (1 GiB) and with none (glibc's own),
    alternating; the best wall time of each; rows checked as above.
 
 Wall times are :func:`time.perf_counter` around :func:`run_trial`; starting a cluster is timed
-apart. Results: a Rich table, ``--out``/bench_scaleout.json, bench_scaleout.csv (one line per
+apart. Results: Rich tables, ``--out``/bench_scaleout.json, bench_scaleout.csv (one line per
 run of the scaling table) and bench_scaleout.md (the tables in Markdown).
 
 Usage::
 
     python benchmarks/bench_scaleout.py [--patients 100000] [--large-patients 1000000]
-        [--years 10] [--workers N] [--scaling-workers 1 2 N] [--repeats 2]
+        [--years 10] [--workers N] [--scaling-workers 1 2 N] [--repeats 2] [--no-commands]
         [--engine auto|numba|numpy] [--trim-repeats 0] [--out results/bench]
 """
 
@@ -50,7 +55,10 @@ import csv
 import json
 import os
 import platform
+import resource
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -61,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -128,6 +137,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=_positive_int, default=2)
     parser.add_argument("--engine", choices=["auto", "numba", "numpy"], default="auto")
+    parser.add_argument(
+        "--no-commands",
+        dest="commands",
+        action="store_false",
+        help="skip the whole-command comparison",
+    )
     parser.add_argument("--trim-repeats", type=_count, default=0, help="0 skips the comparison")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
@@ -136,54 +151,56 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def trial_spec(patients: int, years: int, seed: int) -> TrialSpec:
     """The benchmark trial (see the module docstring) with ``patients`` per arm."""
+    return parse_trial_spec(trial_spec_data(patients, years, seed), "benchmark")
+
+
+def trial_spec_data(patients: int, years: int, seed: int) -> dict[str, Any]:
+    """The benchmark trial as the mapping a spec file holds."""
     months = 12 * years
-    return parse_trial_spec(
-        {
-            "name": "scale-out benchmark",
-            "seed": seed,
-            "population": {
-                "n": patients,
-                "menopausal_status": "postmenopausal",
-                "age_years": {"mean": 64, "sd": 8},
-                "baseline_t_score": {"lumbar_spine": {"mean": -0.8, "sd": 1.0}},
-            },
-            "arms": [
-                {
-                    "name": "anastrozole + zoledronic acid",
-                    "treatments": [
-                        {
-                            "drug": "anastrozole",
-                            "dose_mg": 1,
-                            "interval_days": 1,
-                            "start_month": 0,
-                            "stop_month": 60,
-                        },
-                        {
-                            "drug": "zoledronic_acid",
-                            "dose_mg": 4,
-                            "route": "iv",
-                            "interval_days": 182,
-                            "start_month": 0,
-                            "stop_month": 60,
-                        },
-                    ],
-                }
-            ],
-            "outputs": {
-                "quantities": [
-                    "lumbar_spine",
-                    "total_hip",
-                    "femoral_neck",
-                    "ctx",
-                    "p1np",
-                    "clinical_fracture",
-                ],
-                "months": list(range(12, months + 1, 12)),
-                "intervals": [[months // 2, months]],
-            },
+    return {
+        "name": "scale-out benchmark",
+        "seed": seed,
+        "population": {
+            "n": patients,
+            "menopausal_status": "postmenopausal",
+            "age_years": {"mean": 64, "sd": 8},
+            "baseline_t_score": {"lumbar_spine": {"mean": -0.8, "sd": 1.0}},
         },
-        "benchmark",
-    )
+        "arms": [
+            {
+                "name": "anastrozole + zoledronic acid",
+                "treatments": [
+                    {
+                        "drug": "anastrozole",
+                        "dose_mg": 1,
+                        "interval_days": 1,
+                        "start_month": 0,
+                        "stop_month": 60,
+                    },
+                    {
+                        "drug": "zoledronic_acid",
+                        "dose_mg": 4,
+                        "route": "iv",
+                        "interval_days": 182,
+                        "start_month": 0,
+                        "stop_month": 60,
+                    },
+                ],
+            }
+        ],
+        "outputs": {
+            "quantities": [
+                "lumbar_spine",
+                "total_hip",
+                "femoral_neck",
+                "ctx",
+                "p1np",
+                "clinical_fracture",
+            ],
+            "months": list(range(12, months + 1, 12)),
+            "intervals": [[months // 2, months]],
+        },
+    }
 
 
 @dataclass(frozen=True)
@@ -341,6 +358,63 @@ def strong_scaling(spec: TrialSpec, args: argparse.Namespace) -> list[Run]:
     return [best[s.label] for s in settings]
 
 
+@dataclass(frozen=True)
+class Command:
+    """One timed ``bonecast trial run`` in a fresh interpreter."""
+
+    label: str
+    seconds: float
+    cpu_s: float
+
+
+def run_command(label: str, argv: list[str], out: Path) -> tuple[Command, str]:
+    """Run ``argv`` to completion: wall time, the CPU seconds of it and all its descendants
+    (Dask's workers included: they are waited for), and the CSV it wrote."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True, timeout=3600)
+    seconds = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Command(label, seconds, cpu), out.read_text(encoding="utf-8")
+
+
+def whole_commands(args: argparse.Namespace) -> list[Command]:
+    """``bonecast trial run`` serially and with ``--workers`` (bonecast's defaults otherwise),
+    ``--repeats`` times in turns, each in a fresh interpreter: everything a user waits for
+    (start-up, the cluster, loading the compiled kernel, the exit). The fastest of each;
+    exits 1 if the CSVs differ."""
+    with tempfile.TemporaryDirectory(prefix="bench-scaleout-") as folder:
+        spec = Path(folder) / "trial.yaml"
+        data = trial_spec_data(args.patients, args.years, args.seed)
+        spec.write_text(yaml.safe_dump(data), encoding="utf-8")
+        out = Path(folder) / "result.csv"
+        base = [sys.executable, "-m", "bonecast.cli", "trial", "run", str(spec), "--out", str(out)]
+        variants = {
+            "bonecast trial run": [*base, "--engine", args.engine],
+            f"bonecast trial run --workers {args.workers}": [
+                *base,
+                "--engine",
+                args.engine,
+                "--workers",
+                str(args.workers),
+            ],
+        }
+        best: dict[str, Command] = {}
+        reference: str | None = None
+        for _ in range(args.repeats):
+            for label, argv in variants.items():
+                errors.print(f"{label}: {args.patients:,} patients x {args.years} years")
+                command, csv_text = run_command(label, argv, out)
+                reference = reference or csv_text
+                if csv_text != reference:
+                    errors.print(f"[bold red]{label}: the CSV differs from the serial one[/]")
+                    sys.exit(1)
+                if label not in best or command.seconds < best[label].seconds:
+                    best[label] = command
+    return list(best.values())
+
+
 def compare_trim(spec: TrialSpec, args: argparse.Namespace) -> dict[str, float]:
     """Best wall time per malloc-trim setting; exits 1 if any run's rows differ."""
     best: dict[str, float] = {}
@@ -450,6 +524,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     tables.insert(
         0, (f"Strong scaling, {args.patients:,} patients x {args.years} years", header, rows)
     )
+    commands = whole_commands(args) if args.commands else []
+    if commands:
+        serial_command = commands[0]
+        tables.insert(
+            1,
+            (
+                f"Whole command, {args.patients:,} patients x {args.years} years "
+                f"(fastest of {args.repeats})",
+                ["command", "wall s", "vs serial", "CPU s", "CPU vs serial"],
+                [
+                    [
+                        command.label,
+                        f"{command.seconds:.2f}",
+                        f"{serial_command.seconds / command.seconds:.2f}x",
+                        f"{command.cpu_s:.1f}",
+                        f"{command.cpu_s / serial_command.cpu_s:.2f}",
+                    ]
+                    for command in commands
+                ],
+            ),
+        )
     trim = compare_trim(spec, args) if args.trim_repeats else {}
     if trim:
         tables.append(
@@ -491,6 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "engine": engine,
         "years": args.years,
         "scaling": [asdict(run) for run in runs],
+        "commands": [asdict(command) for command in commands],
         "large": asdict(large) if large else None,
         "large_peak_under_goal": large.peak_rss_bytes < GOAL_PEAK_BYTES if large else None,
         "trim_best_seconds": trim,
