@@ -504,7 +504,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         tables.append(
             (
                 f"{large.patients:,} patients x {args.years} years",
-                ["run", "chunk", "cluster start s", "wall s", "patients/s", "peak RSS MiB"],
+                [
+                    "run",
+                    "chunk",
+                    "cluster start s",
+                    "wall s",
+                    "patients/s",
+                    "CPU s",
+                    "peak RSS MiB",
+                ],
                 [
                     [
                         large.label,
@@ -512,6 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{large.start_s:.1f}",
                         f"{large.seconds:.1f}",
                         f"{large.patients_per_s:,.0f}",
+                        f"{large.cpu_s:.1f}",
                         f"{large.peak_rss_bytes / MIB:,.0f} "
                         f"({'under' if under else 'OVER'} {GOAL_PEAK_BYTES / MIB:,.0f})",
                     ]
