@@ -540,7 +540,7 @@ def dask_scaling(setup: Setup, patients: int, years: float, progress: Progress) 
     spec = trial_spec(patients, years, setup.seed)
     timings = [timed_trial(spec, setup, progress, SERIAL)]
     for workers in DASK_WORKERS:
-        with dask_executor(workers=workers) as executor:
+        with dask_executor(workers=workers, threads_per_worker=1) as executor:
             warm = trial_spec(4 * workers, 1.0, setup.seed)  # imports and JIT cache on each worker
             run_trial(warm, setup.parameter_set, engine="numba", executor=executor)
             timings.append(timed_trial(spec, setup, progress, dask_label(workers), executor))

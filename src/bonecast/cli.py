@@ -128,7 +128,9 @@ def trial_run(
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", min=1, help="Simulate chunks on a local Dask cluster of N processes."
+            "--workers",
+            min=1,
+            help="Simulate chunks on a local Dask cluster of N processes sharing the cores.",
         ),
     ] = None,
     scheduler: Annotated[

@@ -1,18 +1,24 @@
-"""Scale-out: a trial run on Dask workers gives the serial run's rows (issue 6, item 3).
+"""Scale-out: a trial run on Dask workers gives the serial run's rows (issues 6 and 17).
 
 Chunks are reduced to exact summaries where they run; the rows must not depend on the number
-of workers or the chunk size, and the percentiles must match NumPy's on the same patients.
+of workers, the chunk size or the cluster (local or at a scheduler address), and the
+percentiles must match NumPy's on the same patients. Chunks are sized for the workers, whose
+kernels share the cores without oversubscribing them.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bonecast.cli import app
@@ -25,11 +31,24 @@ from bonecast.simulation import (
     sample_population,
     simulate,
 )
-from bonecast.simulation.executors import SINGLE_THREADED_NUMPY, DaskExecutor, dask_executor
+from bonecast.simulation.executors import (
+    LOCAL_CLUSTER_CONFIG,
+    THREAD_VARIABLES,
+    DaskExecutor,
+    dask_executor,
+    share_kernel_threads,
+    worker_threads,
+)
 from bonecast.simulation.fracture import FRACTURE_QUANTITIES
 from bonecast.simulation.population import residual_error_pp
 from bonecast.simulation.summaries import FIXED_POINT_BITS, ROW_BIN_SHIFT
-from bonecast.simulation.trials import TrialChunk
+from bonecast.simulation.trials import (
+    CHUNK_SIZE,
+    CHUNKS_PER_TASK_THREAD,
+    MIN_CHUNK_SIZE,
+    TrialChunk,
+    chunk_size_for,
+)
 
 runner = CliRunner()
 
@@ -85,22 +104,37 @@ def test_two_dask_workers_reproduce_the_serial_rows(
     assert rows == serial_rows
 
 
-def test_one_dask_worker_reproduces_the_serial_rows_single_threaded(
+def test_one_dask_worker_reproduces_the_serial_rows_on_its_share_of_the_cores(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spec = parse_trial_spec(SPEC)
-    serial = run_trial(spec)
-    monkeypatch.setenv("NUMBA_NUM_THREADS", "2")  # a shell's setting must not reach the workers
-    with dask_executor(workers=1) as executor:
+    serial = run_trial(spec, engine="numba")
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "7")  # a shell's setting must not reach the workers
+    with dask_executor(workers=1, threads_per_worker=1) as executor:
         assert isinstance(executor, DaskExecutor)
-        distributed = run_trial(spec, executor=executor, chunk_size=25)
-        names = [*SINGLE_THREADED_NUMPY, "MALLOC_TRIM_THRESHOLD_"]
+        distributed = run_trial(spec, executor=executor, chunk_size=25, engine="numba")
+        names = [*THREAD_VARIABLES, "MALLOC_TRIM_THRESHOLD_"]
         environments = executor.client.run(lambda: {k: os.environ.get(k) for k in names})
     assert distributed.rows == serial.rows
     for environment in environments.values():
-        # one thread per worker; glibc's dynamic malloc thresholds (benchmarks/README.md)
-        assert environment == {**dict.fromkeys(SINGLE_THREADED_NUMPY, "1"), names[-1]: None}
-    assert os.environ["NUMBA_NUM_THREADS"] == "2"  # this process's environment is restored
+        # one thread as asked; glibc's dynamic malloc thresholds (benchmarks/README.md)
+        assert environment == {**dict.fromkeys(THREAD_VARIABLES, "1"), names[-1]: None}
+    assert os.environ["NUMBA_NUM_THREADS"] == "7"  # this process's environment is restored
+
+
+QUIET = tuple(LOCAL_CLUSTER_CONFIG)
+
+
+def test_local_workers_share_the_cores_without_oversubscribing_them() -> None:
+    assert [worker_threads(w, cores=8) for w in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+    with dask_executor(workers=2) as executor:
+        assert isinstance(executor, DaskExecutor)
+        threads = executor.client.run(lambda: os.environ["NUMBA_NUM_THREADS"])
+        settings = executor.client.run(lambda: {k: dask.config.get(k) for k in QUIET})
+        assert executor.parallelism == 2  # one chunk at a time per worker process
+    assert list(threads.values()) == [str(worker_threads(2))] * 2
+    # no profiler, slower ticks: the workers run with bonecast's settings
+    assert list(settings.values()) == [LOCAL_CLUSTER_CONFIG] * 2
 
 
 @pytest.mark.parametrize("chunk_size", ["7", "50", "1000"])
@@ -199,3 +233,63 @@ def test_serial_progress_is_reported_while_a_chunk_runs() -> None:
     n = spec.population.n if spec.population.variability else 1
     assert len(calls) > len(spec.arms)
     assert sum(calls) == len(spec.arms) * n * spec.horizon_days
+
+
+@given(patients=st.integers(1, 3_000_000), threads=st.integers(1, 512))
+def test_chunks_are_sized_for_the_threads_within_the_memory_bound(
+    patients: int, threads: int
+) -> None:
+    size = chunk_size_for(patients, threads)
+    chunks = math.ceil(patients / size)
+    assert 1 <= size <= CHUNK_SIZE  # memory per chunk stays bounded
+    if threads == 1:
+        assert size == min(patients, CHUNK_SIZE)  # serially, cut only for memory
+        return
+    assert size <= math.ceil(patients / threads)  # never more than a thread's share
+    if patients >= threads * MIN_CHUNK_SIZE:
+        assert size >= MIN_CHUNK_SIZE  # the fixed cost of a chunk stays small
+    if patients >= threads * CHUNKS_PER_TASK_THREAD * MIN_CHUNK_SIZE:
+        # enough chunks for every thread to balance the end of the run
+        assert chunks >= min(threads * CHUNKS_PER_TASK_THREAD, patients // CHUNK_SIZE)
+
+
+def test_a_distributed_run_cuts_the_population_for_its_workers() -> None:
+    """60 patients on 2 task threads: one chunk each; 100,000 patients: 5 chunks each."""
+    assert chunk_size_for(60, 2) == 30
+    assert chunk_size_for(100_000, 2) == CHUNK_SIZE
+    assert chunk_size_for(20_000, 2) == MIN_CHUNK_SIZE
+    assert chunk_size_for(100_000, 1) == CHUNK_SIZE
+
+
+def test_an_existing_cluster_by_its_scheduler_address(
+    spec_file: Path, serial_rows: list[str]
+) -> None:
+    """`--scheduler tcp://HOST:PORT` runs on a cluster started elsewhere (here in this process,
+    one worker with two task threads): the serial rows, and each concurrent chunk's kernel
+    gets half of the worker's Numba threads."""
+    import numba
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=False,
+            protocol="tcp",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://")
+        rows = _run(spec_file, spec_file.with_name("existing.csv"), "--scheduler", address)
+
+        def kernel_threads() -> int:
+            share_kernel_threads()
+            return int(numba.get_num_threads())
+
+        on_worker = client.submit(kernel_threads, pure=False).result()
+    assert rows == serial_rows
+    assert on_worker == max(1, numba.config.NUMBA_NUM_THREADS // 2)
+    share_kernel_threads()  # outside a worker: this process keeps its threads
+    assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS

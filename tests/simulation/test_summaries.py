@@ -83,3 +83,45 @@ def test_sums_of_squares_stay_exact_near_the_limit() -> None:
     summary = Summary.of(big)
     assert summary.squares == sum(q * q for q in fixed)
     assert summary.total == sum(fixed)
+
+
+def test_dense_and_sparse_merges_agree(values: np.ndarray) -> None:
+    """Overlapping chunks merge densely, far-apart ones through the sorted union: either way
+    the histogram is the one of all the values."""
+    near = Summary.of(values[:2500], BAND_BIN_SHIFT).merge(
+        Summary.of(values[2500:4000], BAND_BIN_SHIFT)
+    )
+    np.testing.assert_array_equal(near.bins, Summary.of(values[:4000], BAND_BIN_SHIFT).bins)
+    np.testing.assert_array_equal(near.counts, Summary.of(values[:4000], BAND_BIN_SHIFT).counts)
+    far = Summary.of(values[:10]).merge(Summary.of(values[10:20] + 5000.0))
+    together = Summary.of(np.concatenate([values[:10], values[10:20] + 5000.0]))
+    np.testing.assert_array_equal(far.bins, together.bins)
+    np.testing.assert_array_equal(far.counts, together.counts)
+    empty = Summary.of(np.array([1.0]), shift=None, spread=False)
+    assert empty.merge(empty).bins.size == 0
+
+
+def test_a_pickled_summary_comes_back_identical_and_small(values: np.ndarray) -> None:
+    """Chunks' summaries travel from workers to the client: exact round trip, and the
+    histogram packed to a few bytes a bin instead of sixteen."""
+    import pickle
+
+    for summary in (
+        Summary.of(values),
+        Summary.of(values, BAND_BIN_SHIFT),
+        Summary.of(values, shift=None, spread=False),
+        Summary.of(np.array([-3.0])),
+    ):
+        back = pickle.loads(pickle.dumps(summary))
+        assert (back.count, back.total, back.squares, back.shift) == (
+            summary.count,
+            summary.total,
+            summary.squares,
+            summary.shift,
+        )
+        assert back.bins.dtype == back.counts.dtype == np.int64
+        np.testing.assert_array_equal(back.bins, summary.bins)
+        np.testing.assert_array_equal(back.counts, summary.counts)
+    # without the far outlier every gap and count fits one byte
+    bulk = Summary.of(values[:4000])
+    assert len(pickle.dumps(bulk)) < (bulk.bins.nbytes + bulk.counts.nbytes) / 4

@@ -43,7 +43,7 @@ from bonecast.simulation.calibration.heterogeneity import (
     predictive_quantiles,
     predictive_sd,
 )
-from bonecast.simulation.executors import Executor, SerialExecutor
+from bonecast.simulation.executors import Executor, SerialExecutor, share_kernel_threads
 from bonecast.simulation.fracture import (
     FRACTURE_QUANTITIES,
     default_fracture_model,
@@ -115,6 +115,31 @@ credible interval of the typical patient's change over posterior parameter draws
 CHUNK_SIZE = 10_000
 """Patients simulated at once (at most); results do not depend on it (counter-based randomness,
 exact summaries). 10,000 patients x 10 years keep a worker under about 500 MB."""
+MIN_CHUNK_SIZE = 2_500
+"""Fewest patients in a chunk of a distributed run (unless the population is smaller): a chunk
+has a fixed cost of about 25-30 ms (sampling, compiling the regimen, kernel calls, summaries,
+the task's round trip) against about 0.14 ms a patient-arm over 10 years on one core, so at
+this size the fixed cost stays under about 8 % (benchmarks/README.md)."""
+CHUNKS_PER_TASK_THREAD = 4
+"""Chunks a distributed run aims to give each task thread, so that no thread idles long at the
+end of the run (the last chunks finish within about a quarter of a thread's work)."""
+
+
+def chunk_size_for(patients: int, parallelism: int) -> int:
+    """Patients per chunk for ``patients`` run on ``parallelism`` task threads.
+
+    Serially (one thread): :data:`CHUNK_SIZE` (a chunk is cut only to bound memory). In
+    parallel: :data:`CHUNKS_PER_TASK_THREAD` chunks per thread, each of at least
+    :data:`MIN_CHUNK_SIZE` and at most :data:`CHUNK_SIZE` patients, and never so large that
+    a thread gets no chunk at all. Results do not depend on it.
+    """
+    if patients < 1 or parallelism < 1:
+        raise ValueError(f"need patients >= 1 and parallelism >= 1, got {patients}, {parallelism}")
+    if parallelism == 1:
+        return min(patients, CHUNK_SIZE)
+    balanced = math.ceil(patients / (parallelism * CHUNKS_PER_TASK_THREAD))
+    every_thread = math.ceil(patients / parallelism)
+    return min(max(balanced, MIN_CHUNK_SIZE), CHUNK_SIZE, every_thread)
 
 
 class OutputSpec(BaseModel):
@@ -524,6 +549,8 @@ class TrialChunk:
     def __call__(self, bounds: tuple[int, int]) -> ChunkSummary:
         """Summaries of every row and band for patients ``bounds[0] .. bounds[1]-1``."""
         spec, seed = self.spec, self.spec.seed
+        if self.engine != "numpy":
+            share_kernel_threads()
         population = sample_population(spec.population, self.params, seed, *bounds)
         column = {day: i for i, day in enumerate(self.record_days)}
         pairs = [(a, b, month_to_day(a), month_to_day(b)) for a, b in spec.output_pairs()]
@@ -610,8 +637,8 @@ def run_trial(
 ) -> TrialResult:
     """Run every arm of ``spec`` and summarise it.
 
-    Patients are simulated in chunks of ``chunk_size`` (default: :data:`CHUNK_SIZE`, smaller
-    when the executor runs several chunks at once) by ``executor`` (default: serially, here).
+    Patients are simulated in chunks of ``chunk_size`` (default: :func:`chunk_size_for` the
+    executor's parallelism) by ``executor`` (default: serially, here).
     Each chunk is reduced where it runs to a :class:`ChunkSummary` (exact integer accumulators,
     :mod:`bonecast.simulation.summaries`), and the summaries are merged here in chunk order, so
     the rows are bit-identical for any chunk size and number of workers, and memory here does
@@ -657,7 +684,7 @@ def run_trial(
         spec.population.n,
     )
     runner = executor or SerialExecutor()
-    size = chunk_size or min(CHUNK_SIZE, math.ceil(n / runner.parallelism))
+    size = chunk_size or chunk_size_for(n, runner.parallelism)
     bounds = [(start, min(n, start + size)) for start in range(0, n, size)]
     serial = isinstance(runner, SerialExecutor)
     # a serial run reports every simulated month; a distributed one each finished chunk
