@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import lognorm
+from scipy.stats import lognorm, norm
 
 from bonecast.clinical import parse_patient
 from bonecast.clinical.conditioning import Observation, fit_levels, mixture_quantiles
@@ -254,3 +254,20 @@ def test_a_scan_the_model_cannot_follow_is_flagged() -> None:
         assert any(
             f"total_hip {fit.date}" in note and "precision error" in note for note in result.notes
         )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.floats(-0.3, 0.3), min_size=2, max_size=40),
+    st.floats(0.002, 0.2),
+    st.sampled_from([0.05, 0.5, 0.95]),
+)
+def test_mixture_quantiles_put_the_mixture_cdf_at_q(
+    centres: list[float], sd: float, q: float
+) -> None:
+    """For any mixture (components far apart or close, narrow or wide), the mixture CDF at the
+    returned quantile is q to 1e-7."""
+    mu = np.array([centres])
+    (value,) = mixture_quantiles(mu, np.array([sd]), (q,))[:, 0]
+    cdf = float(np.mean(norm.cdf((math.log(value) - mu[0]) / sd)))
+    assert cdf == pytest.approx(q, abs=1e-7)

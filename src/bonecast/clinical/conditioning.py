@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
 
 from bonecast.clinical.markers import marker_data
 from bonecast.clinical.patient import DAYS_PER_YEAR, Lab, Scan
@@ -248,21 +248,37 @@ def mixture_quantiles(
     """Quantiles ``qs`` of mixtures of log-normals, (len(qs), K).
 
     Mixture ``k`` has components ``exp(N(mu[k, i], sd[k]^2))`` with ``weights[i]`` (summing to
-    1; equal by default); solved by bisection on the log
-    scale, from a bracket of 3 SD beyond the extreme components (it holds the quantiles 0.0014 to
-    0.9986) to a 2^-24 fraction of it (below 1e-7 relative for bands of realistic width).
+    1; equal by default). Solved on the log scale by Newton's method on the mixture CDF from the
+    quantile of a normal with the mixture's mean and variance, inside a bracket that every step
+    narrows (a Newton step that would leave it is a bisection step instead), from 3 SD beyond the
+    extreme components (it holds the quantiles 0.0014 to 0.9986), until a step is below 1e-10
+    (about 5 iterations where bisection to the same precision needed 24).
     """
+    centre = np.asarray(mu, dtype=float)
     scale = np.asarray(sd, dtype=float)[:, None]
-    low = np.min(mu, axis=1) - 3.0 * scale[:, 0]
-    high = np.max(mu, axis=1) + 3.0 * scale[:, 0]
-    share = np.full(mu.shape[1], 1.0 / mu.shape[1]) if weights is None else weights
+    share = np.full(centre.shape[1], 1.0 / centre.shape[1]) if weights is None else weights
+    low = np.min(centre, axis=1) - 3.0 * scale[:, 0]
+    high = np.max(centre, axis=1) + 3.0 * scale[:, 0]
+    mean = centre @ share
+    spread = np.sqrt(((centre - mean[:, None]) ** 2) @ share + scale[:, 0] ** 2)
     out = []
     for q in qs:
         lo, hi = low.copy(), high.copy()
-        for _ in range(24):
-            mid = 0.5 * (lo + hi)
-            below = ndtr((mid[:, None] - mu) / scale) @ share < q
-            lo = np.where(below, mid, lo)
-            hi = np.where(below, hi, mid)
-        out.append(np.exp(0.5 * (lo + hi)))
+        x = np.clip(mean + spread * ndtri(q), lo, hi)
+        for _ in range(60):
+            z = (x[:, None] - centre) / scale
+            excess = ndtr(z) @ share - q
+            density = (np.exp(-0.5 * z * z) @ share) / (math.sqrt(2.0 * math.pi) * scale[:, 0])
+            lo = np.where(excess < 0, x, lo)
+            hi = np.where(excess < 0, hi, x)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = np.where(density > 0, excess / density, np.inf)
+            proposal = x - step
+            outside = ~((proposal >= lo) & (proposal <= hi))
+            proposal = np.where(outside, 0.5 * (lo + hi), proposal)
+            moved = np.abs(proposal - x)
+            x = proposal
+            if np.all(moved < 1e-10):
+                break
+        out.append(np.exp(x))
     return np.stack(out)
