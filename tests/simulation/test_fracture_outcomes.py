@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from bonecast.simulation import parse_trial_spec, run_trial
 from bonecast.simulation.fracture import (
     FractureModel,
+    FractureSetting,
     default_fracture_model,
     fracture_incidence,
 )
@@ -182,11 +183,17 @@ def test_change_term_follows_the_treatment_related_gradient(kind):
         assert _hazard_ratio_of_gain(kind, 6.0) == pytest.approx(at_6, abs=0.01)
 
 
-def _hip_hazard(model, t_score: float, change_pct: float, turnover: float = 1.0) -> float:
+def _hip_hazard(
+    model,
+    t_score: float,
+    change_pct: float,
+    turnover: float = 1.0,
+    setting: FractureSetting | None = None,
+) -> float:
     """Hip hazard of a woman of 65 at T = -1 after 2 years at ``t_score`` (sites alike)."""
     args = (np.array([65.0]), np.array([[2.0]]), np.full((3, 1), -1.0))
     current, change = np.full((3, 1, 1), t_score), np.full((3, 1, 1), change_pct)
-    hazards = model.hazards_per_year(*args, current, change, np.full((1, 1), turnover))
+    hazards = model.hazards_per_year(*args, current, change, np.full((1, 1), turnover), setting)
     return float(hazards["hip_fracture"][0, 0])
 
 
@@ -202,7 +209,7 @@ def test_a_loss_acts_through_the_weighted_cross_sectional_gradient():
     on_course = _hip_hazard(model, -1.0 + average_fall, -1.2)
     lost = _hip_hazard(model, -2.0 + average_fall, -9.0)
     assert lost / on_course == pytest.approx(2.6**w, rel=1e-9)
-    full = model.with_fit(model.incidence_scale.value, model.turnover_exponent.value, 1.0, "w=1")
+    full = model.with_fit("w=1", loss_weight=1.0)
     assert _hip_hazard(full, -2.0 + average_fall, -9.0) / _hip_hazard(
         full, -1.0 + average_fall, -1.2
     ) == pytest.approx(2.6, rel=1e-9)
@@ -219,7 +226,55 @@ def test_turnover_term_scales_every_hazard_by_osteoclast_activity_to_gamma():
     assert gamma > 0
     at_baseline = _hip_hazard(model, -1.0, 0.0)
     assert _hip_hazard(model, -1.0, 0.0, 1.4) / at_baseline == pytest.approx(1.4**gamma)
-    assert _hip_hazard(model, -1.0, 0.0, 0.3) < at_baseline  # suppressed resorption protects
+    # resorption suppressed below baseline acts through BMD only (the treatment-related gradient
+    # of Bouxsein 2019 already carries an antiresorptive's benefit; fracture model v3)
+    assert _hip_hazard(model, -1.0, 0.0, 0.3) == pytest.approx(at_baseline)
+
+
+def test_trial_covariates_scale_every_hazard():
+    """Fractures recorded as a pre-specified endpoint: every hazard times the fitted
+    ascertainment ratio; a prior-fracture share p: (1 + p (RR - 1)) / (1 + p_ref (RR - 1)),
+    RR 1.86 (Kanis 2004), 1 when p is the reference share or not stated."""
+    model = default_fracture_model()
+    prior = model.prior_fracture
+    assert prior.relative_risk == 1.86
+    plain = _hip_hazard(model, -1.0, 0.0)
+    stated = FractureSetting(ascertainment="prespecified")
+    assert _hip_hazard(model, -1.0, 0.0, setting=stated) / plain == pytest.approx(
+        model.ascertainment_ratio.value
+    )
+    assert _hip_hazard(
+        model, -1.0, 0.0, setting=FractureSetting(prior_fracture_pct=prior.reference_pct)
+    ) == pytest.approx(plain)
+    everyone = FractureSetting(prior_fracture_pct=100)
+    expected = 1.86 / (1 + prior.reference_pct / 100 * 0.86)
+    assert _hip_hazard(model, -1.0, 0.0, setting=everyone) / plain == pytest.approx(expected)
+
+
+def test_trial_spec_states_fracture_covariates_with_clear_errors():
+    base = {
+        "name": "covariates",
+        "population": {"n": 10, "menopausal_status": "postmenopausal", "age_years": 64},
+        "arms": [{"name": "anastrozole", "treatments": [ANASTROZOLE]}],
+        "outputs": {"quantities": ["clinical_fracture"], "months": [12]},
+    }
+    assert parse_trial_spec(base).fracture == FractureSetting()
+    for bad, field in (
+        ({"prior_fracture_pct": 120}, "fracture.prior_fracture_pct"),
+        ({"ascertainment": "registry"}, "fracture.ascertainment"),
+        ({"bmi": 27}, "fracture.bmi"),
+    ):
+        with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+            parse_trial_spec({**base, "fracture": bad})
+    # the covariates change the trial's fracture rows: pre-specified ascertainment by the ratio
+    plain = run_trial(parse_trial_spec(base)).rows[0].mean_pct_change
+    active = (
+        run_trial(parse_trial_spec({**base, "fracture": {"ascertainment": "prespecified"}}))
+        .rows[0]
+        .mean_pct_change
+    )
+    ratio = default_fracture_model().ascertainment_ratio.value
+    assert _hazard(active) / _hazard(plain) == pytest.approx(ratio, rel=1e-6)
 
 
 def test_other_fractures_follow_only_the_current_t_score():
@@ -244,7 +299,13 @@ def test_fracture_model_schema_is_strict():
     broken["types"]["other_fracture"]["bmd_site"] = "radius"
     with pytest.raises(ValidationError):
         FractureModel.model_validate(broken)
-    for key, value in (("incidence_scale", 0.0), ("turnover_exponent", -0.1), ("loss_weight", 1.5)):
+    for key, value in (
+        ("incidence_scale", 0.0),
+        ("turnover_exponent", -0.1),
+        ("loss_weight", 1.5),
+        ("ascertainment_ratio", 0.0),
+        ("trial_sd", -0.1),
+    ):
         broken = copy.deepcopy(data)
         broken[key]["value"] = value
         with pytest.raises(ValidationError, match=key):

@@ -299,9 +299,7 @@ class FractureModel(BaseModel):
         """Multiplier of every hazard for a trial's fracture covariates: the incidence scale,
         the ascertainment ratio when fractures are a pre-specified endpoint, and the prior
         fracture prevalence against the reference (module docstring)."""
-        factor = self.incidence_scale.value * self.prior_fracture.factor(
-            setting.prior_fracture_pct
-        )
+        factor = self.incidence_scale.value * self.prior_fracture.factor(setting.prior_fracture_pct)
         if setting.ascertainment == "prespecified":
             factor *= self.ascertainment_ratio.value
         return factor
@@ -350,7 +348,8 @@ class FractureModel(BaseModel):
     def hazard(
         self, terms: LogHazardTerms, log_osteoclasts: Array, setting: FractureSetting | None = None
     ) -> Array:
-        """Hazard per year of one type: trial factor x exp(fixed + w loss + gamma ln OC)."""
+        """Hazard per year of one type: trial factor x exp(fixed + w loss + gamma ln OC), with
+        ``log_osteoclasts`` from :func:`log_excess_turnover`."""
         return self.trial_factor(setting or FractureSetting()) * np.exp(
             terms.fixed
             + self.loss_weight.value * terms.loss
@@ -373,8 +372,14 @@ class FractureModel(BaseModel):
         terms = self.log_hazard_terms(
             age0_years, years, baseline_t_scores, t_scores, bmd_pct_change
         )
-        log_oc = np.log(np.maximum(osteoclasts, 1e-12))
+        log_oc = log_excess_turnover(osteoclasts)
         return {name: self.hazard(term, log_oc, setting) for name, term in terms.items()}
+
+
+def log_excess_turnover(osteoclasts: Array) -> Array:
+    """ln max(OC, 1): the turnover term counts resorption above the patient's baseline only
+    (module docstring, fracture model v3)."""
+    return np.asarray(np.log(np.maximum(osteoclasts, 1.0)))
 
 
 @dataclass(frozen=True)
@@ -464,7 +469,7 @@ class HazardInputs:
             age0_years[None, :], years, t_scores[:, 0], t_middle, change_middle
         )
         step_years = (np.diff(months) * DAYS_PER_MONTH / 365.25)[:, None]
-        return cls(months, step_years, np.log(np.maximum(oc_middle, 1e-12)), terms)
+        return cls(months, step_years, log_excess_turnover(oc_middle), terms)
 
     def cumulative_hazard(
         self, model: FractureModel, quantity: str, setting: FractureSetting | None = None

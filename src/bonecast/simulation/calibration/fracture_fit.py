@@ -157,7 +157,6 @@ def load_fracture_targets(path: str | Path | None = None) -> list[FractureTarget
     return [FractureTarget.model_validate(row) for row in csv.DictReader(text.splitlines())]
 
 
-
 @dataclass(frozen=True)
 class ArmInputs:
     """One simulated arm prepared for the fracture model (:class:`HazardInputs`), and the
@@ -314,11 +313,14 @@ TAU_PRIOR_RANGE = (0.05, 0.8)
 """95 % range of the log-normal prior on the between-trial SD of log incidence."""
 
 
-def _tau_prior(tau: float) -> float:
-    """Negative log density (up to a constant) of the log-normal prior on tau."""
-    low, high = TAU_PRIOR_RANGE
+ASCERTAINMENT_PRIOR_RANGE = (0.5, 2.0)
+"""95 % range of the log-normal prior on the ascertainment ratio (centred on 1: no difference)."""
+
+
+def _log_normal_penalty(value: float, low: float, high: float) -> float:
+    """Negative log density (up to a constant) of a log-normal with 95 % range low-high."""
     centre, sd = 0.5 * math.log(low * high), math.log(high / low) / (2 * Z95)
-    return 0.5 * ((math.log(tau) - centre) / sd) ** 2
+    return 0.5 * ((math.log(value) - centre) / sd) ** 2
 
 
 def negative_log_likelihood(
@@ -328,11 +330,12 @@ def negative_log_likelihood(
     everything: Sequence[FractureTarget] | None = None,
 ) -> float:
     """Negative log marginal likelihood of ``targets`` (random effects integrated out, constant
-    terms dropped) plus the prior on tau; ``everything`` (default ``targets``) supplies the CI
-    a hazard ratio without one borrows."""
+    terms dropped) plus the priors on tau and on the ascertainment ratio; ``everything``
+    (default ``targets``) supplies the CI a hazard ratio without one borrows."""
     listed = everything if everything is not None else targets
     tau2 = model.trial_sd.value**2
-    total = _tau_prior(model.trial_sd.value)
+    total = _log_normal_penalty(model.trial_sd.value, *TAU_PRIOR_RANGE)
+    total += _log_normal_penalty(model.ascertainment_ratio.value, *ASCERTAINMENT_PRIOR_RANGE)
     by_trial: dict[str, list[tuple[float, float]]] = {}
     for t in targets:
         value = evaluator.value(model, t)
@@ -344,7 +347,7 @@ def negative_log_likelihood(
     for rows in by_trial.values():
         r = np.array([x for x, _ in rows])
         cov = np.diag([v for _, v in rows]) + tau2
-        sign, logdet = np.linalg.slogdet(cov)
+        _, logdet = np.linalg.slogdet(cov)
         total += 0.5 * (float(r @ np.linalg.solve(cov, r)) + logdet)
     return total
 
@@ -429,9 +432,7 @@ def fit_fracture_model(
         bounds=[tuple(to_x(n, b) for b in _BOUNDS[n]) for n in names],
         options={"xtol": 1e-3, "ftol": 1e-6},
     )
-    return FractureFit(
-        values_of(best.x), float(best.fun), tuple(t.target_id for t in calibration)
-    )
+    return FractureFit(values_of(best.x), float(best.fun), tuple(t.target_id for t in calibration))
 
 
 @dataclass(frozen=True)
@@ -522,21 +523,33 @@ def trial_effects(
 ) -> list[TrialEffect]:
     """Each trial's effect (empirical Bayes: posterior mean and SD of u given its incidence
     rows, the fixed effects and tau); trials with hazard ratios only get none."""
-    tau2 = model.trial_sd.value**2
     out = []
     for spec in sorted({t.spec for t in targets}):
         rows = [t for t in targets if t.spec == spec and t.statistic == "cumulative_incidence"]
         if not rows:
             continue
-        r = np.array([math.log(t.value / evaluator.value(model, t)) for t in rows])
-        cov = np.diag([log_incidence_variance(t) for t in rows]) + tau2
-        ones = np.ones(len(rows))
-        weights = np.linalg.solve(cov, ones)
-        mean = tau2 * float(weights @ r)
-        var = tau2 - tau2**2 * float(ones @ weights)
-        sd = math.sqrt(max(var, 0.0))
+        mean, sd = shrunken_effect(
+            [math.log(t.value / evaluator.value(model, t)) for t in rows],
+            [log_incidence_variance(t) for t in rows],
+            model.trial_sd.value,
+        )
         out.append(TrialEffect(rows[0].trial, spec, mean, mean - Z95 * sd, mean + Z95 * sd))
     return out
+
+
+def shrunken_effect(
+    residuals: Sequence[float], variances: Sequence[float], tau: float
+) -> tuple[float, float]:
+    """Posterior mean and SD of a trial effect u ~ N(0, tau^2) shared by rows with residuals
+    r_i = u + e_i, e_i ~ N(0, v_i): mean tau^2 1' S^-1 r, variance tau^2 - tau^4 1' S^-1 1,
+    S = diag(v) + tau^2 J (for one row: tau^2 / (tau^2 + v) r and tau^2 v / (tau^2 + v))."""
+    tau2 = tau * tau
+    r = np.asarray(residuals, dtype=float)
+    cov = np.diag(np.asarray(variances, dtype=float)) + tau2
+    weights = np.linalg.solve(cov, np.ones(r.size))
+    mean = tau2 * float(weights @ r)
+    variance = tau2 - tau2 * tau2 * float(weights.sum())
+    return mean, math.sqrt(max(variance, 0.0))
 
 
 class LeaveOneOutRow(BaseModel):
@@ -652,7 +665,10 @@ def run_fit(
         )
     effects = [
         TrialEffectRecord(
-            trial=e.trial, spec=e.spec, effect=round(e.effect, 4), low=round(e.low, 4),
+            trial=e.trial,
+            spec=e.spec,
+            effect=round(e.effect, 4),
+            low=round(e.low, 4),
             high=round(e.high, 4),
         )
         for e in trial_effects(model, evaluator, targets)
