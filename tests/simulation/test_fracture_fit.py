@@ -55,6 +55,7 @@ def test_wilson_interval_holds_the_incidence_and_shrinks_with_n(p, n):
     target = FractureTarget(
         target_id="X",
         trial="T",
+        spec="fractures/t",
         citation="c",
         population="p",
         arm="a",

@@ -625,9 +625,9 @@ FIT_SOURCE = (
     "likelihood with a trial random effect on the log incidence, 1000 women per arm of the "
     "fracture specs in examples/trials/calibration/fractures) to the calibration rows of "
     "data/fracture_targets.csv: MAP.3 (Goss 2011 N Engl J Med 364:2381), ABCSG-18 at 3 and 7 "
-    "years (Gnant 2015 Lancet 386:433), BIG 1-98 (Rabaglio 2009 Ann Oncol 20:1489) and ATAC "
-    "during (Eastell 2006 J Bone Miner Res 21:1215) and after treatment (Tseng 2018 Ther Adv "
-    "Musculoskelet Dis 10:71)"
+    "years (Gnant 2015 Lancet 386:433), BIG 1-98 (Rabaglio 2009 Ann Oncol 20:1489), MA.17 "
+    "(Goss 2005 J Natl Cancer Inst 97:1262) and ATAC during (Eastell 2006 J Bone Miner Res "
+    "21:1215) and after treatment (Tseng 2018 Ther Adv Musculoskelet Dis 10:71)"
 )
 
 
