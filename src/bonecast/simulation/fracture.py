@@ -49,10 +49,10 @@ improvements on treatment, so a *loss* beyond the average woman's (an aromatase 
 keeps the cross-sectional gradient, weighted by w: her standing z_k falls and GR_k^w applies.
 The cross-sectional gradient alone understates the benefit of a treatment-related gain (in
 version 1, without the gain term, adjuvant zoledronic acid lowered 5-year clinical fractures by
-20 % against 36 % in the trials; with it by 25 %; applying Bouxsein's gradient to losses too gave ATAC ratios of 1.73 during and 1.55 after
-treatment against 1.49 and about 1.0). The regression's intercept (about +0.05 for vertebral,
--0.01 for hip fractures: the effect at no BMD difference) is left out; an agent acts through
-BMD and the turnover term only.
+20 % against 36 % in the trials; with it by 25 %; applying Bouxsein's gradient to losses too
+gave ATAC ratios of 1.73 during and 1.55 after treatment against 1.49 and about 1.0). The
+regression's intercept (about +0.05 for vertebral, -0.01 for hip fractures: the effect at no
+BMD difference) is left out; an agent acts through BMD and the turnover term only.
 Other (nonvertebral, non-hip) fractures follow the simulated standing through the
 cross-sectional gradient only: Bouxsein et al. found no association between BMD improvement and
 nonvertebral fracture reduction.
