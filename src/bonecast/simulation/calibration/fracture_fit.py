@@ -175,12 +175,6 @@ class ArmInputs:
         """Index of the grid month nearest ``month`` (grid months are whole days)."""
         return int(np.argmin(np.abs(self.hazard_inputs.months - month)))
 
-    def incidence_pct(self, model: FractureModel, month_from: float, month_to: float) -> float:
-        """Mean clinical-fracture incidence (%) of the arm between two months."""
-        return incidence_from(
-            self.unit_hazard(model), model.trial_factor(self.setting), self, month_from, month_to
-        )
-
 
 def incidence_from(
     unit_hazard: Array, factor: float, arm: ArmInputs, month_from: float, month_to: float
@@ -293,13 +287,6 @@ class Evaluator:
             return incidence_from(hazards[(target.spec, arm)], factor, inputs, a, b)
 
         return target_value(target, incidence)
-
-
-def model_value(
-    model: FractureModel, arms: Mapping[ArmKey, ArmInputs], target: FractureTarget
-) -> float:
-    """The value of ``target`` under ``model`` on the simulated ``arms``."""
-    return Evaluator(arms, model).value(model, target)
 
 
 def log_incidence_variance(target: FractureTarget, incidence_pct: float | None = None) -> float:

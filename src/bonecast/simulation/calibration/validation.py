@@ -38,6 +38,7 @@ import yaml
 from bonecast.simulation.calibration.fracture_fit import (
     FractureFitFile,
     FractureTarget,
+    Prediction,
     interval95,
     load_fracture_fit,
     load_fracture_targets,
@@ -109,24 +110,14 @@ PREDICTIVE_Z = 1.959964
 
 
 @dataclass(frozen=True)
-class FractureCheck:
-    """One fracture target against the model: the fixed-effect value inside the target's 95 %
-    interval or not, and the target inside the model's 95 % predictive interval or not."""
-
-    target: FractureTarget
-    model: float
-    interval: tuple[float, float]
-    predictive: tuple[float, float]
+class FractureCheck(Prediction):
+    """One fracture target against the model in the validation report (a
+    :class:`~bonecast.simulation.calibration.fracture_fit.Prediction` of the shipped model)."""
 
     @property
     def passes(self) -> bool:
         """Whether the model's value lies inside the target's 95 % interval."""
-        return self.interval[0] <= self.model <= self.interval[1]
-
-    @property
-    def covered(self) -> bool:
-        """Whether the target lies inside the model's 95 % predictive interval."""
-        return self.predictive[0] <= self.target.value <= self.predictive[1]
+        return self.inside
 
     @property
     def outcome(self) -> str:
