@@ -368,9 +368,17 @@ def validate_command(
         men = report.men.headline()
         console.print(f"men: {men['pass']}/{men['total']} male targets within tolerance")
     inside = sum(f.passes for f in report.fractures)
+    covered = sum(f.covered for f in report.fractures)
     console.print(
-        f"fractures: {inside}/{len(report.fractures)} published results inside their 95 % interval"
+        f"fractures: {inside}/{len(report.fractures)} published results inside their 95 % "
+        f"interval, {covered}/{len(report.fractures)} inside the model's predictive interval"
     )
+    if report.fracture_fit is not None:
+        for check in report.fracture_fit.leave_one_trial_out:
+            console.print(
+                f"  each trial left out of the fit ({check.structure}): {check.inside}/"
+                f"{check.total} inside their 95 % interval"
+            )
     for fracture in report.fractures:
         verdict = "inside" if fracture.passes else "OUTSIDE"
         low, high = fracture.interval

@@ -44,14 +44,18 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     assert "targets inside their 95 % predictive interval; between-trial SD" in result.output
     with (out / "validation_fractures.csv").open(newline="") as handle:
         fractures = list(csv.DictReader(handle))
-    assert [f["target_id"] for f in fractures] == [f"F{i}" for i in range(1, 13)]
+    assert [f["target_id"] for f in fractures] == [f"F{i}" for i in range(1, 16)]
     for f in fractures:
         assert f["source"] and f["inside_ci95"] in ("yes", "no")
         assert float(f["ci95_low"]) < float(f["literature"]) < float(f["ci95_high"])
+        assert float(f["predictive95_low"]) < float(f["model"]) < float(f["predictive95_high"])
+        assert f["inside_ci95_trial_left_out"] in ("yes", "no") and f["model_trial_left_out"]
     assert "published results inside their 95 % interval" in result.output
+    assert "each trial left out of the fit" in result.output
     page = (out / "validation.html").read_text(encoding="utf-8")
     assert "validation_atac.png" in page and "not a medical device" in page
     assert "<h2>Fracture outcomes</h2>" in page and "validation_fractures.png" in page
+    assert "leave one trial out" in page and "<h3>Trial effects</h3>" in page
     assert "<h2>Men</h2>" in page and "validation_men_burnett_bowie_men.png" in page
     assert "<h2>Between-trial heterogeneity</h2>" in page
     assert "validation_trial_effects.png" in page

@@ -73,19 +73,30 @@ def test_targets_lie_in_their_predictive_intervals_and_tau_is_reported(report):
 
 
 def test_validation_reports_the_fracture_outcomes(report):
-    """Fracture model v2 in the validation report: every row of the fracture target file with
-    its source and 95 % interval; ATAC's anastrozole/tamoxifen ratio falls after stopping and
-    denosumab on an AI lowers incidence (ABCSG-18); the sizes are tested in
-    tests/simulation/test_fracture_outcomes.py on the same trial."""
+    """Fracture model v3 in the validation report: every row of the fracture target file, each
+    on its own trial's spec, with its source, 95 % interval and the model's predictive
+    interval; ATAC's anastrozole/tamoxifen ratio falls after stopping and denosumab on an AI
+    lowers incidence (ABCSG-18); sizes are tested in tests/simulation/test_fracture_outcomes.py."""
     checks = {f.target.target_id: f for f in report.fractures}
-    assert len(checks) == 12 and all(f.target.citation for f in checks.values())
+    assert len(checks) == 15 and all(f.target.citation for f in checks.values())
     assert checks["F11"].passes  # ATAC 1.49 (1.25-1.77) during treatment
     assert checks["F11"].model > checks["F12"].model > 1.0
     assert checks["F3"].model < checks["F4"].model  # ABCSG-18 denosumab vs placebo at 3 years
-    # measured: 3 of 12 inside (F1, F2, F11). Trials record fractures at different rates (BIG
-    # 1-98 about 1.4 % per year on tamoxifen, ABCSG-18 about 3 % per year on an AI), so one
-    # incidence scale cannot meet every level (docs/model/calibration.md section 10.6)
-    assert {"F1", "F2", "F11"} <= {i for i, f in checks.items() if f.passes}
+    # measured: 8 of 15 inside (v2 on one shared population: 3 of the first 12); outside:
+    # ABCSG-18's placebo arm (3 and 7 years), BIG 1-98's letrozole, MA.17's placebo, ATAC after
+    # stopping, HORIZON-RFT's placebo and ratio (docs/model/calibration.md section 10.6)
+    inside = {i for i, f in checks.items() if f.passes}
+    assert {"F1", "F2", "F3", "F5", "F8", "F9", "F11", "F13"} <= inside
+    assert checks["F13"].model < checks["F14"].model  # zoledronic acid after a hip fracture
+    # the predictive interval (tau and binomial error) covers all but ATAC after stopping and
+    # HORIZON-RFT's ratio
+    assert sum(f.covered for f in checks.values()) >= 13
+    # the leave-one-trial-out check of the shipped structure is reported with the fit
+    assert report.fracture_fit is not None
+    shipped = next(
+        r for r in report.fracture_fit.leave_one_trial_out if r.structure.startswith("v3")
+    )
+    assert shipped.total == 15 and shipped.inside >= 6
 
 
 def test_every_miss_has_a_recorded_reason(report):

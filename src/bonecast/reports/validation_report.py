@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 
 from bonecast import DISCLAIMER
 from bonecast.reports.plots import TITLES
+from bonecast.simulation.calibration.fracture_fit import SHIPPED_STRUCTURE, LeaveOneOutRow
 from bonecast.simulation.calibration.heterogeneity import PROVENANCE_KEY, Heterogeneity
 from bonecast.simulation.calibration.validation import (
     TargetCheck,
@@ -260,6 +261,11 @@ FRACTURE_COLUMNS = (
     "ci95_high",
     "model",
     "inside_ci95",
+    "predictive95_low",
+    "predictive95_high",
+    "inside_predictive95",
+    "model_trial_left_out",
+    "inside_ci95_trial_left_out",
     "source",
     "verified",
     "note",
@@ -268,12 +274,16 @@ FRACTURE_COLUMNS = (
 
 
 def write_fracture_table(report: ValidationReport, path: Path) -> None:
-    """One row per fracture target: literature with its 95 % interval, model, inside or not."""
+    """One row per fracture target: literature with its 95 % interval, model, inside or not,
+    the model's predictive interval, and the prediction with the target's trial left out of the
+    fit (the shipped structure)."""
+    left_out = shipped_leave_one_out(report)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(FRACTURE_COLUMNS)
         for f in report.fractures:
             t = f.target
+            loto = left_out.get(t.target_id)
             writer.writerow(
                 [
                     t.target_id,
@@ -284,6 +294,11 @@ def write_fracture_table(report: ValidationReport, path: Path) -> None:
                     f"{f.interval[1]:.2f}",
                     f"{f.model:.2f}",
                     "yes" if f.passes else "no",
+                    f"{f.predictive[0]:.2f}",
+                    f"{f.predictive[1]:.2f}",
+                    "yes" if f.covered else "no",
+                    "" if loto is None else f"{loto.model:.2f}",
+                    "" if loto is None else ("yes" if loto.inside else "no"),
                     t.citation,
                     t.verified,
                     t.note,
@@ -291,44 +306,56 @@ def write_fracture_table(report: ValidationReport, path: Path) -> None:
             )
 
 
+def shipped_leave_one_out(report: ValidationReport) -> dict[str, LeaveOneOutRow]:
+    """Leave-one-trial-out predictions of the shipped structure, by target id (none without a
+    fit file)."""
+    fit = report.fracture_fit
+    if fit is None:
+        return {}
+    for result in fit.leave_one_trial_out:
+        if result.structure == SHIPPED_STRUCTURE:
+            return {row.target_id: row for row in result.rows}
+    return {}
+
+
 def plot_fractures(report: ValidationReport, path: Path) -> None:
-    """Left: simulated clinical-fracture incidence by arm over the fracture trial, with the
-    published incidences (95 % interval) at their months; right: every fracture target,
-    published against simulated (hollow markers: validation rows)."""
-    result = report.fracture_result
+    """Left: simulated clinical-fracture incidence by trial arm, each on its trial's spec, with
+    the published incidences (95 % interval) at their months; right: every fracture target,
+    published against simulated, with the model's 95 % predictive interval."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(12.0, 4.8))
-    colours = {arm.name: f"C{i}" for i, arm in enumerate(result.spec.arms)}
-    for arm, colour in colours.items():
-        points = sorted(
-            (r.month, r.mean_pct_change)
-            for r in result.rows
-            if r.arm == arm and r.quantity == "clinical_fracture" and r.month_from == 0
-        )
-        months, incidence = zip(*[(0.0, 0.0), *points], strict=True)
-        left.plot(months, incidence, lw=1.6, color=colour, label=arm)
+    colours: dict[tuple[str, str], str] = {}
+    for spec, result in report.fracture_results.items():
+        for arm in result.spec.arms:
+            colour = f"C{len(colours) % 10}"
+            colours[(spec, arm.name)] = colour
+            points = sorted(
+                (r.month, r.mean_pct_change)
+                for r in result.rows
+                if r.arm == arm.name and r.quantity == "clinical_fracture" and r.month_from == 0
+            )
+            months, incidence = zip(*[(0.0, 0.0), *points], strict=True)
+            trial = result.spec.name.split(" fractures")[0]
+            left.plot(months, incidence, lw=1.4, color=colour, label=f"{trial}: {arm.name}")
     for f in report.fractures:
         t = f.target
         if t.statistic != "cumulative_incidence" or t.month_from != 0:
             continue
         low, high = f.interval
+        colour = colours[(t.spec, t.arm)]
         left.errorbar(
             t.month_to,
             t.value,
             yerr=[[t.value - low], [high - t.value]],
             fmt="o" if t.role == "calibration" else "s",
-            mfc=colours[t.arm] if t.role == "calibration" else "white",
-            color=colours[t.arm],
+            mfc=colour if t.role == "calibration" else "white",
+            color=colour,
             capsize=3,
         )
-        left.annotate(
-            t.trial, (t.month_to, t.value), fontsize=6, xytext=(3, 3), textcoords="offset points"
-        )
-    left.axvline(60, color="0.5", lw=0.7, ls="--")
-    left.set_xlabel("month (5-year treatments stop at 60)")
+    left.set_xlabel("month since the start of the simulated treatment")
     left.set_ylabel("clinical-fracture cumulative incidence, %")
-    left.set_title("Simulated incidence by arm; published points (95 % interval)")
+    left.set_title("Simulated incidence by trial arm; published points (95 % interval)")
     left.grid(alpha=0.3)
-    left.legend(fontsize=6, loc="upper left")
+    left.legend(fontsize=5.5, loc="upper left")
     for f in report.fractures:
         t = f.target
         low, high = f.interval
@@ -337,10 +364,12 @@ def plot_fractures(report: ValidationReport, path: Path) -> None:
             t.value * scale,
             f.model * scale,
             xerr=[[(t.value - low) * scale], [(high - t.value) * scale]],
+            yerr=[[(f.model - f.predictive[0]) * scale], [(f.predictive[1] - f.model) * scale]],
             fmt="o" if t.role == "calibration" else "s",
             mfc="C0" if t.role == "calibration" else "white",
             color="C0" if f.passes else "C3",
-            capsize=3,
+            elinewidth=0.8,
+            capsize=2,
         )
         right.annotate(
             t.target_id,
@@ -353,9 +382,11 @@ def plot_fractures(report: ValidationReport, path: Path) -> None:
     right.plot([0, top * 1.1], [0, top * 1.1], color="0.5", lw=0.8)
     right.set_xlabel("published (incidence %, or hazard ratio x 10)")
     right.set_ylabel("model")
-    right.set_title("Every fracture target (red: outside its 95 % interval)")
+    right.set_title("Every fracture target (red: outside its 95 % interval)", fontsize=9)
     right.grid(alpha=0.3)
-    fig.suptitle(f"{result.spec.name}: fracture model against published results")
+    fig.suptitle(
+        "Fracture model against published results (vertical bars: 95 % predictive interval)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -429,7 +460,14 @@ def write_html(
         figures=[{"title": report.results[t].spec.name, "file": f} for t, f in figures.items()],
         fractures=report.fractures,
         fracture_inside=sum(f.passes for f in report.fractures),
+        fracture_covered=sum(f.covered for f in report.fractures),
         fracture_model=default_fracture_model(),
+        fracture_fit=report.fracture_fit,
+        fracture_left_out=shipped_leave_one_out(report),
+        fracture_effects=[]
+        if report.fracture_fit is None
+        else [(e.trial, *e.percent) for e in report.fracture_fit.trial_effects],
+        shipped_structure=SHIPPED_STRUCTURE,
         men=None if report.men is None else [_summary(report, c) for c in report.men.checks],
         men_head=None if report.men is None else report.men.headline(),
         men_figures=[{"title": t, "file": f} for t, f in (men_figures or {}).items()],

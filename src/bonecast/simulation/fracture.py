@@ -4,12 +4,12 @@ A proportional-hazards model with three fracture types k (hip, clinical vertebra
 coefficients and sources in ``data/fracture_model.yaml``). Hip and vertebral fractures:
 
     h_k(t) = s * I_k * 2^((age(t) - 65) / D_k) * GR_k^(-(z_k(0) + w min(z_k(t) - z_k(0), 0)))
-             * exp(b_k * max(dTH(t) - dTHbar(t), 0)) * OC(t)^gamma
+             * exp(b_k * max(dTH(t) - dTHbar(t), 0)) * max(OC(t), 1)^gamma * C
 
 other fractures:
 
     h_k(t) = s * I_k * 2^((age(t) - 65) / D_k) * GR_k^(-(z_k(0) + w (z_k(t) - z_k(0))))
-             * OC(t)^gamma
+             * max(OC(t), 1)^gamma * C
 
 with I_k the incidence of the average 65-year-old woman, D_k the age-doubling time, GR_k the
 cross-sectional gradient of risk per SD of BMD at the type's DXA site (Marshall 1996), z_k(t) =
@@ -18,25 +18,25 @@ of her age, s the ratio of the clinical-fracture incidence recorded in adjuvant 
 trials to these population incidences, OC(t) the simulated osteoclast activity relative to the
 patient's untreated baseline, gamma the turnover exponent and w the weight of a change of
 standing since baseline relative to the cross-sectional gradient (w = 1: a woman who lost 1 SD
-carries the risk of a woman who always stood 1 SD lower).
+carries the risk of a woman who always stood 1 SD lower) and C the trial's covariate factor
+(below).
 
-Turnover term (fracture model v2). Part of the fracture excess on an aromatase inhibitor is not
-carried by BMD: in ATAC the anastrozole/tamoxifen fracture ratio fell from 1.33 during treatment
-to 0.99 after it (Tseng 2018), while the hip BMD lost on anastrozole is not regained. High
-remodeling weakens bone beyond its density (more resorption cavities, stress risers), and the
-term follows resorption in the model: OC rises about 40 % on an aromatase inhibitor and returns
-to baseline within months of stopping, so the excess reverses; it falls on tamoxifen and on
-antiresorptives (about 55 % on zoledronic acid, 60-95 % on denosumab), which adds to their
-benefit through BMD. The split between what BMD and what turnover carry is w: ATAC's fracture
-ratio returning to about 1 after stopping, while the BMD lost on anastrozole stays lost, says
-that a loss on treatment carries less risk than the cross-sectional gradient gives (w < 1).
-s, gamma and w are the model's only fitted fracture parameters; they are calibrated to the
-clinical-fracture incidence of both arms of placebo-controlled trials of an aromatase inhibitor
-(MAP.3) and of an antiresorptive on one (ABCSG-18 at 3 years), of an AI against tamoxifen
-(BIG 1-98), and to ATAC's anastrozole/tamoxifen ratios during and after treatment
-(``data/fracture_targets.csv``, role calibration,
-:mod:`bonecast.simulation.calibration.fracture_fit`); the other rows of that file (ABCSG-18 at 7
-years, MA.17) check the fit.
+Turnover term (fracture model v2, one-sided since v3). Part of the fracture excess on an
+aromatase inhibitor is not carried by BMD: in ATAC the anastrozole/tamoxifen fracture ratio fell
+from 1.33 during treatment to 0.99 after it (Tseng 2018), while the hip BMD lost on anastrozole
+is not regained. High remodeling weakens bone beyond its density (more resorption cavities,
+stress risers), and the term follows resorption in the model: OC rises about 40 % on an
+aromatase inhibitor and returns to baseline within months of stopping, so the excess reverses.
+Resorption suppressed below baseline (tamoxifen, antiresorptives) adds nothing: their benefit
+acts through the BMD gain term below, whose treatment-related gradient (Bouxsein 2019) was
+fitted to trials of such agents and so already carries it; a two-sided term counted it twice
+(fitted to trials without ABCSG-18 it predicted 2.6 % instead of 5.0 % for denosumab there).
+The split between what BMD and what turnover carry is w (w < 1: a loss on treatment carries
+less risk than the same difference between women).
+s, gamma, w, the ascertainment ratio r (below) and the between-trial SD tau are the model's
+fitted fracture parameters, calibrated to published fracture results of AI and antiresorptive
+trials (``data/fracture_targets.csv``, :mod:`bonecast.simulation.calibration.fracture_fit`,
+which also checks the model on each trial left out of the fit).
 
 For hip and vertebral fractures a BMD *gain* over the average woman's course acts through the
 treatment-related gradient of Bouxsein et al. 2019 (J Bone Miner Res 34:632, meta-regression of
@@ -49,14 +49,29 @@ improvements on treatment, so a *loss* beyond the average woman's (an aromatase 
 keeps the cross-sectional gradient, weighted by w: her standing z_k falls and GR_k^w applies.
 The cross-sectional gradient alone understates the benefit of a treatment-related gain (in
 version 1, without the gain term, adjuvant zoledronic acid lowered 5-year clinical fractures by
-20 % against 36 % in the trials; with it by 25 %, and now, with the turnover term, by 26 %;
-applying Bouxsein's gradient to losses too gave ATAC ratios of 1.73 during and 1.55 after
-treatment against 1.49 and about 1.0). The regression's intercept (about +0.05 for vertebral,
--0.01 for hip fractures: the effect at no BMD difference) is left out; an agent acts through
-BMD and the turnover term only.
+20 % against 36 % in the trials; with it by 25 %; applying Bouxsein's gradient to losses too
+gave ATAC ratios of 1.73 during and 1.55 after treatment against 1.49 and about 1.0). The
+regression's intercept (about +0.05 for vertebral, -0.01 for hip fractures: the effect at no
+BMD difference) is left out; an agent acts through BMD and the turnover term only.
 Other (nonvertebral, non-hip) fractures follow the simulated standing through the
 cross-sectional gradient only: Bouxsein et al. found no association between BMD improvement and
 nonvertebral fracture reduction.
+
+Trial-level covariates (fracture model v3; the ``fracture`` block of a trial spec,
+:class:`FractureSetting`). Absolute incidences differ between trials (-33 to +27 % around one
+scale in v2); what a spec can state and what generalises multiplies every hazard:
+
+    s * r^[prespecified] * (1 + p (RR_pf - 1)) / (1 + p_ref (RR_pf - 1))
+
+with r the ratio of the incidence recorded when clinical fractures are a pre-specified endpoint,
+asked for at every visit (ABCSG-18, MAP.3), to that recorded as adverse events (ATAC, BIG 1-98,
+MA.17), fitted; p the share of women with a fracture before entry and RR_pf the relative risk
+of any fracture after a prior one (Kanis et al., Bone 2004;35:375), relative to p_ref, the
+share among the women the population incidences describe (a spec without p gets p_ref, a
+factor of 1). Age and baseline T-scores already come from the spec's population. Between-trial
+differences left after these are a trial random effect on the log incidence with SD tau
+(:mod:`bonecast.simulation.calibration.fracture_fit`): a prediction for a new trial uses the
+fixed part; its predictive interval adds tau and the binomial error of the trial's n.
 
 Clinical fracture is the first fracture of any type (hazards add). Cumulative incidence over
 [a, b]: 1 - exp(-integral of h), averaged over the virtual patients.
@@ -77,7 +92,7 @@ import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import yaml
@@ -184,6 +199,52 @@ class PopulationBmdChange(BaseModel):
     source: str
 
 
+Ascertainment = Literal["adverse_events", "prespecified"]
+"""How a trial records clinical fractures: reported as adverse events, or asked for at every
+visit as a pre-specified endpoint."""
+
+
+class FractureSetting(BaseModel):
+    """The trial-level fracture covariates of a trial spec (its ``fracture`` block)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ascertainment: Ascertainment = Field(
+        default="adverse_events",
+        description="how the trial records clinical fractures: 'adverse_events' (reported as "
+        "adverse events, as in ATAC, BIG 1-98, MA.17) or 'prespecified' (a pre-specified "
+        "endpoint asked for at every visit, as in ABCSG-18 and MAP.3)",
+    )
+    prior_fracture_pct: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="% of women with a fracture before entry (default: the share among the "
+        "women the population incidences describe, i.e. no adjustment)",
+    )
+
+
+class PriorFracture(BaseModel):
+    """Relative risk of any fracture after a prior fracture, and the share of women with one
+    among those the population incidences describe."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    relative_risk: float = Field(ge=1)
+    reference_pct: float = Field(ge=0, le=100)
+    source: str
+
+    def factor(self, prior_fracture_pct: float | None) -> float:
+        """Hazard multiplier of a trial with ``prior_fracture_pct`` % women with a prior
+        fracture (1 when not given)."""
+        if prior_fracture_pct is None:
+            return 1.0
+        excess = self.relative_risk - 1.0
+        return (1.0 + prior_fracture_pct / 100.0 * excess) / (
+            1.0 + self.reference_pct / 100.0 * excess
+        )
+
+
 class FittedValue(BaseModel):
     """A fitted fracture parameter: its value and how it was obtained."""
 
@@ -201,31 +262,97 @@ class FractureModel(BaseModel):
     reference_age_years: float
     population_t_score: PopulationTScore
     population_bmd_change: PopulationBmdChange
+    prior_fracture: PriorFracture
     incidence_scale: FittedValue
     turnover_exponent: FittedValue
     loss_weight: FittedValue
+    ascertainment_ratio: FittedValue
+    trial_sd: FittedValue
     types: dict[str, FractureType]
 
     @model_validator(mode="after")
     def _positive_scale(self) -> FractureModel:
-        if self.incidence_scale.value <= 0:
-            raise ValueError(f"incidence_scale: {self.incidence_scale.value} must be > 0")
+        for name in ("incidence_scale", "ascertainment_ratio"):
+            value = getattr(self, name).value
+            if value <= 0:
+                raise ValueError(f"{name}: {value} must be > 0")
+        if self.trial_sd.value < 0:
+            raise ValueError(f"trial_sd: {self.trial_sd.value} must be >= 0")
         if not 0 <= self.turnover_exponent.value <= 3:
             raise ValueError(f"turnover_exponent: {self.turnover_exponent.value} is outside 0..3")
         if not 0 <= self.loss_weight.value <= 1:
             raise ValueError(f"loss_weight: {self.loss_weight.value} is outside 0..1")
         return self
 
-    def with_fit(
-        self, scale: float, exponent: float, loss_weight: float, source: str
-    ) -> FractureModel:
-        """The same model with its three fitted parameters replaced (``source`` says how)."""
-        return self.model_copy(
-            update={
-                "incidence_scale": FittedValue(value=scale, source=source),
-                "turnover_exponent": FittedValue(value=exponent, source=source),
-                "loss_weight": FittedValue(value=loss_weight, source=source),
-            }
+    def with_fit(self, source: str, **values: float) -> FractureModel:
+        """The same model with fitted parameters replaced (``incidence_scale=...``,
+        ``turnover_exponent=...``, ``loss_weight=...``, ``ascertainment_ratio=...``,
+        ``trial_sd=...``; ``source`` says how they were obtained)."""
+        unknown = sorted(set(values) - set(FITTED_PARAMETERS))
+        if unknown:
+            raise ValueError(f"not fitted parameters of the fracture model: {unknown}")
+        update = {name: FittedValue(value=v, source=source) for name, v in values.items()}
+        return FractureModel.model_validate({**self.model_dump(), **update})
+
+    def trial_factor(self, setting: FractureSetting) -> float:
+        """Multiplier of every hazard for a trial's fracture covariates: the incidence scale,
+        the ascertainment ratio when fractures are a pre-specified endpoint, and the prior
+        fracture prevalence against the reference (module docstring)."""
+        factor = self.incidence_scale.value * self.prior_fracture.factor(setting.prior_fracture_pct)
+        if setting.ascertainment == "prespecified":
+            factor *= self.ascertainment_ratio.value
+        return factor
+
+    def log_hazard_terms(
+        self,
+        age0_years: Array,
+        years: Array,
+        baseline_t_scores: Array,
+        t_scores: Array,
+        bmd_pct_change: Array,
+    ) -> dict[str, LogHazardTerms]:
+        """The parts of each type's log hazard that do not depend on the fitted parameters;
+        arrays broadcast over (time, patient).
+
+        ``age0_years`` is the age at baseline, ``years`` the time since baseline,
+        ``baseline_t_scores`` (3, N) the T-scores at baseline, ``t_scores`` and
+        ``bmd_pct_change`` (% change of BMD since baseline) have the site axis first, in
+        :data:`SITES` order.
+        """
+        pop, ref = self.population_t_score, self.reference_age_years
+        age = age0_years + years
+        average_t = pop.at_age(age, ref)
+        average_t0 = pop.at_age(age0_years, ref)
+        average_change_pct = self.population_bmd_change.pct_per_year * years
+        out = {}
+        for name, k in self.types.items():
+            site = SITES.index(k.bmd_site)
+            log_gradient = math.log(k.gradient_per_sd)
+            baseline_standing = baseline_t_scores[site] - average_t0
+            changed_standing = t_scores[site] - average_t - baseline_standing
+            fixed = (
+                math.log(k.incidence_per_year)
+                + math.log(2.0) * (age - ref) / k.age_doubling_years
+                - log_gradient * baseline_standing
+            )
+            if k.bmd_change is None:
+                loss = -log_gradient * changed_standing
+            else:
+                gain = bmd_pct_change[SITES.index(k.bmd_change.site)] - average_change_pct
+                fixed = fixed + k.bmd_change.slope_per_pct * np.maximum(gain, 0.0)
+                loss = -log_gradient * np.minimum(changed_standing, 0.0)
+            out[name] = LogHazardTerms(np.asarray(fixed), np.asarray(loss))
+        return out
+
+    def hazard(
+        self, terms: LogHazardTerms, log_osteoclasts: Array, setting: FractureSetting | None = None
+    ) -> Array:
+        """Hazard per year of one type: trial factor x exp(fixed + w loss + gamma ln OC), with
+        ``log_osteoclasts`` from :func:`log_excess_turnover`."""
+        return self.trial_factor(setting or FractureSetting()) * np.exp(
+            terms.fixed
+            + self.loss_weight.value * terms.loss
+            + self.turnover_exponent.value * log_osteoclasts
         )
 
     def hazards_per_year(
@@ -236,50 +363,61 @@ class FractureModel(BaseModel):
         t_scores: Array,
         bmd_pct_change: Array,
         osteoclasts: Array,
+        setting: FractureSetting | None = None,
     ) -> dict[str, Array]:
-        """Hazard of each type (per year); arrays broadcast over (time, patient).
+        """Hazard of each type (per year) in a trial with fracture covariates ``setting``
+        (default: none stated); arrays as in :meth:`log_hazard_terms`, ``osteoclasts`` the
+        osteoclast activity relative to the patient's untreated baseline."""
+        terms = self.log_hazard_terms(
+            age0_years, years, baseline_t_scores, t_scores, bmd_pct_change
+        )
+        log_oc = log_excess_turnover(osteoclasts)
+        return {name: self.hazard(term, log_oc, setting) for name, term in terms.items()}
 
-        ``age0_years`` is the age at baseline, ``years`` the time since baseline,
-        ``baseline_t_scores`` (3, N) the T-scores at baseline, ``t_scores`` and
-        ``bmd_pct_change`` (% change of BMD since baseline) have the site axis first, in
-        :data:`SITES` order; ``osteoclasts`` is the osteoclast activity relative to the
-        patient's untreated baseline.
-        """
-        pop, ref = self.population_t_score, self.reference_age_years
-        age = age0_years + years
-        average_t = pop.at_age(age, ref)
-        average_t0 = pop.at_age(age0_years, ref)
-        average_change_pct = self.population_bmd_change.pct_per_year * years
-        turnover_term = self.incidence_scale.value * osteoclasts**self.turnover_exponent.value
-        w = self.loss_weight.value
-        out = {}
-        for name, k in self.types.items():
-            site = SITES.index(k.bmd_site)
-            age_term = 2.0 ** ((age - ref) / k.age_doubling_years)
-            baseline_standing = baseline_t_scores[site] - average_t0
-            changed_standing = t_scores[site] - average_t - baseline_standing
-            if k.bmd_change is None:
-                bmd_term = k.gradient_per_sd ** (-(baseline_standing + w * changed_standing))
-            else:
-                gain = bmd_pct_change[SITES.index(k.bmd_change.site)] - average_change_pct
-                lost_standing = w * np.minimum(changed_standing, 0.0)
-                bmd_term = k.gradient_per_sd ** (-(baseline_standing + lost_standing)) * np.exp(
-                    k.bmd_change.slope_per_pct * np.maximum(gain, 0.0)
-                )
-            out[name] = k.incidence_per_year * age_term * bmd_term * turnover_term
-        return out
+
+def log_excess_turnover(osteoclasts: Array) -> Array:
+    """ln max(OC, 1): the turnover term counts resorption above the patient's baseline only
+    (module docstring, fracture model v3)."""
+    return np.asarray(np.log(np.maximum(osteoclasts, 1.0)))
+
+
+@dataclass(frozen=True)
+class LogHazardTerms:
+    """ln hazard of one type = ln trial factor + fixed + w * loss + gamma * ln OC (module
+    docstring): ``fixed`` holds the age, baseline-standing and BMD-gain terms, ``loss`` the
+    change of standing through the cross-sectional gradient, -ln GR_k x (fall of standing)."""
+
+    fixed: Array
+    loss: Array
+
+
+FITTED_PARAMETERS = (
+    "incidence_scale",
+    "turnover_exponent",
+    "loss_weight",
+    "ascertainment_ratio",
+    "trial_sd",
+)
+"""The fracture model's fitted parameters, written by the fit to ``data/fracture_fit.yaml``."""
+
+
+def _data_text(name: str) -> str:
+    return (
+        resources.files("bonecast.simulation")
+        .joinpath("data")
+        .joinpath(name)
+        .read_text(encoding="utf-8")
+    )
 
 
 @cache
 def default_fracture_model() -> FractureModel:
-    """The fracture model shipped with bonecast."""
-    text = (
-        resources.files("bonecast.simulation")
-        .joinpath("data")
-        .joinpath("fracture_model.yaml")
-        .read_text(encoding="utf-8")
-    )
-    return FractureModel.model_validate(yaml.safe_load(text))
+    """The fracture model shipped with bonecast: the coefficients of ``data/fracture_model.yaml``
+    and the fitted parameters of ``data/fracture_fit.yaml`` (written by
+    ``python -m bonecast.simulation.calibration.fracture_fit``)."""
+    coefficients = yaml.safe_load(_data_text("fracture_model.yaml"))
+    fitted = yaml.safe_load(_data_text("fracture_fit.yaml"))["parameters"]
+    return FractureModel.model_validate({**coefficients, **fitted})
 
 
 @dataclass(frozen=True)
@@ -296,6 +434,59 @@ class FractureIncidence:
         return np.asarray(100.0 * (1.0 - np.exp(-(h[index[month_to]] - h[index[month_from]]))))
 
 
+@dataclass(frozen=True)
+class HazardInputs:
+    """A simulated arm prepared for the hazards on a month grid (midpoint rule): interval
+    (m[i-1], m[i]] uses the mean T-score, BMD change and osteoclast activity of its ends and the
+    time at its middle. The fitted parameters enter only in :meth:`integrate`, so a fit
+    prepares each arm once."""
+
+    months: Array
+    step_years: Array  # (n_months - 1, 1)
+    log_osteoclasts: Array  # (n_months - 1, N)
+    terms: dict[str, LogHazardTerms]
+
+    @classmethod
+    def of(
+        cls,
+        model: FractureModel,
+        months: Array,
+        age0_years: Array,
+        t_scores: Array,
+        bmd_ratio: Array,
+        osteoclasts: Array,
+    ) -> HazardInputs:
+        """Arrays as in :func:`fracture_incidence`."""
+        if months[0] != 0:
+            raise ValueError(f"the month grid starts at baseline, month 0, not {months[0]}")
+        middle = 0.5 * (months[1:] + months[:-1])
+        years = (middle * DAYS_PER_MONTH / 365.25)[:, None]
+        t_middle = 0.5 * (t_scores[:, 1:] + t_scores[:, :-1])
+        change_middle = 100.0 * (0.5 * (bmd_ratio[:, 1:] + bmd_ratio[:, :-1]) - 1.0)
+        oc_middle = 0.5 * (osteoclasts[1:] + osteoclasts[:-1])
+        terms = model.log_hazard_terms(
+            age0_years[None, :], years, t_scores[:, 0], t_middle, change_middle
+        )
+        step_years = (np.diff(months) * DAYS_PER_MONTH / 365.25)[:, None]
+        return cls(months, step_years, log_excess_turnover(oc_middle), terms)
+
+    def cumulative_hazard(
+        self, model: FractureModel, quantity: str, setting: FractureSetting | None = None
+    ) -> Array:
+        """Cumulative hazard (n_months, N) of one fracture quantity (clinical: all types)."""
+        names = list(self.terms) if quantity == "clinical_fracture" else [quantity]
+        hazard = sum(model.hazard(self.terms[k], self.log_osteoclasts, setting) for k in names)
+        start = np.zeros((1, self.log_osteoclasts.shape[1]))
+        return np.vstack([start, np.cumsum(hazard * self.step_years, axis=0)])
+
+    def integrate(
+        self, model: FractureModel, setting: FractureSetting | None = None
+    ) -> FractureIncidence:
+        """Cumulative hazards of every fracture quantity."""
+        cumulative = {q: self.cumulative_hazard(model, q, setting) for q in FRACTURE_QUANTITIES}
+        return FractureIncidence(self.months, cumulative)
+
+
 def fracture_incidence(
     model: FractureModel,
     months: Array,
@@ -303,31 +494,15 @@ def fracture_incidence(
     t_scores: Array,
     bmd_ratio: Array,
     osteoclasts: Array,
+    setting: FractureSetting | None = None,
 ) -> FractureIncidence:
-    """Integrate the hazards over a month grid (midpoint rule).
+    """Integrate the hazards over a month grid (midpoint rule, :class:`HazardInputs`) for a
+    trial with fracture covariates ``setting`` (default: none stated).
 
     ``months`` (n_months,) starts at baseline, month 0; ``age0_years`` (N,) is the age then;
     ``t_scores`` (3, n_months, N) the T-scores and ``bmd_ratio`` (3, n_months, N) the BMD
     relative to baseline at the grid months, sites in :data:`SITES` order; ``osteoclasts``
-    (n_months, N) the osteoclast activity relative to the untreated baseline. Interval
-    (m[i-1], m[i]] uses the mean T-score, BMD change and osteoclast activity of its ends and the
-    time at its middle.
+    (n_months, N) the osteoclast activity relative to the untreated baseline.
     """
-    if months[0] != 0:
-        raise ValueError(f"the month grid starts at baseline, month 0, not {months[0]}")
-    middle = 0.5 * (months[1:] + months[:-1])
-    years = (middle * DAYS_PER_MONTH / 365.25)[:, None]
-    t_middle = 0.5 * (t_scores[:, 1:] + t_scores[:, :-1])
-    change_middle = 100.0 * (0.5 * (bmd_ratio[:, 1:] + bmd_ratio[:, :-1]) - 1.0)
-    oc_middle = 0.5 * (osteoclasts[1:] + osteoclasts[:-1])
-    hazards = model.hazards_per_year(
-        age0_years[None, :], years, t_scores[:, 0], t_middle, change_middle, oc_middle
-    )
-    hazards["clinical_fracture"] = np.sum(list(hazards.values()), axis=0)
-    step_years = (np.diff(months) * DAYS_PER_MONTH / 365.25)[:, None]
-    start = np.zeros((1, age0_years.size))
-    cumulative = {
-        name: np.vstack([start, np.cumsum(hazards[name] * step_years, axis=0)])
-        for name in FRACTURE_QUANTITIES
-    }
-    return FractureIncidence(months, cumulative)
+    inputs = HazardInputs.of(model, months, age0_years, t_scores, bmd_ratio, osteoclasts)
+    return inputs.integrate(model, setting)

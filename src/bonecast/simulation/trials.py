@@ -8,7 +8,9 @@ trajectories for plotting.
 
 Fracture quantities (``clinical_fracture``, ``hip_fracture``, ``vertebral_fracture``) report
 the mean cumulative incidence (%) in ``mean_pct_change`` (:mod:`bonecast.simulation.fracture`);
-their other statistics are empty.
+their other statistics are empty. The spec's optional ``fracture`` block states the trial's
+fracture covariates (how fractures are recorded, the share of women with a prior fracture;
+:class:`bonecast.simulation.fracture.FractureSetting`); without it none are stated.
 
 Model observables (``estradiol`` in pg/mL, ``testosterone`` in ng/dL (men only), ``rankl``
 free RANKL, ``osteoclasts`` and ``osteoblasts``, the latter three relative to the patient's
@@ -46,6 +48,7 @@ from bonecast.simulation.calibration.heterogeneity import (
 from bonecast.simulation.executors import Executor, SerialExecutor, share_kernel_threads
 from bonecast.simulation.fracture import (
     FRACTURE_QUANTITIES,
+    FractureSetting,
     default_fracture_model,
     fracture_incidence,
 )
@@ -188,6 +191,7 @@ class TrialSpec(BaseModel):
     population: PopulationSpec
     arms: list[ArmSpec] = Field(min_length=1)
     outputs: OutputSpec
+    fracture: FractureSetting = Field(default_factory=FractureSetting)
 
     @model_validator(mode="after")
     def _consistent(self) -> TrialSpec:
@@ -397,11 +401,16 @@ BandKey = tuple[str, str, float]
 K = TypeVar("K")
 
 
-def _observed(quantity: str, sim: SimulationResult, population: VirtualPopulation) -> Array:
+def _observed(
+    quantity: str,
+    sim: SimulationResult,
+    population: VirtualPopulation,
+    fracture: FractureSetting | None = None,
+) -> Array:
     """True per-visit values of ``quantity`` (n_days, N).
 
     The BMD ratio to baseline for a site, a cell state for a marker, or the cumulative fracture
-    hazard for a fracture quantity.
+    hazard for a fracture quantity (in a trial with fracture covariates ``fracture``).
     """
     if quantity in FRACTURE_QUANTITIES:
         months = sim.days.astype(float) / DAYS_PER_MONTH
@@ -412,6 +421,7 @@ def _observed(quantity: str, sim: SimulationResult, population: VirtualPopulatio
             np.moveaxis(sim.t_scores(), 1, 0),
             np.moveaxis(sim.bmd_ratio, 1, 0),
             sim.osteoclasts,
+            fracture,
         )
         return incidence.cumulative_hazard[quantity]
     if quantity in SITES:
@@ -456,7 +466,7 @@ def _parameter_draw_changes(
             typical, arm.treatments, spec.horizon_days, seed=spec.seed, record_days=record_days
         )
         for q in spec.outputs.quantities:
-            values = _observed(q, sim, typical)
+            values = _observed(q, sim, typical, spec.fracture)
             for month_from, month in spec.output_pairs():
                 out[(arm.name, q, month_from, month)] = _change(
                     q,
@@ -575,7 +585,7 @@ class TrialChunk:
                 progress=_scaled(self.progress, bounds[1] - bounds[0]),
             )
             for q in spec.outputs.quantities:
-                true = _observed(q, sim, population)
+                true = _observed(q, sim, population, spec.fracture)
                 visits = {day: true[column[day]] for day in pair_days}
                 if q in SITES and dxa_error_pp:
                     k = SITES.index(q)

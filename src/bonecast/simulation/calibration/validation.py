@@ -16,9 +16,12 @@ Men (issue 14 item 6) are checked on their own targets and trials
 (:func:`bonecast.simulation.calibration.male.validate_men`), kept out of the headline counts
 of the (female) calibration targets.
 
-Fracture outcomes (fracture model v2) are checked on their own trial (``fracture_outcomes.yaml``
-in the same folder) against every row of the fracture target file (published incidences and
-hazard ratios, calibration and validation rows): see :func:`fracture_checks`.
+Fracture outcomes (fracture model v3) are checked on each fracture trial's own spec (the
+``spec`` column of the fracture target file, in the same folder) against every row of that file
+(published incidences and hazard ratios): inside the target's 95 % interval, and the target
+inside the model's 95 % predictive interval (trial SD tau and the binomial error of the trial's
+n); the leave-one-trial-out check comes from the fit file (:func:`fracture_checks`,
+:mod:`.fracture_fit`).
 """
 
 from __future__ import annotations
@@ -33,9 +36,13 @@ from typing import TYPE_CHECKING
 import yaml
 
 from bonecast.simulation.calibration.fracture_fit import (
+    FractureFitFile,
     FractureTarget,
+    Prediction,
     interval95,
+    load_fracture_fit,
     load_fracture_targets,
+    predictive_interval,
     target_value,
 )
 from bonecast.simulation.calibration.heterogeneity import Heterogeneity, effect_group
@@ -45,6 +52,7 @@ from bonecast.simulation.calibration.predictions import (
     run_trials,
 )
 from bonecast.simulation.calibration.targets import Target, TargetSet
+from bonecast.simulation.fracture import default_fracture_model
 from bonecast.simulation.parameters import ParameterSet
 from bonecast.simulation.trials import TrialResult, TrialSpec
 
@@ -99,22 +107,17 @@ class TargetCheck:
 
 PREDICTIVE_Z = 1.959964
 """Normal quantile of a two-sided 95 % interval."""
-FRACTURE_TRIAL = "fracture_outcomes"
-"""Spec of the fracture checks, in the calibration trials folder."""
 
 
 @dataclass(frozen=True)
-class FractureCheck:
-    """One fracture target against the model: inside its 95 % interval or not."""
-
-    target: FractureTarget
-    model: float
-    interval: tuple[float, float]
+class FractureCheck(Prediction):
+    """One fracture target against the model in the validation report (a
+    :class:`~bonecast.simulation.calibration.fracture_fit.Prediction` of the shipped model)."""
 
     @property
     def passes(self) -> bool:
         """Whether the model's value lies inside the target's 95 % interval."""
-        return self.interval[0] <= self.model <= self.interval[1]
+        return self.inside
 
     @property
     def outcome(self) -> str:
@@ -126,23 +129,39 @@ class FractureCheck:
         return f"{t.trial}: {t.arm}, clinical-fracture incidence (%), {months}"
 
 
+def fracture_specs(targets: Sequence[FractureTarget] | None = None) -> list[str]:
+    """The trial specs the fracture targets run on (default: the shipped file's)."""
+    listed = targets if targets is not None else load_fracture_targets()
+    return sorted({t.spec for t in listed})
+
+
 def fracture_checks(
-    result: TrialResult, targets: Sequence[FractureTarget] | None = None
+    results: Mapping[str, TrialResult], targets: Sequence[FractureTarget] | None = None
 ) -> list[FractureCheck]:
     """Every fracture target (default: the shipped file) against the clinical-fracture rows of
-    ``result``; hazard ratios are ratios of the arms' cumulative hazards -ln(1 - incidence)."""
+    its spec's result; hazard ratios are ratios of the arms' cumulative hazards
+    -ln(1 - incidence). Predictive intervals use the shipped model's trial SD."""
     rows = {
-        (r.arm, r.month_from, r.month): r.mean_pct_change
+        (spec, r.arm, r.month_from, r.month): r.mean_pct_change
+        for spec, result in results.items()
         for r in result.rows
         if r.quantity == "clinical_fracture"
     }
     listed = list(targets if targets is not None else load_fracture_targets())
-    return [
-        FractureCheck(
-            t, target_value(t, lambda arm, a, b: rows[(arm, a, b)]), interval95(t, listed)
+    tau = default_fracture_model().trial_sd.value
+    checks = []
+    for t in listed:
+
+        def incidence(arm: str, a: float, b: float, spec: str = t.spec) -> float:
+            return rows[(spec, arm, a, b)]
+
+        value = target_value(t, incidence)
+        checks.append(
+            FractureCheck(
+                t, value, interval95(t, listed), predictive_interval(t, value, tau, listed)
+            )
         )
-        for t in listed
-    ]
+    return checks
 
 
 @dataclass(frozen=True)
@@ -155,9 +174,10 @@ class ValidationReport:
     parameter_set: ParameterSet
     miss_reasons: dict[str, str]
     fractures: list[FractureCheck]
-    fracture_result: TrialResult
+    fracture_results: dict[str, TrialResult]
     heterogeneity: Heterogeneity | None
     men: MaleValidation | None = None
+    fracture_fit: FractureFitFile | None = None
 
     @property
     def high_weight(self) -> list[TargetCheck]:
@@ -212,7 +232,7 @@ def validate(
 
     specs = load_trial_specs(trials_folder, validation_trials(targets))
     results = run_trials(specs, parameter_set, n_per_arm, progress)
-    fracture_result = results.pop(FRACTURE_TRIAL)
+    fracture_results = {name: results.pop(name) for name in fracture_specs()}
     model = population_predictions(targets.targets, results)
     try:
         heterogeneity: Heterogeneity | None = Heterogeneity.of(parameter_set)
@@ -235,16 +255,17 @@ def validate(
         results,
         parameter_set,
         miss_reasons(),
-        fracture_checks(fracture_result),
-        fracture_result,
+        fracture_checks(fracture_results),
+        fracture_results,
         heterogeneity,
         validate_men(parameter_set, trials_folder, n_per_arm, progress),
+        load_fracture_fit(),
     )
 
 
 def validation_trials(targets: TargetSet) -> list[str]:
-    """Names of the specs a validation runs: every target's trial and the fracture checks'."""
-    return [*sorted(targets.by_trial()), FRACTURE_TRIAL]
+    """Names of the specs a validation runs: every target's trial and the fracture trials'."""
+    return [*sorted(targets.by_trial()), *fracture_specs()]
 
 
 def patient_days(specs: Mapping[str, TrialSpec], n_per_arm: int | None = None) -> int:
