@@ -143,17 +143,21 @@ def interval95(target: FractureTarget, targets: Sequence[FractureTarget]) -> tup
     return 100.0 * (centre - half), 100.0 * (centre + half)
 
 
-def load_fracture_targets(path: str | Path | None = None) -> list[FractureTarget]:
-    """The fracture targets (default: the shipped ``data/fracture_targets.csv``)."""
+def _data_text(name: str, path: str | Path | None) -> str:
+    """The text of ``path``, or of the shipped data file ``name`` when no path is given."""
     if path is None:
-        text = (
+        return (
             resources.files("bonecast.simulation")
             .joinpath("data")
-            .joinpath("fracture_targets.csv")
+            .joinpath(name)
             .read_text(encoding="utf-8")
         )
-    else:
-        text = Path(path).read_text(encoding="utf-8")
+    return Path(path).read_text(encoding="utf-8")
+
+
+def load_fracture_targets(path: str | Path | None = None) -> list[FractureTarget]:
+    """The fracture targets (default: the shipped ``data/fracture_targets.csv``)."""
+    text = _data_text("fracture_targets.csv", path)
     return [FractureTarget.model_validate(row) for row in csv.DictReader(text.splitlines())]
 
 
@@ -595,15 +599,7 @@ class FractureFitFile(BaseModel):
 
 def load_fracture_fit(path: str | Path | None = None) -> FractureFitFile:
     """The fit file (default: the shipped ``data/fracture_fit.yaml``)."""
-    if path is None:
-        text = (
-            resources.files("bonecast.simulation")
-            .joinpath("data")
-            .joinpath("fracture_fit.yaml")
-            .read_text(encoding="utf-8")
-        )
-    else:
-        text = Path(path).read_text(encoding="utf-8")
+    text = _data_text("fracture_fit.yaml", path)
     return FractureFitFile.model_validate(yaml.safe_load(text))
 
 
