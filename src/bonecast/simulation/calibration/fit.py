@@ -13,7 +13,9 @@ Method (choices documented here and in the closing note of issue 3):
   squares of target residuals (model - target) / sigma plus prior residuals.
 * **Stages** as in docs/model/calibration.md section 10.2: A natural progression, B estrogen
   deprivation and tamoxifen, C bisphosphonates, D denosumab, E long-term antiresorptive response
-  (modeling-based formation, on the FREEDOM extension and FLEX), then a joint refit of everything.
+  (modeling-based formation, on the FREEDOM extension and FLEX), F bisphosphonates after stopping
+  (each drug's surface residence half-life, on the after-stopping targets), then a joint refit of
+  everything.
   ABCSG-12's endocrine-only rows are an external check and never fitted.
 * **Loss**: robust (Cauchy, scale one sigma): the trials disagree with one another by more than
   their stated uncertainty (docs/model/calibration.md sections 12.1, 10.1); a robust loss lets the
@@ -65,6 +67,7 @@ from bonecast.simulation.calibration.predictions import (
     run_trials,
 )
 from bonecast.simulation.calibration.targets import Target, TargetSet, load_targets
+from bonecast.simulation.drugs import BISPHOSPHONATES
 from bonecast.simulation.model import Array
 from bonecast.simulation.parameters import ParameterSet
 
@@ -78,6 +81,9 @@ ROBUST_SCALE = 1.0
 RANDOM_EFFECTS_STAGE = "trial random effects (parameters at their fit)"
 """Name of the last stage: between-trial SDs and trial effects (module docstring)."""
 """Residual (in sigmas) beyond which the robust loss starts to discount a target."""
+AFTER_STOPPING_BISPHOSPHONATE = ("F1", "HZ", "ZS")
+"""Targets of BMD after a bisphosphonate stopped (id prefixes): FLEX (alendronate), the HORIZON
+extensions and a single zoledronic acid dose followed for five years."""
 DEFAULT_PRIOR_SD = {"log": 1.5, "logit": 1.5}
 """Prior SD on the transformed scale when the parameter file gives no prior range."""
 STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
@@ -161,6 +167,10 @@ STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
     "E long-term antiresorptive response": (
         ("modeling_t", "modeling_c", "bp.alendronate.ec50_mg"),
         lambda t: t.target_id.startswith(("D4", "D6", "F1")),
+    ),
+    "F bisphosphonates after stopping": (
+        tuple(f"bp.{drug}.surface_half_life_days" for drug in BISPHOSPHONATES),
+        lambda t: t.target_id.startswith(AFTER_STOPPING_BISPHOSPHONATE),
     ),
 }
 
