@@ -112,7 +112,7 @@ STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
             "k_b_per_day",
         ),
         lambda t: (
-            t.target_id.startswith(("A", "L"))
+            t.target_id.startswith(("A", "L", "MA17"))
             or t.target_id
             in (
                 "I1",
