@@ -54,7 +54,7 @@ def _after_three_years(patient, tx, drug: str, dose_mg: float, interval_days: fl
 
 def test_bisphosphonate_effects_outlast_the_last_dose_in_the_affinity_order(make_patient, tx):
     """One year after 3 years of treatment: resorption is back near baseline after risedronate
-    (Watts et al., Osteoporos Int 2008;19:365: markers at pretreatment levels within a year),
+    (Watts et al., Osteoporos Int 2008;19:365: markers back at placebo levels within a year),
     still well suppressed after alendronate (FLEX, Black et al., JAMA 2006;296:2927) and most
     suppressed after yearly zoledronic acid (HORIZON-PFT extension, Black et al., J Bone Miner
     Res 2012;27:243), with spine BMD lost in the same order."""
