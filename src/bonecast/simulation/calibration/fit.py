@@ -81,9 +81,15 @@ ROBUST_SCALE = 1.0
 RANDOM_EFFECTS_STAGE = "trial random effects (parameters at their fit)"
 """Name of the last stage: between-trial SDs and trial effects (module docstring)."""
 """Residual (in sigmas) beyond which the robust loss starts to discount a target."""
-AFTER_STOPPING_BISPHOSPHONATE = ("F1", "HZ", "ZS")
+NATURAL = ("N2", "N3", "N4")
+"""Natural-course targets (id prefixes): SWAN and the Michigan cohort."""
+AI_SETTING_BISPHOSPHONATE = ("GR", "ZF", "ZO", "EZ", "NC")
+"""Bisphosphonates on an aromatase inhibitor added in issue 14 (id prefixes): Greenspan's
+risedronate, Z-FAST, ZO-FAST, E-ZO-FAST and N03CC zoledronic acid."""
+AFTER_STOPPING_BISPHOSPHONATE = ("F1", "HZ", "ZS", "VM")
 """Targets of BMD after a bisphosphonate stopped (id prefixes): FLEX (alendronate), the HORIZON
-extensions and a single zoledronic acid dose followed for five years."""
+extensions and a single zoledronic acid dose followed for five years (zoledronic acid), VERT-MN
+(risedronate)."""
 DEFAULT_PRIOR_SD = {"log": 1.5, "logit": 1.5}
 """Prior SD on the transformed scale when the parameter file gives no prior range."""
 STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
@@ -97,7 +103,7 @@ STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
             "f_femoral_neck",
             "age_deficit_per_year",
         ),
-        lambda t: t.target_id in ("I2", "I4", "I10", "I12") or t.target_id.startswith("N"),
+        lambda t: t.target_id in ("I2", "I4", "I10", "I12") or t.target_id.startswith(NATURAL),
     ),
     "B estrogen deprivation and tamoxifen": (
         (
@@ -112,7 +118,7 @@ STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
             "k_b_per_day",
         ),
         lambda t: (
-            t.target_id.startswith(("A", "L", "MA17"))
+            (t.target_id.startswith(("A", "L", "MA17", "IE")) and not t.target_id.startswith("A18"))
             or t.target_id
             in (
                 "I1",
@@ -157,12 +163,13 @@ STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
                 "B11",
                 "B17",
                 "B18_ZA",
+                *AI_SETTING_BISPHOSPHONATE,
             )
         ),
     ),
     "D denosumab": (
         ("theta_D_per_nM", "s_L"),
-        lambda t: t.target_id.startswith("D") and not t.target_id.startswith("D6"),
+        lambda t: t.target_id.startswith(("D4", "D5", "HB", "A18")),
     ),
     "E long-term antiresorptive response": (
         ("modeling_t", "modeling_c", "bp.alendronate.ec50_mg"),
