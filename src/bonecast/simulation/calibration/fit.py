@@ -15,7 +15,9 @@ Method (choices documented here and in the closing note of issue 3):
   deprivation and tamoxifen, C bisphosphonates, D denosumab, E long-term antiresorptive response
   (modeling-based formation, on the FREEDOM extension and FLEX), F bisphosphonates after stopping
   (each drug's surface residence half-life, on the after-stopping targets), then a joint refit of
-  everything.
+  everything. The denosumab discontinuation rows (McClung 2017, DS) are fitted only in the joint
+  refit: the model's rebound is structurally too small for them (docs/model/calibration.md
+  section 12.10), and in stage D they would bend the on-treatment denosumab parameters.
   ABCSG-12's endocrine-only rows are an external check and never fitted.
 * **Loss**: robust (Cauchy, scale one sigma): the trials disagree with one another by more than
   their stated uncertainty (docs/model/calibration.md sections 12.1, 10.1); a robust loss lets the
