@@ -174,9 +174,13 @@ def plot_after_stopping(report: ValidationReport, path: Path) -> bool:
             by_class.setdefault(cls, []).append(c)
     if not by_class:
         return False
-    fig, axes = plt.subplots(1, len(by_class), figsize=(5.0 * len(by_class), 4.4), squeeze=False)
+    columns = min(2, len(by_class))
+    rows = math.ceil(len(by_class) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(7.0 * columns, 5.0 * rows), squeeze=False)
+    for ax in axes.flat[len(by_class) :]:
+        ax.set_visible(False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (cls, checks) in zip(axes.flat, by_class.items(), strict=True):
+    for ax, (cls, checks) in zip(axes.flat, by_class.items(), strict=False):
         for k, c in enumerate(checks):
             row, link = c.target.row, c.target.link
             bands = report.results[link.trial].bands
