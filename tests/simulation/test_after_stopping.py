@@ -16,7 +16,7 @@ YEAR = round(DAYS_PER_YEAR)
 def test_a_set_with_one_shared_surface_half_life_loads_it_for_every_drug(tmp_path, params):
     data = params.model_dump(mode="json")
     for drug in BISPHOSPHONATES:
-        del data["parameters"][f"bp.{drug}.surface_half_life_days"]
+        del data["parameters"][f"bp.{drug}.t_s_days"]
     data["parameters"]["bp_surface_half_life_days"] = {
         "value": 75.0,
         "unit": "day",
@@ -28,7 +28,7 @@ def test_a_set_with_one_shared_surface_half_life_loads_it_for_every_drug(tmp_pat
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     older = load_parameter_set(path)
     for drug in BISPHOSPHONATES:
-        entry = older.parameters[f"bp.{drug}.surface_half_life_days"]
+        entry = older.parameters[f"bp.{drug}.t_s_days"]
         assert entry.value == 75.0 and not entry.calibrate
         assert "before model 1.3" in entry.source
     assert "bp_surface_half_life_days" not in older.parameters
@@ -37,10 +37,10 @@ def test_a_set_with_one_shared_surface_half_life_loads_it_for_every_drug(tmp_pat
 def test_surface_half_life_priors_follow_the_published_affinity_order(params):
     """Nancollas et al., Bone 2006;38:617: zoledronate > alendronate > ibandronate > risedronate."""
     order = ("zoledronic_acid", "alendronate", "ibandronate", "risedronate")
-    values = [params.parameters[f"bp.{d}.surface_half_life_days"].value for d in order]
+    values = [params.parameters[f"bp.{d}.t_s_days"].value for d in order]
     assert values == sorted(values, reverse=True)
     for drug in order:
-        assert "Nancollas" in params.parameters[f"bp.{drug}.surface_half_life_days"].source
+        assert "Nancollas" in params.parameters[f"bp.{drug}.t_s_days"].source
 
 
 def _after_three_years(patient, tx, drug: str, dose_mg: float, interval_days: float):

@@ -173,7 +173,7 @@ def test_iv_dose_puts_dose_times_f_bone_on_bone(typical_patient, tx, params):
     amount = result.bp_bone_mg["zoledronic_acid"][:, 0]
     assert amount[0] == 0.0  # recorded before the day's dose
     # day 1: 4 mg x 0.6 less at most one day of surface loss, k_s (1 - f_bur) = ln2/t_s x 0.2
-    half_life = params.parameters["bp.zoledronic_acid.surface_half_life_days"].value
+    half_life = params.parameters["bp.zoledronic_acid.t_s_days"].value
     one_day_loss = math.log(2) / half_life * (1.0 - params.parameters["bp_burial_share"].value)
     assert 4.0 * ZOL_F_BONE * (1 - one_day_loss) <= amount[1] <= 4.0 * ZOL_F_BONE
     # surface drug, not yet buried, is nearly all of it
@@ -298,7 +298,7 @@ def test_typical_patient_takes_the_expected_oral_dose(typical_patient, tx, param
     bone = simulate(typical_patient, plan, 30).bp_bone_mg["alendronate"][:, 0]
     rises = np.flatnonzero(np.diff(bone) > 0)
     np.testing.assert_array_equal(rises, [0, 7, 14, 21, 28])
-    half_life = params.parameters["bp.alendronate.surface_half_life_days"].value
+    half_life = params.parameters["bp.alendronate.t_s_days"].value
     one_day_loss = math.log(2) / half_life * (1.0 - params.parameters["bp_burial_share"].value)
     expected = adherence * ALENDRONATE_ON_BONE_MG
     assert expected * (1 - one_day_loss) <= bone[1] <= expected

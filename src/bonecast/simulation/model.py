@@ -230,7 +230,7 @@ class ModelConstants:
             bp_f_oral=per_bp("f_oral"),
             bp_f_bone=per_bp("f_bone"),
             bp_ec50_mg=per_bp("ec50_mg"),
-            bp_k_surface=np.log(2.0) / per_bp("surface_half_life_days"),
+            bp_k_surface=np.log(2.0) / per_bp("t_s_days"),
             bp_burial_share=bp_shared(v["bp_burial_share"]),
             bp_k_release=bp_shared(v["bp_release_per_year"] / DAYS_PER_YEAR),
             den_ka=v["den.ka_per_day"],

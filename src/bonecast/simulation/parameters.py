@@ -38,7 +38,7 @@ def _bp_units() -> dict[str, str]:
         units[f"bp.{drug}.f_oral"] = "1"
         units[f"bp.{drug}.f_bone"] = "1"
         units[f"bp.{drug}.ec50_mg"] = "mg"
-        units[f"bp.{drug}.surface_half_life_days"] = "day"
+        units[f"bp.{drug}.t_s_days"] = "day"
     return units
 
 
@@ -127,7 +127,7 @@ NEUTRAL_ADDITIONS: dict[str, Parameter] = {
 model before them; a set that lacks them loads with these (and says so in their source)."""
 
 SHARED_BISPHOSPHONATE_KINETICS: dict[str, str] = {
-    "bp_surface_half_life_days": "surface_half_life_days",
+    "bp_surface_half_life_days": "t_s_days",
 }
 """Bisphosphonate kinetics that parameter sets before model 1.3 shared between the drugs (old
 name -> per-drug key): such a set loads with the shared value copied to every drug, which

@@ -178,7 +178,7 @@ STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
         lambda t: t.target_id.startswith(("D4", "D6", "F1")),
     ),
     "F bisphosphonates after stopping": (
-        tuple(f"bp.{drug}.surface_half_life_days" for drug in BISPHOSPHONATES),
+        tuple(f"bp.{drug}.t_s_days" for drug in BISPHOSPHONATES),
         lambda t: t.target_id.startswith(AFTER_STOPPING_BISPHOSPHONATE),
     ),
 }
