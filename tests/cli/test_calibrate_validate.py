@@ -28,9 +28,9 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     assert {"target_id", "target_pct", "model_pct", "difference_pp", "pass"} <= set(rows[0])
     assert all(r["reason_if_missed"] for r in rows if r["pass"] == "no")
     assert (
-        len(list(out.glob("validation_*.png"))) == 34
+        len(list(out.glob("validation_*.png"))) == 37
     )  # 30 trials (FREEDOM extension, FLEX and issue 14's 13 new trials among them),
-    # fractures, forest plot, 2 male trials
+    # fractures, forest plot, 2 male trials, bias, after stopping, femoral neck
     with (out / "validation_men.csv").open(newline="") as handle:
         men = list(csv.DictReader(handle))
     assert [m["target_id"] for m in men] == ["M1", "M2", "M3", "M4"]
@@ -60,6 +60,14 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     assert "<h2>Men</h2>" in page and "validation_men_burnett_bowie_men.png" in page
     assert "<h2>Between-trial heterogeneity</h2>" in page
     assert "validation_trial_effects.png" in page
+    # issue 14: bias per site and per drug class, after stopping per drug class, femoral neck
+    with (out / "validation_bias.csv").open(newline="") as handle:
+        bias = {(b["grouping"], b["group"]): b for b in csv.DictReader(handle)}
+    bmd_rows = [r for r in rows if r["quantity"] in ("lumbar_spine", "total_hip", "femoral_neck")]
+    assert sum(int(b["targets"]) for (g, _), b in bias.items() if g == "site") == len(bmd_rows)
+    assert {("site", "femoral neck"), ("drug class", "RANKL antibody")} <= set(bias)
+    assert "<h2>After stopping, per drug class</h2>" in page
+    assert "validation_after_stopping.png" in page and "validation_femoral_neck.png" in page
     # the calibration's provenance is a readable list and a table of its stages
     assert "targets sha256:" in page and "<td>A natural progression</td>" in page
     assert "{'" not in page  # no raw Python dict

@@ -159,9 +159,11 @@ def test_turnover_markers_condition_the_twins() -> None:
 
 def test_hidden_scan_coverage_of_the_band_quick() -> None:
     """Simulated women with their last scan hidden: the 5-95 % band one year after the forecast
-    holds the hidden scan about 90 % of the time (12 women x 3 sites here, 200 twins; the full
-    run of ``benchmarks/bench_forecast_coverage.py`` reports 85-95 %)."""
-    coverage = hidden_scan_coverage(12, twins=200)
+    holds the hidden scan about 90 % of the time (20 women x 3 sites here, 200 twins; the full
+    run of ``benchmarks/bench_forecast_coverage.py`` reports 85-95 %). With 12 women, 6 of 36
+    hidden scans below the band (one or two unlucky women's sites) already failed the tails'
+    check on the recalibrated set, which gives 89 % inside, 4 % below, 6 % above with 60."""
+    coverage = hidden_scan_coverage(20, twins=200)
     assert 75.0 <= coverage.covered_pct < 100.0
     assert coverage.below_pct < 15.0 and coverage.above_pct < 15.0
 

@@ -191,12 +191,12 @@ def _spec_rhs(
         dY.append(form - kappa * s["Y"][j] - resorb * s["Y"][j] / vol)
         dO.append(kappa * s["Y"][j] - resorb * s["O"][j] / vol)
     # 6.6
-    k_s = math.log(2) / v["bp_surface_half_life_days"]
     f_bur, k_rel = v["bp_burial_share"], v["bp_release_per_year"] * per_day
     dAs, dAb = [], []
     for k, drug in enumerate(BP_DRUGS):
         a_s, a_b = s["As"][k], s["Ab"][k]
         f_bone = v[f"bp.{drug}.f_bone"]
+        k_s = math.log(2) / v[f"bp.{drug}.t_s_days"]
         dAs.append(-k_s * (f_bur * s["b"] + 1 - f_bur) * a_s + f_bone * k_rel * s["c"] * a_b)
         dAb.append(k_s * f_bur * s["b"] * a_s - k_rel * s["c"] * a_b)
     # 6.7

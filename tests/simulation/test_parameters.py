@@ -77,7 +77,7 @@ def test_every_parameter_has_unit_symbol_description_and_source(params):
         ("bp.risedronate.f_bone", 0.4),
         ("bp.ibandronate.f_bone", 0.45),
         ("bp.zoledronic_acid.ec50_mg", 0.080),
-        ("bp_surface_half_life_days", 60.0),
+        ("bp.ibandronate.t_s_days", 60.0),
         ("bp_release_per_year", 0.10),
         # docs/model/parameters.md sections 7.1-7.3 starting values
         ("ai.anastrozole.suppression", 0.85),

@@ -16,6 +16,15 @@ import matplotlib.pyplot as plt
 
 from bonecast import DISCLAIMER
 from bonecast.reports.plots import TITLES
+from bonecast.reports.validation_groups import (
+    bias_rows,
+    femoral_neck_share,
+    mean_absolute_error_pp,
+    plot_after_stopping,
+    plot_bias,
+    plot_femoral_neck,
+    write_bias_table,
+)
 from bonecast.simulation.calibration.fracture_fit import SHIPPED_STRUCTURE, LeaveOneOutRow
 from bonecast.simulation.calibration.heterogeneity import PROVENANCE_KEY, Heterogeneity
 from bonecast.simulation.calibration.validation import (
@@ -439,9 +448,11 @@ def write_html(
     path: Path,
     figures: dict[str, str],
     table: str,
-    men_figures: dict[str, str] | None = None,
+    men_figures: dict[str, str] | None,
+    groups: dict[str, object],
 ) -> None:
-    """A short HTML summary: headline, misses with reasons, the full table and the figures."""
+    """A short HTML summary: headline, bias by group, misses with reasons, the full table and
+    the figures."""
     environment = Environment(
         loader=PackageLoader("bonecast.reports", "templates"), autoescape=select_autoescape()
     )
@@ -471,6 +482,7 @@ def write_html(
         men=None if report.men is None else [_summary(report, c) for c in report.men.checks],
         men_head=None if report.men is None else report.men.headline(),
         men_figures=[{"title": t, "file": f} for t, f in (men_figures or {}).items()],
+        groups=groups,
         disclaimer=DISCLAIMER,
     )
     path.write_text(page, encoding="utf-8")
@@ -496,5 +508,28 @@ def write_validation_report(report: ValidationReport, folder: str | Path) -> Pat
         write_men_table(report, folder / "validation_men.csv")
         men_figures = plot_men(report, folder)
     page = folder / "validation.html"
-    write_html(report, page, figures, "validation_targets.csv", men_figures)
+    write_html(
+        report,
+        page,
+        figures,
+        "validation_targets.csv",
+        men_figures,
+        write_group_figures(report, folder),
+    )
     return page
+
+
+def write_group_figures(report: ValidationReport, folder: Path) -> dict[str, object]:
+    """The bias table and figure, the after-stopping and femoral-neck figures (issue 14); what
+    the HTML page needs to show them."""
+    rows = bias_rows(report)
+    write_bias_table(rows, folder / "validation_bias.csv")
+    plot_bias(rows, folder / "validation_bias.png")
+    return {
+        "bias": rows,
+        "bmd_targets": sum(r.targets for r in rows if r.grouping == "site"),
+        "mae": mean_absolute_error_pp(report),
+        "after_stopping": plot_after_stopping(report, folder / "validation_after_stopping.png"),
+        "femoral_neck": plot_femoral_neck(report, folder / "validation_femoral_neck.png"),
+        "fn_share": femoral_neck_share(report),
+    }

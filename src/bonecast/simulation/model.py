@@ -234,7 +234,7 @@ class ModelConstants:
             bp_f_oral=per_bp("f_oral"),
             bp_f_bone=per_bp("f_bone"),
             bp_ec50_mg=per_bp("ec50_mg"),
-            bp_k_surface=bp_shared(np.log(2.0) / v["bp_surface_half_life_days"]),
+            bp_k_surface=np.log(2.0) / per_bp("t_s_days"),
             bp_burial_share=bp_shared(v["bp_burial_share"]),
             bp_k_release=bp_shared(v["bp_release_per_year"] / DAYS_PER_YEAR),
             den_ka=v["den.ka_per_day"],
@@ -254,11 +254,11 @@ class ModelConstants:
             / v.get("male.testosterone_clearance_l_per_day", np.full(n, 1e5)),
             has_men=bool(np.any(v.get("male", np.zeros(n)) > 0)),
         )
-        partial = cls(**constants)  # type: ignore[arg-type]
+        partial = cls(**constants)
         e2_0 = e2_base_pg_ml(partial, 0.0)
         s_e0 = estrogen_activity(partial, e2_0, np.zeros(n))
         fixed = e2_0 if np.all(np.isinf(partial.fmp_day)) else None
-        return cls(**{**constants, "s_e0": s_e0, "e2_base_fixed": fixed})  # type: ignore[arg-type]
+        return cls(**{**constants, "s_e0": s_e0, "e2_base_fixed": fixed})
 
     def constant_rate_step(self, name: str, rate: Array, dt: float) -> tuple[Array, Array]:
         """``(exp(-k dt), phi(k, dt))`` of a state whose loss rate ``k`` never changes (cached)."""

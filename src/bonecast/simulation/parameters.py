@@ -38,6 +38,7 @@ def _bp_units() -> dict[str, str]:
         units[f"bp.{drug}.f_oral"] = "1"
         units[f"bp.{drug}.f_bone"] = "1"
         units[f"bp.{drug}.ec50_mg"] = "mg"
+        units[f"bp.{drug}.t_s_days"] = "day"
     return units
 
 
@@ -83,7 +84,6 @@ PARAMETER_UNITS: dict[str, str] = {
     "age_deficit_per_year": "1/year",
     "age_deficit_ref_years": "year",
     **_bp_units(),
-    "bp_surface_half_life_days": "day",
     "bp_burial_share": "1",
     "bp_release_per_year": "1/year",
     "den.ka_per_day": "1/day",
@@ -125,6 +125,37 @@ NEUTRAL_ADDITIONS: dict[str, Parameter] = {
 }
 """Parameters added after a parameter-set format was shipped, with the value that reproduces the
 model before them; a set that lacks them loads with these (and says so in their source)."""
+
+SHARED_BISPHOSPHONATE_KINETICS: dict[str, str] = {
+    "bp_surface_half_life_days": "t_s_days",
+}
+"""Bisphosphonate kinetics that parameter sets before model 1.3 shared between the drugs (old
+name -> per-drug key): such a set loads with the shared value copied to every drug, which
+reproduces the earlier model exactly."""
+
+
+def _split_shared_kinetics(params: dict[str, object]) -> dict[str, object]:
+    """``params`` with the shared bisphosphonate kinetics of an older set copied to each drug."""
+    out = dict(params)
+    for old, key in SHARED_BISPHOSPHONATE_KINETICS.items():
+        shared = out.pop(old, None)
+        if isinstance(shared, Parameter):
+            shared = shared.model_dump()
+        if not isinstance(shared, dict):
+            continue
+        for drug in BISPHOSPHONATES:
+            out.setdefault(
+                f"bp.{drug}.{key}",
+                {
+                    **shared,
+                    "symbol": f"{shared.get('symbol', key)}_{drug}",
+                    "calibrate": False,
+                    "prior": None,
+                    "source": f"shared value of a parameter set made before model 1.3 (one value "
+                    f"for every bisphosphonate): {shared.get('source', '')}",
+                },
+            )
+    return out
 
 
 class ReferenceBMD(BaseModel):
@@ -187,7 +218,8 @@ class ParameterSet(BaseModel):
     @classmethod
     def _add_neutral_additions(cls, data: object) -> object:
         if isinstance(data, dict) and isinstance(data.get("parameters"), dict):
-            params = data["parameters"]
+            params = _split_shared_kinetics(data["parameters"])
+            data = {**data, "parameters": params}
             added = {k: v for k, v in NEUTRAL_ADDITIONS.items() if k not in params}
             if added:
                 data = {**data, "parameters": {**params, **added}}

@@ -13,7 +13,11 @@ Method (choices documented here and in the closing note of issue 3):
   squares of target residuals (model - target) / sigma plus prior residuals.
 * **Stages** as in docs/model/calibration.md section 10.2: A natural progression, B estrogen
   deprivation and tamoxifen, C bisphosphonates, D denosumab, E long-term antiresorptive response
-  (modeling-based formation, on the FREEDOM extension and FLEX), then a joint refit of everything.
+  (modeling-based formation, on the FREEDOM extension and FLEX), F bisphosphonates after stopping
+  (each drug's surface residence half-life, on the after-stopping targets), then a joint refit of
+  everything. The denosumab discontinuation rows (McClung 2017, DS) are fitted only in the joint
+  refit: the model's rebound is structurally too small for them (docs/model/calibration.md
+  section 12.10), and in stage D they would bend the on-treatment denosumab parameters.
   ABCSG-12's endocrine-only rows are an external check and never fitted.
 * **Loss**: robust (Cauchy, scale one sigma): the trials disagree with one another by more than
   their stated uncertainty (docs/model/calibration.md sections 12.1, 10.1); a robust loss lets the
@@ -65,6 +69,7 @@ from bonecast.simulation.calibration.predictions import (
     run_trials,
 )
 from bonecast.simulation.calibration.targets import Target, TargetSet, load_targets
+from bonecast.simulation.drugs import BISPHOSPHONATES
 from bonecast.simulation.model import Array
 from bonecast.simulation.parameters import ParameterSet
 
@@ -78,6 +83,15 @@ ROBUST_SCALE = 1.0
 RANDOM_EFFECTS_STAGE = "trial random effects (parameters at their fit)"
 """Name of the last stage: between-trial SDs and trial effects (module docstring)."""
 """Residual (in sigmas) beyond which the robust loss starts to discount a target."""
+NATURAL = ("N2", "N3", "N4")
+"""Natural-course targets (id prefixes): SWAN and the Michigan cohort."""
+AI_SETTING_BISPHOSPHONATE = ("GR", "ZF", "ZO", "EZ", "NC")
+"""Bisphosphonates on an aromatase inhibitor added in issue 14 (id prefixes): Greenspan's
+risedronate, Z-FAST, ZO-FAST, E-ZO-FAST and N03CC zoledronic acid."""
+AFTER_STOPPING_BISPHOSPHONATE = ("F1", "HZ", "ZS", "VM")
+"""Targets of BMD after a bisphosphonate stopped (id prefixes): FLEX (alendronate), the HORIZON
+extensions and a single zoledronic acid dose followed for five years (zoledronic acid), VERT-MN
+(risedronate)."""
 DEFAULT_PRIOR_SD = {"log": 1.5, "logit": 1.5}
 """Prior SD on the transformed scale when the parameter file gives no prior range."""
 STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
@@ -91,7 +105,7 @@ STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
             "f_femoral_neck",
             "age_deficit_per_year",
         ),
-        lambda t: t.target_id in ("I2", "I4", "I10", "I12") or t.target_id.startswith("N"),
+        lambda t: t.target_id in ("I2", "I4", "I10", "I12") or t.target_id.startswith(NATURAL),
     ),
     "B estrogen deprivation and tamoxifen": (
         (
@@ -106,7 +120,7 @@ STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
             "k_b_per_day",
         ),
         lambda t: (
-            t.target_id.startswith(("A", "L"))
+            (t.target_id.startswith(("A", "L", "MA17", "IE")) and not t.target_id.startswith("A18"))
             or t.target_id
             in (
                 "I1",
@@ -151,16 +165,21 @@ STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
                 "B11",
                 "B17",
                 "B18_ZA",
+                *AI_SETTING_BISPHOSPHONATE,
             )
         ),
     ),
     "D denosumab": (
         ("theta_D_per_nM", "s_L"),
-        lambda t: t.target_id.startswith("D") and not t.target_id.startswith("D6"),
+        lambda t: t.target_id.startswith(("D4", "D5", "HB", "A18")),
     ),
     "E long-term antiresorptive response": (
         ("modeling_t", "modeling_c", "bp.alendronate.ec50_mg"),
         lambda t: t.target_id.startswith(("D4", "D6", "F1")),
+    ),
+    "F bisphosphonates after stopping": (
+        tuple(f"bp.{drug}.t_s_days" for drug in BISPHOSPHONATES),
+        lambda t: t.target_id.startswith(AFTER_STOPPING_BISPHOSPHONATE),
     ),
 }
 
