@@ -4,6 +4,7 @@ docs/model/calibration.md section 10)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -195,8 +196,15 @@ def test_quick_calibration_lowers_the_objective_and_records_provenance(tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("BONECAST_FULL_CALIBRATION"),
+    reason="the full fit (about 10 minutes on 2 cores) runs from its own command: "
+    "BONECAST_FULL_CALIBRATION=1 pytest tests/science/test_calibration.py -k full_calibration",
+)
 def test_full_calibration_reproduces_the_shipped_parameter_set():
-    """`bonecast calibrate` from scratch gives the shipped default (about 2-3 minutes)."""
+    """`bonecast calibrate` from scratch gives the shipped default (about 10 minutes on 2 cores,
+    so outside `make test`: the shipped set's targets hash and the quick calibration are checked
+    there)."""
     result = calibrate(start_parameter_set(), load_targets(), TRIALS, posterior_draws=2)
     shipped = default_parameter_set()
     for name, entry in result.parameter_set.parameters.items():
