@@ -250,19 +250,18 @@ def _plan_treatments(
         stop = None if t.end_date is None else _months_between(t0, t.end_date)
         if stop is not None and stop <= start:
             continue
+        as_given = Treatment(
+            drug=t.drug,
+            dose_mg=dose,
+            interval_days=interval,
+            start_month=start,
+            stop_month=stop,
+            route=t.given_route,
+        )
         if t.drug_class is DrugClass.AROMATASE_INHIBITOR:
-            ais.append((t, dose, interval, start, stop))
+            ais.append((t, dose, interval, start, stop, as_given))
         else:
-            keep.append(
-                Treatment(
-                    drug=t.drug,
-                    dose_mg=dose,
-                    interval_days=interval,
-                    start_month=start,
-                    stop_month=stop,
-                    route=t.given_route,
-                )
-            )
+            keep.append(as_given)
     now = _months_between(t0, patient.as_of)
     end = _months_between(t0, horizon_end)
     agent_dose, agent_interval = _regimen(agent.drug, agent.dose_mg, agent.interval_days)
@@ -283,16 +282,12 @@ def _plan_treatments(
             ("agent", f"add {agent.drug} {agent.schedule} from today", [*keep, with_agent(end)]),
         ], ["not on an aromatase inhibitor: the inhibitor plans do not apply"]
     ais.sort(key=lambda a: a[3])
-    t, dose, interval, start, stop = ais[-1]
-    for earlier, e_dose, e_interval, e_start, e_stop in ais[:-1]:
+    t, dose, interval, start, stop, _ = ais[-1]
+    for *_, e_stop, earlier in ais[:-1]:
         # an inhibitor taken before the current one (a switch) is part of her history
         keep.append(
-            Treatment(
-                drug=earlier.drug,
-                dose_mg=e_dose,
-                interval_days=e_interval,
-                start_month=e_start,
-                stop_month=start if e_stop is None else min(e_stop, start),
+            earlier.model_copy(
+                update={"stop_month": start if e_stop is None else min(e_stop, start)}
             )
         )
     if patient.sex == "male":
