@@ -243,23 +243,23 @@ def _plan_treatments(
 ) -> tuple[list[tuple[str, str, list[Treatment]]], list[str]]:
     notes: list[str] = []
     keep: list[Treatment] = []
-    ais = []
-    for t in patient.treatments:
-        dose, interval = _regimen(t.drug, t.dose_mg, t.interval_days)
-        start = max(0.0, _months_between(t0, t.start_date))
-        stop = None if t.end_date is None else _months_between(t0, t.end_date)
-        if stop is not None and stop <= start:
+    ais: list[Treatment] = []
+    for record in patient.treatments:
+        record_dose, record_interval = _regimen(record.drug, record.dose_mg, record.interval_days)
+        record_start = max(0.0, _months_between(t0, record.start_date))
+        record_stop = None if record.end_date is None else _months_between(t0, record.end_date)
+        if record_stop is not None and record_stop <= record_start:
             continue
         as_given = Treatment(
-            drug=t.drug,
-            dose_mg=dose,
-            interval_days=interval,
-            start_month=start,
-            stop_month=stop,
-            route=t.given_route,
+            drug=record.drug,
+            dose_mg=record_dose,
+            interval_days=record_interval,
+            start_month=record_start,
+            stop_month=record_stop,
+            route=record.given_route,
         )
-        if t.drug_class is DrugClass.AROMATASE_INHIBITOR:
-            ais.append((t, dose, interval, start, stop, as_given))
+        if record.drug_class is DrugClass.AROMATASE_INHIBITOR:
+            ais.append(as_given)
         else:
             keep.append(as_given)
     now = _months_between(t0, patient.as_of)
@@ -281,22 +281,21 @@ def _plan_treatments(
             ("no_new_treatment", "current treatments only", keep),
             ("agent", f"add {agent.drug} {agent.schedule} from today", [*keep, with_agent(end)]),
         ], ["not on an aromatase inhibitor: the inhibitor plans do not apply"]
-    ais.sort(key=lambda a: a[3])
-    t, dose, interval, start, stop, _ = ais[-1]
-    for *_, e_stop, earlier in ais[:-1]:
+    ais.sort(key=lambda a: a.start_month or 0.0)
+    current = ais[-1]
+    drug, dose, interval = current.drug, current.dose_mg, current.interval_days
+    start, stop = current.start_month or 0.0, current.stop_month
+    for earlier in ais[:-1]:
         # an inhibitor taken before the current one (a switch) is part of her history
-        keep.append(
-            earlier.model_copy(
-                update={"stop_month": start if e_stop is None else min(e_stop, start)}
-            )
-        )
+        until = start if earlier.stop_month is None else min(earlier.stop_month, start)
+        keep.append(earlier.model_copy(update={"stop_month": until}))
     if patient.sex == "male":
-        return _male_plans(t.drug, dose, interval, start, stop, now, keep, with_agent(end))
+        return _male_plans(drug, dose, interval, start, stop, now, keep, with_agent(end))
     if stop is None:
-        first = ais[0][3]
+        first = ais[0].start_month or 0.0
         stop = max(first + STANDARD_AI_YEARS * 12, start + 12.0)
         notes.append(
-            f"{t.drug} has no planned stop date: {STANDARD_AI_YEARS:g} years of aromatase "
+            f"{drug} has no planned stop date: {STANDARD_AI_YEARS:g} years of aromatase "
             "inhibitor in all assumed"
             + (" (counted from the first inhibitor)" if len(ais) > 1 else "")
         )
@@ -304,7 +303,7 @@ def _plan_treatments(
     continued_keep = keep
     if stop <= now:
         continued = stop
-        notes.append(f"{t.drug} stopped before today: 'continue_ai' keeps the recorded stop")
+        notes.append(f"{drug} stopped before today: 'continue_ai' keeps the recorded stop")
     elif patient.menopausal_status == "premenopausal":
         # continuing the inhibitor before menopause needs continued ovarian suppression
         continued_keep = [
@@ -316,23 +315,23 @@ def _plan_treatments(
 
     def ai(until: float | None) -> Treatment:
         return Treatment(
-            drug=t.drug, dose_mg=dose, interval_days=interval, start_month=start, stop_month=until
+            drug=drug, dose_mg=dose, interval_days=interval, start_month=start, stop_month=until
         )
 
     return [
         (
             "continue_ai",
-            f"{t.drug} continues through the horizon, no new bone agent",
+            f"{drug} continues through the horizon, no new bone agent",
             [*continued_keep, ai(continued)],
         ),
         (
             "ai_plus_agent",
-            f"{t.drug} as planned plus {agent.drug} {agent.schedule} from today",
+            f"{drug} as planned plus {agent.drug} {agent.schedule} from today",
             [*keep, ai(stop), with_agent(stop)],
         ),
         (
             "stop_ai_as_planned",
-            f"{t.drug} stops as planned (month {stop:.0f} of treatment)",
+            f"{drug} stops as planned (month {stop:.0f} of treatment)",
             [*keep, ai(stop)],
         ),
     ], notes
