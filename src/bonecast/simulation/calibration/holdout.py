@@ -34,8 +34,6 @@ HOLDOUT_TARGET_FILE = "validation_holdout.csv"
 """The hold-out results (in ``bonecast/simulation/data``)."""
 HOLDOUT_MAP_FILE = "validation_holdout_map.yaml"
 """Links of the hold-out results to their trial specs."""
-HOLDOUT_TRIALS = Path("examples/trials/holdout")
-"""Folder of the hold-out trial specs (relative to the repository root)."""
 
 
 def load_holdout_targets() -> TargetSet:
@@ -69,18 +67,23 @@ class HoldoutValidation:
 
 def validate_holdout(
     parameter_set: ParameterSet,
-    trials_folder: str | Path = HOLDOUT_TRIALS,
+    trials_folder: str | Path,
     *,
     targets: TargetSet | None = None,
     n_per_arm: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> HoldoutValidation:
-    """Run the hold-out trials with ``parameter_set`` and check every hold-out row (default:
-    the shipped file) with the high-weight rule."""
+    """Run the hold-out trials (specs in ``trials_folder``) with ``parameter_set`` and check
+    every hold-out row (default: the shipped file) with the high-weight rule."""
     listed = targets if targets is not None else load_holdout_targets()
     specs = load_trial_specs(trials_folder, sorted(listed.by_trial()))
     results = run_trials(specs, parameter_set, n_per_arm, progress)
+    never_fitted = tuple(t.target_id for t in listed.targets)
     checks = check_targets(
-        listed.targets, results, heterogeneity_of(parameter_set), strict=True
+        listed.targets,
+        results,
+        heterogeneity_of(parameter_set),
+        external=never_fitted,
+        strict=True,
     )
     return HoldoutValidation(checks, results)

@@ -217,9 +217,7 @@ def _data_text(name: str) -> str:
     )
 
 
-def load_targets(
-    csv_path: str | Path | None = None, map_name: str = CALIBRATION_MAP
-) -> TargetSet:
+def load_targets(csv_path: str | Path | None = None, map_name: str = CALIBRATION_MAP) -> TargetSet:
     """Read the targets (bonecast's copy by default) and link every row to the simulation
     through ``map_name`` (a links file in ``data/``)."""
     text = (

@@ -303,7 +303,9 @@ def validate(
         load_fracture_fit(),
         None
         if holdout_trials is None
-        else validate_holdout(parameter_set, holdout_trials, n_per_arm=n_per_arm, progress=progress),
+        else validate_holdout(
+            parameter_set, holdout_trials, n_per_arm=n_per_arm, progress=progress
+        ),
     )
 
 
