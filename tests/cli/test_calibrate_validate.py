@@ -31,10 +31,11 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     assert {"target_id", "target_pct", "model_pct", "difference_pp", "pass"} <= set(rows[0])
     assert all(r["reason_if_missed"] for r in rows if r["pass"] == "no")
     assert (
-        len(list(out.glob("validation_*.png"))) == 47
+        len(list(out.glob("validation_*.png"))) == 48
     )  # 30 trials (FREEDOM extension, FLEX and issue 14's 13 new trials among them),
     # fractures, forest plot, 2 male trials, bias, after stopping, femoral neck, and the
-    # trials never fitted to: their published-vs-model figure and one per hold-out trial (9)
+    # trials never fitted to: their published-vs-model figure and one per hold-out trial (10,
+    # ZO-FAST's 36-month spine among them)
     with (out / "validation_men.csv").open(newline="") as handle:
         men = list(csv.DictReader(handle))
     assert [m["target_id"] for m in men] == ["M1", "M2", "M3", "M4"]
@@ -75,7 +76,7 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     # trials the model was never fitted to: their own table, figure and report section
     with (out / "validation_holdout.csv").open(newline="") as handle:
         held_out = list(csv.DictReader(handle))
-    assert len(held_out) == 34 and not {h["target_id"] for h in held_out} & {
+    assert len(held_out) == 36 and not {h["target_id"] for h in held_out} & {
         r["target_id"] for r in rows
     }
     assert all(h["fitted"] == "no (external check)" for h in held_out)

@@ -158,3 +158,22 @@ def test_holdout_scoring_runs_on_a_couple_of_rows() -> None:
         sum(abs(c.difference_pp or 0.0) for c in report.checks) / 2
     )
     assert set(report.results) == {"data_denosumab", "team_bone"}
+
+
+def test_a_fitted_trials_held_out_time_point_runs_on_its_calibration_spec() -> None:
+    every = load_holdout_targets()
+    chosen = TargetSet(
+        tuple(t for t in every.targets if t.target_id == "ZOH_UP_LS_M36"), every.sha256
+    )
+    with pytest.raises(ValueError, match="zofast"):
+        validate_holdout(default_parameter_set(), HOLDOUT_TRIALS, targets=chosen, n_per_arm=5)
+    report = validate_holdout(
+        default_parameter_set(),
+        HOLDOUT_TRIALS,
+        fitted_trials_folder=CALIBRATION_TRIALS,
+        targets=chosen,
+        n_per_arm=40,
+    )
+    (check,) = report.checks
+    assert report.results["zofast"].spec.name == "ZO-FAST"  # the calibration spec, not a copy
+    assert check.model_pct > 0  # upfront zoledronic acid gains spine BMD on letrozole

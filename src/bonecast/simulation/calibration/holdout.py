@@ -1,9 +1,10 @@
 """The hold-out check: published results the model is never fitted to (issue 14).
 
 ``data/validation_holdout.csv`` has the columns of the calibration target file and holds
-published BMD results that are *not* calibration targets (other trials, or arms and doses of a
-fitted trial that the fit never saw); ``data/validation_holdout_map.yaml`` links each row to its
-trial spec in ``examples/trials/holdout/``. ``bonecast calibrate`` reads neither file, so these
+published BMD results that are *not* calibration targets (other trials, or arms, doses and time
+points of a fitted trial that the fit never saw); ``data/validation_holdout_map.yaml`` links each
+row to its trial spec in ``examples/trials/holdout/`` (or, for a fitted trial's other time
+points, to its calibration spec, not copied). ``bonecast calibrate`` reads neither file, so these
 rows say how well bonecast predicts a trial it has not seen.
 
 Scoring is the calibration targets' own (:func:`~.validation.check_targets`): the fixed-effect
@@ -15,7 +16,7 @@ the site and the row's noise scale).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,12 +29,29 @@ from bonecast.simulation.calibration.validation import (
     heterogeneity_of,
 )
 from bonecast.simulation.parameters import ParameterSet
-from bonecast.simulation.trials import TrialResult
+from bonecast.simulation.trials import TrialResult, TrialSpec
 
 HOLDOUT_TARGET_FILE = "validation_holdout.csv"
 """The hold-out results (in ``bonecast/simulation/data``)."""
 HOLDOUT_MAP_FILE = "validation_holdout_map.yaml"
 """Links of the hold-out results to their trial specs."""
+
+
+def holdout_specs(
+    trials_folder: str | Path,
+    names: Sequence[str],
+    fitted_trials_folder: str | Path | None = None,
+) -> dict[str, TrialSpec]:
+    """Each named spec from the hold-out folder or, for a fitted trial whose other time points
+    are held out (its spec is not copied), from the calibration folder."""
+    own = sorted(n for n in names if (Path(trials_folder) / f"{n}.yaml").is_file())
+    specs = load_trial_specs(trials_folder, own)
+    fitted = sorted(set(names) - set(own))
+    if fitted and fitted_trials_folder is None:
+        raise ValueError(f"hold-out trials {fitted}: no spec in {trials_folder}")
+    if fitted_trials_folder is not None:
+        specs |= load_trial_specs(fitted_trials_folder, fitted)
+    return specs
 
 
 def load_holdout_targets() -> TargetSet:
@@ -69,14 +87,16 @@ def validate_holdout(
     parameter_set: ParameterSet,
     trials_folder: str | Path,
     *,
+    fitted_trials_folder: str | Path | None = None,
     targets: TargetSet | None = None,
     n_per_arm: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> HoldoutValidation:
-    """Run the hold-out trials (specs in ``trials_folder``) with ``parameter_set`` and check
-    every hold-out row (default: the shipped file) with the high-weight rule."""
+    """Run the hold-out trials (specs in ``trials_folder``, or in ``fitted_trials_folder`` for
+    a fitted trial's held-out time points) with ``parameter_set`` and check every hold-out row
+    (default: the shipped file) with the high-weight rule."""
     listed = targets if targets is not None else load_holdout_targets()
-    specs = load_trial_specs(trials_folder, sorted(listed.by_trial()))
+    specs = holdout_specs(trials_folder, sorted(listed.by_trial()), fitted_trials_folder)
     results = run_trials(specs, parameter_set, n_per_arm, progress)
     never_fitted = tuple(t.target_id for t in listed.targets)
     checks = check_targets(

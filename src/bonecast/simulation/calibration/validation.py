@@ -304,7 +304,11 @@ def validate(
         None
         if holdout_trials is None
         else validate_holdout(
-            parameter_set, holdout_trials, n_per_arm=n_per_arm, progress=progress
+            parameter_set,
+            holdout_trials,
+            fitted_trials_folder=trials_folder,
+            n_per_arm=n_per_arm,
+            progress=progress,
         ),
     )
 
@@ -330,7 +334,10 @@ def validation_patient_days(
 ) -> int:
     """Total simulated patient-days of :func:`validate` (the women's, fracture, male and
     hold-out trials)."""
-    from bonecast.simulation.calibration.holdout import load_holdout_targets  # imports this
+    from bonecast.simulation.calibration.holdout import (  # imports this module
+        holdout_specs,
+        load_holdout_targets,
+    )
     from bonecast.simulation.calibration.male import load_male_targets  # imports this module
 
     names = [*validation_trials(targets), *sorted(load_male_targets().by_trial())]
@@ -338,4 +345,4 @@ def validation_patient_days(
     if holdout_trials is None:
         return days
     held_out = sorted(load_holdout_targets().by_trial())
-    return days + patient_days(load_trial_specs(holdout_trials, held_out), n_per_arm)
+    return days + patient_days(holdout_specs(holdout_trials, held_out, trials_folder), n_per_arm)
