@@ -238,7 +238,7 @@ def heterogeneity_of(parameter_set: ParameterSet) -> Heterogeneity | None:
         return None
 
 
-def predictive_sd(target: Target, heterogeneity: Heterogeneity | None) -> float | None:
+def target_predictive_sd(target: Target, heterogeneity: Heterogeneity | None) -> float | None:
     """SD of ``target`` around its prediction for a new trial, sqrt(tau_site^2 + sigma^2)
     (``None`` without a between-trial SD)."""
     if heterogeneity is None:
@@ -264,7 +264,7 @@ def check_targets(
             t,
             model[t.target_id],
             t.target_id not in external,
-            predictive_sd(t, heterogeneity),
+            target_predictive_sd(t, heterogeneity),
             strict,
         )
         for t in targets
