@@ -229,6 +229,8 @@ def trial_check(
 
 
 DEFAULT_CALIBRATION_TRIALS = Path("examples/trials/calibration")
+HOLDOUT_TRIALS = Path("examples/trials/holdout")
+"""Specs of the published trials the model is never fitted to (``bonecast validate``)."""
 
 
 def _trials_folder(folder: Path) -> Path:
@@ -321,18 +323,27 @@ def validate_command(
     n_per_arm: Annotated[
         int | None, typer.Option("--n-per-arm", min=1, help="Override the specs' population sizes.")
     ] = None,
+    holdout_trials: Annotated[
+        Path,
+        typer.Option(
+            "--holdout-trials",
+            help="Folder of the specs of the trials the model is never fitted to.",
+        ),
+    ] = HOLDOUT_TRIALS,
 ) -> None:
-    """Run every calibration trial and compare the model with each published target."""
+    """Run every calibration trial and compare the model with each published target, then
+    predict the published trials the model was never fitted to."""
     from bonecast.progress import progress_bar
     from bonecast.reports.validation_report import write_validation_report
     from bonecast.simulation.calibration.fit import EXTERNAL_CHECKS
     from bonecast.simulation.calibration.validation import validate, validation_patient_days
 
     folder = _trials_folder(trials)
+    holdout_folder = _trials_folder(holdout_trials)
     params = _parameters(parameters)
     targets = _targets(None)
     with progress_bar(errors) as progress:
-        total = validation_patient_days(folder, targets, n_per_arm)
+        total = validation_patient_days(folder, targets, n_per_arm, holdout_folder)
         task = progress.add_task("validating", total=total)
         report = validate(
             params,
@@ -341,6 +352,7 @@ def validate_command(
             n_per_arm=n_per_arm,
             external=EXTERNAL_CHECKS,
             progress=lambda k: progress.advance(task, k),
+            holdout_trials=holdout_folder,
         )
     page = write_validation_report(report, out)
     head = report.headline()
@@ -367,6 +379,13 @@ def validate_command(
     if report.men is not None:
         men = report.men.headline()
         console.print(f"men: {men['pass']}/{men['total']} male targets within tolerance")
+    if report.holdout is not None:
+        held = report.holdout.headline()
+        console.print(
+            f"trials never fitted to: {held['within']}/{held['total']} published results within "
+            f"max(CI half-width, 1.0 pp), mean absolute error {held['mae_pp']:.2f} pp, "
+            f"{held['covered']}/{held['covered_total']} inside their 95 % predictive interval"
+        )
     inside = sum(f.passes for f in report.fractures)
     covered = sum(f.covered for f in report.fractures)
     console.print(

@@ -13,13 +13,16 @@ from bonecast.simulation import load_parameter_set
 
 runner = CliRunner()
 TRIALS = Path(__file__).resolve().parents[2] / "examples" / "trials" / "calibration"
+HOLDOUT_TRIALS = TRIALS.parent / "holdout"
 
 
 def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     out = tmp_path / "validation"
     result = runner.invoke(
-        app, ["validate", "--out", str(out), "--trials", str(TRIALS), "--n-per-arm", "30"]
-    )
+        app,
+        ["validate", "--out", str(out), "--trials", str(TRIALS), "--n-per-arm", "30",
+         "--holdout-trials", str(HOLDOUT_TRIALS)],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "high-weight targets" in result.output
     with (out / "validation_targets.csv").open(newline="") as handle:
@@ -28,9 +31,11 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     assert {"target_id", "target_pct", "model_pct", "difference_pp", "pass"} <= set(rows[0])
     assert all(r["reason_if_missed"] for r in rows if r["pass"] == "no")
     assert (
-        len(list(out.glob("validation_*.png"))) == 37
+        len(list(out.glob("validation_*.png"))) == 48
     )  # 30 trials (FREEDOM extension, FLEX and issue 14's 13 new trials among them),
-    # fractures, forest plot, 2 male trials, bias, after stopping, femoral neck
+    # fractures, forest plot, 2 male trials, bias, after stopping, femoral neck, and the
+    # trials never fitted to: their published-vs-model figure and one per hold-out trial (10,
+    # ZO-FAST's 36-month spine among them)
     with (out / "validation_men.csv").open(newline="") as handle:
         men = list(csv.DictReader(handle))
     assert [m["target_id"] for m in men] == ["M1", "M2", "M3", "M4"]
@@ -68,6 +73,20 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     assert {("site", "femoral neck"), ("drug class", "RANKL antibody")} <= set(bias)
     assert "<h2>After stopping, per drug class</h2>" in page
     assert "validation_after_stopping.png" in page and "validation_femoral_neck.png" in page
+    # trials the model was never fitted to: their own table, figure and report section
+    with (out / "validation_holdout.csv").open(newline="") as handle:
+        held_out = list(csv.DictReader(handle))
+    assert len(held_out) == 36 and not {h["target_id"] for h in held_out} & {
+        r["target_id"] for r in rows
+    }
+    assert all(h["fitted"] == "no (external check)" for h in held_out)
+    for h in held_out:  # judged by max(CI half-width, 1.0 pp) whatever the weight
+        within = abs(float(h["difference_pp"])) <= float(h["tolerance_pp"])
+        assert h["pass"] == ("yes" if within else "no")
+        assert float(h["tolerance_pp"]) >= 1.0
+    assert "trials never fitted to: " in result.output and "mean absolute error" in result.output
+    assert "<h2>Trials the model was never fitted to</h2>" in page
+    assert "validation_holdout.png" in page and "validation_holdout_data_denosumab.png" in page
     # the calibration's provenance is a readable list and a table of its stages
     assert "targets sha256:" in page and "<td>A natural progression</td>" in page
     assert "{'" not in page  # no raw Python dict

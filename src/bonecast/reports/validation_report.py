@@ -32,7 +32,7 @@ from bonecast.simulation.calibration.validation import (
     ValidationReport,
 )
 from bonecast.simulation.fracture import default_fracture_model
-from bonecast.simulation.trials import Band
+from bonecast.simulation.trials import Band, TrialResult
 
 TABLE_COLUMNS = (
     "target_id",
@@ -58,11 +58,11 @@ TABLE_COLUMNS = (
 
 
 def _tolerance(check: TargetCheck) -> float:
-    return check.target.tolerance_pp(check.target.row.weight == "H")
+    return check.target.tolerance_pp(check.high_weight_rule)
 
 
 def _passes(check: TargetCheck) -> bool:
-    return check.passes(check.target.row.weight == "H")
+    return check.passes(check.high_weight_rule)
 
 
 def write_table(report: ValidationReport, path: Path) -> None:
@@ -407,16 +407,99 @@ def write_men_table(report: ValidationReport, path: Path) -> None:
     write_table(dataclasses.replace(report, checks=report.men.checks), path)
 
 
-def plot_men(report: ValidationReport, folder: Path) -> dict[str, str]:
-    """One figure per male trial (model band vs published points); title -> file name."""
-    assert report.men is not None
-    view = dataclasses.replace(report, checks=report.men.checks, results=report.men.results)
+def plot_trial_set(
+    report: ValidationReport,
+    checks: list[TargetCheck],
+    results: dict[str, TrialResult],
+    folder: Path,
+    prefix: str,
+) -> dict[str, str]:
+    """One figure per trial of a set of targets beside the calibration targets (men, hold-out):
+    model band vs published points; title -> file name."""
+    view = dataclasses.replace(report, checks=checks, results=results)
     figures = {}
-    for trial, result in report.men.results.items():
-        name = f"validation_men_{trial}.png"
+    for trial, result in results.items():
+        name = f"{prefix}{trial}.png"
         plot_trial_targets(view, trial, folder / name)
         figures[result.spec.name] = name
     return figures
+
+
+def plot_men(report: ValidationReport, folder: Path) -> dict[str, str]:
+    """One figure per male trial (model band vs published points); title -> file name."""
+    assert report.men is not None
+    return plot_trial_set(report, report.men.checks, report.men.results, folder, "validation_men_")
+
+
+def holdout_view(report: ValidationReport) -> ValidationReport:
+    """The report seen through its hold-out rows (their checks and trial results)."""
+    assert report.holdout is not None
+    return dataclasses.replace(report, checks=report.holdout.checks, results=report.holdout.results)
+
+
+def plot_holdout(report: ValidationReport, path: Path) -> None:
+    """Every hold-out result: published (x, with its tolerance max(CI half-width, 1.0 pp)) against
+    the model's fixed-effect prediction (y, with its 95 % predictive interval); the diagonal is
+    perfect prediction, a point whose horizontal bar crosses it is within tolerance."""
+    assert report.holdout is not None
+    checks = [c for c in report.holdout.checks if c.target.row.value_pct is not None]
+    fig, ax = plt.subplots(figsize=(7.6, 6.6))
+    for c in checks:
+        published = float(c.target.row.value_pct or 0.0)
+        interval = c.predictive_interval
+        yerr = (
+            None if interval is None else [[c.model_pct - interval[0]], [interval[1] - c.model_pct]]
+        )
+        ok = _passes(c)
+        ax.errorbar(
+            published,
+            c.model_pct,
+            xerr=_tolerance(c),
+            yerr=yerr,
+            fmt="o" if ok else "X",
+            color="C0" if ok else "C3",
+            ecolor="0.6",
+            elinewidth=0.8,
+            capsize=2,
+            ms=6,
+        )
+        ax.annotate(
+            c.target.target_id,
+            (published, c.model_pct),
+            fontsize=6,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    values = [v for c in checks for v in (float(c.target.row.value_pct or 0.0), c.model_pct)]
+    low, high = min(values) - 1.5, max(values) + 1.5
+    ax.plot([low, high], [low, high], color="0.4", lw=0.8)
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_xlabel("published % change (horizontal bar: tolerance)")
+    ax.set_ylabel("model % change (vertical bar: 95 % predictive interval)")
+    ax.set_title("Trials the model was never fitted to: o within tolerance, x outside", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_holdout(report: ValidationReport, folder: Path) -> dict[str, object]:
+    """The hold-out table (``validation_holdout.csv``), the published-vs-model figure and one
+    figure per hold-out trial; what the HTML page needs to show them."""
+    assert report.holdout is not None
+    view = holdout_view(report)
+    write_table(view, folder / "validation_holdout.csv")
+    plot_holdout(report, folder / "validation_holdout.png")
+    figures = plot_trial_set(
+        report, report.holdout.checks, report.holdout.results, folder, "validation_holdout_"
+    )
+    return {
+        "head": report.holdout.headline(),
+        "rows": [_summary(view, c) for c in report.holdout.checks],
+        "bias": bias_rows(view),
+        "figures": [{"title": t, "file": f} for t, f in figures.items()],
+    }
 
 
 def _summary(report: ValidationReport, check: TargetCheck) -> dict[str, object]:
@@ -450,6 +533,7 @@ def write_html(
     table: str,
     men_figures: dict[str, str] | None,
     groups: dict[str, object],
+    holdout: dict[str, object] | None = None,
 ) -> None:
     """A short HTML summary: headline, bias by group, misses with reasons, the full table and
     the figures."""
@@ -483,6 +567,7 @@ def write_html(
         men_head=None if report.men is None else report.men.headline(),
         men_figures=[{"title": t, "file": f} for t, f in (men_figures or {}).items()],
         groups=groups,
+        holdout=holdout,
         disclaimer=DISCLAIMER,
     )
     path.write_text(page, encoding="utf-8")
@@ -507,6 +592,7 @@ def write_validation_report(report: ValidationReport, folder: str | Path) -> Pat
     if report.men is not None:
         write_men_table(report, folder / "validation_men.csv")
         men_figures = plot_men(report, folder)
+    holdout = None if report.holdout is None else write_holdout(report, folder)
     page = folder / "validation.html"
     write_html(
         report,
@@ -515,6 +601,7 @@ def write_validation_report(report: ValidationReport, folder: str | Path) -> Pat
         "validation_targets.csv",
         men_figures,
         write_group_figures(report, folder),
+        holdout,
     )
     return page
 

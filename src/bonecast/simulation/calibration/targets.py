@@ -39,6 +39,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.special import ndtri
 
+CALIBRATION_MAP = "calibration_map.yaml"
+"""Links of the calibration (and male) targets to their trial specs."""
 MARKERS = ("ctx", "ntx", "p1np", "bsap", "bone_turnover_markers")
 """Quantities that are bone turnover markers."""
 FLOOR_PP = {"H": 1.0, "M": 1.5, "L": 2.5}
@@ -87,7 +89,8 @@ class TargetRow(BaseModel):
     @field_validator("verified", mode="before")
     @classmethod
     def _yes_no(cls, value: object) -> object:
-        return {"yes": True, "no": False}.get(str(value), value)
+        # "partial" (part of the row checked, the note says which) counts as not verified
+        return {"yes": True, "no": False, "partial": False}.get(str(value), value)
 
 
 class TargetLink(BaseModel):
@@ -214,22 +217,22 @@ def _data_text(name: str) -> str:
     )
 
 
-def load_targets(csv_path: str | Path | None = None) -> TargetSet:
-    """Read the targets (bonecast's copy by default) and link every row to the simulation."""
+def load_targets(csv_path: str | Path | None = None, map_name: str = CALIBRATION_MAP) -> TargetSet:
+    """Read the targets (bonecast's copy by default) and link every row to the simulation
+    through ``map_name`` (a links file in ``data/``)."""
     text = (
         _data_text("calibration_targets.csv")
         if csv_path is None
         else Path(csv_path).read_text(encoding="utf-8")
     )
     links = {
-        k: TargetLink.model_validate(v)
-        for k, v in yaml.safe_load(_data_text("calibration_map.yaml")).items()
+        k: TargetLink.model_validate(v) for k, v in yaml.safe_load(_data_text(map_name)).items()
     }
     targets = []
     for record in csv.DictReader(io.StringIO(text)):
         row = TargetRow.model_validate(record)
         if row.target_id not in links:
-            raise ValueError(f"target {row.target_id}: no entry in calibration_map.yaml")
+            raise ValueError(f"target {row.target_id}: no entry in {map_name}")
         link = links[row.target_id]
         expected = QUANTITY_OF_SITE.get(row.site_or_marker)
         if expected != link.quantity:

@@ -12,6 +12,10 @@ interval* for a new trial, the prediction +/- 1.96 sqrt(tau_site^2 + sigma^2)
 (:mod:`.heterogeneity`; parameter uncertainty not included), and the report counts the targets
 inside theirs (coverage; about 95 % expected if the noise model is right).
 
+Published results the model is never fitted to (``data/validation_holdout.csv``, issue 14)
+are scored by the same code (:func:`check_targets`) with the high-weight rule for every row,
+max(95 % CI half-width, 1.0 pp): :mod:`.holdout`.
+
 Men (issue 14 item 6) are checked on their own targets and trials
 (:func:`bonecast.simulation.calibration.male.validate_men`), kept out of the headline counts
 of the (female) calibration targets.
@@ -57,6 +61,7 @@ from bonecast.simulation.parameters import ParameterSet
 from bonecast.simulation.trials import TrialResult, TrialSpec
 
 if TYPE_CHECKING:
+    from bonecast.simulation.calibration.holdout import HoldoutValidation
     from bonecast.simulation.calibration.male import MaleValidation
 
 
@@ -74,6 +79,13 @@ class TargetCheck:
     model_pct: float
     fitted: bool
     predictive_sd_pp: float | None = None
+    strict: bool = False
+    """Judge the row by the high-weight rule whatever its weight (the hold-out rows)."""
+
+    @property
+    def high_weight_rule(self) -> bool:
+        """Whether the row is judged by max(CI half-width, 1.0 pp) rather than 1.5 pp."""
+        return self.strict or self.target.row.weight == "H"
 
     @property
     def difference_pp(self) -> float | None:
@@ -178,6 +190,7 @@ class ValidationReport:
     heterogeneity: Heterogeneity | None
     men: MaleValidation | None = None
     fracture_fit: FractureFitFile | None = None
+    holdout: HoldoutValidation | None = None
 
     @property
     def high_weight(self) -> list[TargetCheck]:
@@ -217,6 +230,47 @@ def miss_reasons() -> dict[str, str]:
     return {str(k): str(v) for k, v in (yaml.safe_load(text) or {}).items()}
 
 
+def heterogeneity_of(parameter_set: ParameterSet) -> Heterogeneity | None:
+    """The set's between-trial SDs, or ``None`` for a set calibrated without them."""
+    try:
+        return Heterogeneity.of(parameter_set)
+    except ValueError:
+        return None
+
+
+def target_predictive_sd(target: Target, heterogeneity: Heterogeneity | None) -> float | None:
+    """SD of ``target`` around its prediction for a new trial, sqrt(tau_site^2 + sigma^2)
+    (``None`` without a between-trial SD)."""
+    if heterogeneity is None:
+        return None
+    group = effect_group(target)
+    tau = 0.0 if group is None else heterogeneity.tau(group[1])
+    return math.hypot(tau, target.sigma_pp)
+
+
+def check_targets(
+    targets: Sequence[Target],
+    results: Mapping[str, TrialResult],
+    heterogeneity: Heterogeneity | None,
+    *,
+    external: tuple[str, ...] = (),
+    strict: bool = False,
+) -> list[TargetCheck]:
+    """Every target against its trial's simulated population (fixed effects), with its 95 %
+    predictive interval; ``strict`` judges every row by the high-weight rule."""
+    model = population_predictions(targets, results)
+    return [
+        TargetCheck(
+            t,
+            model[t.target_id],
+            t.target_id not in external,
+            target_predictive_sd(t, heterogeneity),
+            strict,
+        )
+        for t in targets
+    ]
+
+
 def validate(
     parameter_set: ParameterSet,
     targets: TargetSet,
@@ -225,33 +279,20 @@ def validate(
     n_per_arm: int | None = None,
     external: tuple[str, ...] = (),
     progress: Callable[[int], None] | None = None,
+    holdout_trials: str | Path | None = None,
 ) -> ValidationReport:
     """Run the calibration trials with ``parameter_set`` and check every target, the
-    fracture outcomes and the male targets."""
+    fracture outcomes and the male targets; with ``holdout_trials`` (the folder of the hold-out
+    specs) also the published results the model is never fitted to."""
+    from bonecast.simulation.calibration.holdout import validate_holdout  # imports this module
     from bonecast.simulation.calibration.male import validate_men  # male.py imports this module
 
     specs = load_trial_specs(trials_folder, validation_trials(targets))
     results = run_trials(specs, parameter_set, n_per_arm, progress)
     fracture_results = {name: results.pop(name) for name in fracture_specs()}
-    model = population_predictions(targets.targets, results)
-    try:
-        heterogeneity: Heterogeneity | None = Heterogeneity.of(parameter_set)
-    except ValueError:
-        heterogeneity = None
-
-    def predictive_sd(target: Target) -> float | None:
-        if heterogeneity is None:
-            return None
-        group = effect_group(target)
-        tau = 0.0 if group is None else heterogeneity.tau(group[1])
-        return math.hypot(tau, target.sigma_pp)
-
-    checks = [
-        TargetCheck(t, model[t.target_id], t.target_id not in external, predictive_sd(t))
-        for t in targets.targets
-    ]
+    heterogeneity = heterogeneity_of(parameter_set)
     return ValidationReport(
-        checks,
+        check_targets(targets.targets, results, heterogeneity, external=external),
         results,
         parameter_set,
         miss_reasons(),
@@ -260,6 +301,15 @@ def validate(
         heterogeneity,
         validate_men(parameter_set, trials_folder, n_per_arm, progress),
         load_fracture_fit(),
+        None
+        if holdout_trials is None
+        else validate_holdout(
+            parameter_set,
+            holdout_trials,
+            fitted_trials_folder=trials_folder,
+            n_per_arm=n_per_arm,
+            progress=progress,
+        ),
     )
 
 
@@ -277,10 +327,22 @@ def patient_days(specs: Mapping[str, TrialSpec], n_per_arm: int | None = None) -
 
 
 def validation_patient_days(
-    trials_folder: str | Path, targets: TargetSet, n_per_arm: int | None = None
+    trials_folder: str | Path,
+    targets: TargetSet,
+    n_per_arm: int | None = None,
+    holdout_trials: str | Path | None = None,
 ) -> int:
-    """Total simulated patient-days of :func:`validate` (the women's, fracture and male trials)."""
+    """Total simulated patient-days of :func:`validate` (the women's, fracture, male and
+    hold-out trials)."""
+    from bonecast.simulation.calibration.holdout import (  # imports this module
+        holdout_specs,
+        load_holdout_targets,
+    )
     from bonecast.simulation.calibration.male import load_male_targets  # imports this module
 
     names = [*validation_trials(targets), *sorted(load_male_targets().by_trial())]
-    return patient_days(load_trial_specs(trials_folder, names), n_per_arm)
+    days = patient_days(load_trial_specs(trials_folder, names), n_per_arm)
+    if holdout_trials is None:
+        return days
+    held_out = sorted(load_holdout_targets().by_trial())
+    return days + patient_days(holdout_specs(holdout_trials, held_out, trials_folder), n_per_arm)
