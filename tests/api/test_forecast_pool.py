@@ -17,7 +17,7 @@ from bonecast.clinical import PatientError, assess, lsc_table, parse_patient
 from bonecast.registry import TokenIn, UserIn
 from bonecast.services import assessments
 from bonecast.services.assessments import ASSESSMENTS
-from bonecast.services.forecast_pool import ForecastPool, default_processes
+from bonecast.services.forecast_pool import WARM_UP_PATIENT, ForecastPool, default_processes
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "patients" / "contract_example.json"
 
@@ -37,6 +37,15 @@ def test_a_worker_process_gives_the_assessment_computed_in_process(pool: Forecas
     there = pool.assess(patient, "aibl-2025", lsc, 5)
     assert here.forecast is not None and there.forecast is not None
     assert there.model_dump() == here.model_dump()
+
+
+def test_the_warm_up_runs_every_piece_of_a_conditioned_forecast() -> None:
+    """A worker's warm-up assessment goes through the twin pool, the scans and the markers, so a
+    first real forecast finds all of them loaded."""
+    warmed = assess(parse_patient(WARM_UP_PATIENT), forecast_years=5)
+    details = warmed.forecast_details
+    assert warmed.forecast and details is not None
+    assert details.scans_conditioned_on == 2 and details.markers_conditioned_on == 2
 
 
 def test_an_error_in_a_worker_reaches_the_caller_and_the_pool_goes_on(pool: ForecastPool) -> None:
