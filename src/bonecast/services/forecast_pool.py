@@ -5,9 +5,9 @@ One forecast runs the compiled kernel, which holds the GIL while it runs, and Nu
 server process computes one forecast at a time on its own. A :class:`ForecastPool` runs them
 in ``processes`` spawned worker processes instead, each started with one Numba thread and
 warmed up (:func:`warm_up`: the compiled kernel loaded, the posterior draws, rule set and
-reference tables read), so ``processes`` forecasts run side by side without oversubscribing the cores and the
-server's event loop keeps its GIL. Results are the same as in process: the worker runs the same
-:func:`~bonecast.clinical.assess` on the same (pickled) input.
+reference tables read), so ``processes`` forecasts run side by side without oversubscribing the
+cores and the server's event loop keeps its GIL. Results are the same as in process: the worker
+runs the same :func:`~bonecast.clinical.assess` on the same (pickled) input.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import multiprocessing
 import os
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
-
 from typing import Any
 
 from bonecast.clinical import DEFAULT_RULE_SET, Assessment, Lsc, Patient, assess, parse_patient
