@@ -2,7 +2,7 @@
 
 Starts the real server (``bonecast serve --workers`` with ``--workers`` processes, default 2, on
 127.0.0.1, a free port, each with ``--forecast-processes`` forecast worker processes, default
-the server's: the cores shared out over the server processes) on a temporary SQLite registry
+the server's: one per core in each server process) on a temporary SQLite registry
 seeded as ``bonecast demo`` does (``--patients`` synthetic women and the demo clinician, who gets
 an API token), then runs bounded load tests with ``--clients`` concurrent clients
 (:class:`httpx.AsyncClient`, one connection each) on ``GET /api/v1/patients/{id}/assessment``:
