@@ -43,8 +43,8 @@ continues), ``ai_plus_agent`` (a bone agent added today) and, for a man on testo
 Numerics: the plans of all twins are simulated in one vectorised run (each twin repeated once per
 plan, with the same dose draws) with daily steps, on the compiled engine by default; only the
 yearly output days and the scan days are recorded; with a weighting pool the pool runs over her
-history only. About 0.1-0.5 s per patient on 2 cores, depending on how long her treatment
-history is and whether denosumab is involved.
+history only. About 0.03-0.2 s of CPU per patient (one Numba thread), depending on how long her
+treatment history is and whether denosumab is involved.
 """
 
 from __future__ import annotations

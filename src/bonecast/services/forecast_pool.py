@@ -51,10 +51,10 @@ def default_processes() -> int:
     """Forecast processes per server process: one per core, in every server process.
 
     Not the cores shared out over the server processes: the kernel hands connections to the
-    server processes unevenly (20 first requests split 13 to 7 about as often as 10 to 10), and
-    a server process with half the cores queues its forecasts while the other one's cores idle.
-    With every core in each, a burst keeps all cores busy wherever it lands; the operating
-    system time-slices the extra processes (about 220 MB each).
+    server processes unevenly (20 first requests split 13 to 7 or worse about as often as
+    evenly), and a server process with half the cores queues its forecasts while the other
+    one's cores idle. With every core in each, a burst keeps all cores busy wherever it lands;
+    the operating system time-slices the extra processes (about 220 MB each).
     """
     return available_cores()
 
