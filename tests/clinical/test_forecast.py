@@ -233,6 +233,18 @@ def test_the_bands_monte_carlo_error_is_about_the_output_rounding(two_scans):
     assert spread_pp.max() <= 1.0
 
 
+def test_a_long_tailed_plan_gets_twice_the_twins_and_says_its_band_is_uncertain():
+    """A man stopping his inhibitor: a few twins gain a lot, so 200 twins leave the upper band
+    edge uncertain by more than MONTE_CARLO_ERROR_PCT; the forecast doubles the twins and,
+    where that is still not enough, says so. A typical woman keeps the default."""
+    man = forecast(parse_patient(_patient("man_anastrozole_testosterone")), [])
+    assert man is not None and man.twins == 2 * DEFAULT_TWINS
+    assert any("still uncertain" in note for note in man.notes)
+    woman = forecast(parse_patient(_patient("two_scans_significant_loss")), [])
+    assert woman is not None and woman.twins == DEFAULT_TWINS
+    assert not any("still uncertain" in note for note in woman.notes)
+
+
 def test_compiled_forecast_matches_the_numpy_reference(two_scans):
     """The compiled engine (the default) gives the NumPy reference's forecast: every mean and
     band edge within 0.0002 g/cm2 (outputs are rounded to 0.0001) and the same conditioning."""
