@@ -96,7 +96,7 @@ DEFAULT_TWINS = 200
 :data:`MONTE_CARLO_ERROR_PCT`). Measured on the example patients as the SD over 6 twin seeds
 (docs/forecast.md): the 5-95 % edges vary by 0.09-0.15 % of BMD on average per patient (0.08-0.11
 with 400), about the output's rounding (0.001 g/cm2) and a tenth of one scan's precision error
-(about 1 %, LSC / 2.77), which the band holds."""
+(about 1 %, LSC / 2.77), which the band holds; at most 0.8 % at any point of the women."""
 MONTE_CARLO_ERROR_PCT = 2.0
 """Largest Monte Carlo error (1 standard error, % of BMD) of any median or band edge of a
 forecast (:func:`~bonecast.clinical.conditioning.quantile_standard_error`) that is accepted
