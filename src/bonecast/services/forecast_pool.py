@@ -12,6 +12,7 @@ runs the same :func:`~bonecast.clinical.assess` on the same (pickled) input.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from collections.abc import Mapping
@@ -59,11 +60,13 @@ def default_processes() -> int:
     return available_cores()
 
 
+@functools.cache
 def warm_up() -> None:
     """Assess :data:`WARM_UP_PATIENT` with a 5-year forecast and drop the result, so that this
     process's first real assessment does not pay for loading the compiled kernel, the posterior
     draws of the twins' parameters, the default rule set and the reference tables (about 0.3 s
-    on one core, most of it reading the rule set; nothing is stored)."""
+    on one core, most of it reading the rule set; nothing is stored). Once per process: later
+    calls (another application started in the same process) return at once."""
     assess(parse_patient(WARM_UP_PATIENT, "warm-up patient"), DEFAULT_RULE_SET, forecast_years=5)
 
 
