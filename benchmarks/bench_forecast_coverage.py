@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from bonecast.clinical import load_patient
-from bonecast.clinical.forecast import forecast, prepare_engine
+from bonecast.clinical.forecast import DEFAULT_TWINS, forecast, prepare_engine
 from bonecast.clinical.forecast_coverage import hidden_scan_coverage
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "patients"
@@ -28,7 +28,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "patients"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--women", type=int, default=300)
-    parser.add_argument("--twins", type=int, default=400)
+    parser.add_argument("--twins", type=int, default=DEFAULT_TWINS)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
     args = parser.parse_args()

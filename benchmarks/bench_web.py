@@ -2,7 +2,7 @@
 
 Starts the real server (``bonecast serve --workers`` with ``--workers`` processes, default 2, on
 127.0.0.1, a free port, each with ``--forecast-processes`` forecast worker processes, default
-the server's: the cores shared out over the server processes) on a temporary SQLite registry
+the server's: one per core in each server process) on a temporary SQLite registry
 seeded as ``bonecast demo`` does (``--patients`` synthetic women and the demo clinician, who gets
 an API token), then runs bounded load tests with ``--clients`` concurrent clients
 (:class:`httpx.AsyncClient`, one connection each) on ``GET /api/v1/patients/{id}/assessment``:
@@ -62,6 +62,7 @@ from typing import Any
 
 import httpx
 import matplotlib
+import psutil
 
 matplotlib.use("Agg")
 import numpy as np
@@ -92,6 +93,9 @@ class Phase:
     health_ms: list[float] = field(default_factory=list)
     errors: int = 0
     seconds: float = 0.0
+    server_cpu_s: float = 0.0  # the server's processes (server processes, forecast workers)
+    client_cpu_s: float = 0.0  # this process: the clients
+    machine_busy_s: float = 0.0  # every core of the machine, anything running on it
 
     def summary(self) -> dict[str, Any]:
         """Counts, requests per second and percentiles."""
@@ -111,6 +115,12 @@ class Phase:
             "client_ms": pct(self.client_ms),
             "server_ms": pct(self.server_ms),
             "health_during_ms": pct(self.health_ms),
+            "cpu_s": {
+                "server": round(self.server_cpu_s, 2),
+                "client": round(self.client_cpu_s, 2),
+                "machine_busy": round(self.machine_busy_s, 2),
+                "cores": psutil.cpu_count(),
+            },
         }
 
 
@@ -170,8 +180,9 @@ def free_port() -> int:
 @contextmanager
 def server(
     database_url: str, workers: int, forecast_processes: int | None, log: Path
-) -> Iterator[str]:
-    """``bonecast serve`` in a child process; yields its base URL once /health answers."""
+) -> Iterator[tuple[str, int]]:
+    """``bonecast serve`` in a child process; yields its base URL once /health answers, and
+    its process id."""
     port = free_port()
     command = [
         str(Path(sys.executable).with_name("bonecast")),
@@ -201,10 +212,30 @@ def server(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not answer within 120 s; see {log}")
             time.sleep(0.2)
-        yield base
+        yield base, child.pid
     finally:
         child.terminate()
         child.wait(30)
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its live descendants."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def machine_busy_s() -> float:
+    """Core-seconds every core of the machine has spent busy since boot (not idle, not waiting
+    for I/O), whatever ran."""
+    times = psutil.cpu_times()
+    return float(sum(times)) - times.idle - getattr(times, "iowait", 0.0)
 
 
 def server_ms(response: httpx.Response) -> float:
@@ -283,16 +314,21 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Phase]:
     with progress_bar(console) as progress:
 
         def measure(
-            at: tuple[str, str], phase: Phase, paths: list[str], probe: bool = False
+            at: tuple[str, str, int], phase: Phase, paths: list[str], probe: bool = False
         ) -> None:
-            asyncio.run(load(*at, phase, paths, args.max_seconds, progress, probe))
+            base, token, pid = at
+            server_cpu, client_cpu, busy = tree_cpu_s(pid), time.process_time(), machine_busy_s()
+            asyncio.run(load(base, token, phase, paths, args.max_seconds, progress, probe))
+            phase.server_cpu_s += tree_cpu_s(pid) - server_cpu
+            phase.client_cpu_s += time.process_time() - client_cpu
+            phase.machine_busy_s += machine_busy_s() - busy
 
         pooled = [args.forecast_processes] * args.cold_rounds
         for round_, processes in enumerate([*pooled, 0]):
             # a fresh registry too: stored assessments would serve as a cache across servers
             url, token = seeded_registry(folder / f"round-{round_}", args.patients)
-            with server(url, args.workers, processes, log) as base:
-                at = (base, token)
+            with server(url, args.workers, processes, log) as (base, pid):
+                at = (base, token, pid)
                 # untimed: each worker waits for its compiled engine; no 5-year forecast is made
                 start_up = Phase("start-up", args.workers)
                 measure(at, start_up, assessment_paths(ids, 6, 4 * args.workers))
@@ -423,6 +459,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot(phases, args.out / "bench_web.png")
     console.print(table(summaries))
     console.print(f"ratios: {result['ratios']}")
+    for name in ("cold, concurrent", "cold, concurrent, in process"):
+        s, cpu = summaries[name], summaries[name]["cpu_s"]
+        others = max(0.0, cpu["machine_busy"] - cpu["server"] - cpu["client"])
+        idle = max(0.0, cpu["cores"] * s["seconds"] - cpu["machine_busy"])
+        console.print(
+            f"{name}: {s['seconds']} s wall on {cpu['cores']} cores; CPU-s used by the server "
+            f"{cpu['server']}, the clients {cpu['client']}, other work on the machine "
+            f"{others:.2f}, idle {idle:.2f}"
+        )
     goal = result["goal"]
     console.print(f"goal warm p95 <= {GOAL_P95_MS:g} ms server-side: {goal['met']}")
     console.print(

@@ -642,8 +642,8 @@ def serve(
         typer.Option(
             "--forecast-processes",
             min=0,
-            help="Forecast worker processes per server process (default: the cores shared out "
-            "over the server processes; 0: forecasts one at a time in each server process).",
+            help="Forecast worker processes per server process (default: one per core; 0: "
+            "forecasts one at a time in each server process).",
         ),
     ] = None,
 ) -> None:
@@ -662,7 +662,7 @@ def serve(
     from bonecast.services.forecast_pool import default_processes
     from bonecast.web.security import SecretKeyMissingError, secret_key
 
-    forecasters = default_processes(workers) if forecast_processes is None else forecast_processes
+    forecasters = default_processes() if forecast_processes is None else forecast_processes
     if workers == 1:
         application = create_app(
             database, trial_scheduler=scheduler, forecast_processes=forecasters

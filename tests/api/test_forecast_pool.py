@@ -17,7 +17,12 @@ from bonecast.clinical import PatientError, assess, lsc_table, parse_patient
 from bonecast.registry import TokenIn, UserIn
 from bonecast.services import assessments
 from bonecast.services.assessments import ASSESSMENTS
-from bonecast.services.forecast_pool import ForecastPool, default_processes
+from bonecast.services.forecast_pool import (
+    WARM_UP_PATIENT,
+    ForecastPool,
+    available_cores,
+    default_processes,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "patients" / "contract_example.json"
 
@@ -39,6 +44,15 @@ def test_a_worker_process_gives_the_assessment_computed_in_process(pool: Forecas
     assert there.model_dump() == here.model_dump()
 
 
+def test_the_warm_up_runs_every_piece_of_a_conditioned_forecast() -> None:
+    """A worker's warm-up assessment goes through the twin pool, the scans and the markers, so a
+    first real forecast finds all of them loaded."""
+    warmed = assess(parse_patient(WARM_UP_PATIENT), forecast_years=5)
+    details = warmed.forecast_details
+    assert warmed.forecast and details is not None
+    assert details.scans_conditioned_on == 2 and details.markers_conditioned_on == 2
+
+
 def test_an_error_in_a_worker_reaches_the_caller_and_the_pool_goes_on(pool: ForecastPool) -> None:
     patient, lsc = parse_patient(json.loads(EXAMPLE.read_text())), lsc_table()
     with pytest.raises(KeyError, match="no-such-rules"):
@@ -53,9 +67,11 @@ def test_a_patient_error_crosses_processes_with_its_problems() -> None:
     assert copy.problems == error.problems and str(copy) == str(error)
 
 
-def test_the_pool_shares_the_cores_out_over_the_server_processes() -> None:
-    assert default_processes(1) >= default_processes(2) >= 1
-    assert default_processes(10_000) == 1
+def test_every_server_process_gets_a_forecast_process_per_core() -> None:
+    """A burst of first requests that lands on one server process still uses every core."""
+    assert default_processes() == available_cores() >= 1
+    with pytest.raises(ValueError, match="at least one process"):
+        ForecastPool(0)
     with pytest.raises(ValueError, match="at least one process"):
         ForecastPool(0)
 

@@ -282,3 +282,25 @@ def mixture_quantiles(
                 break
         out.append(np.exp(x))
     return np.stack(out)
+
+
+def quantile_standard_error(mu: Array, sd: Array, quantiles: Array, effective: float) -> Array:
+    """Monte Carlo standard error, on the log scale, of quantiles (Q, K) of the equal-weight
+    mixtures of ``mu`` and ``sd`` (:func:`mixture_quantiles`), as estimates of the quantiles of
+    the mixture over every possible twin, from ``effective`` independent twins.
+
+    The delta method for a quantile (van der Vaart, Asymptotic Statistics, 1998, section 21.2):
+    the mixture CDF at the quantile is a mean over twins of Phi((x - mu_i) / sd), with variance
+    Var_i / ``effective``; divided by the mixture density there, that is the quantile's error.
+    On the log scale, so 100 x the result is the error in % of BMD.
+    """
+    centre = np.asarray(mu, dtype=float)
+    scale = np.asarray(sd, dtype=float)[:, None]
+    out = []
+    for x in np.log(np.asarray(quantiles, dtype=float)):
+        z = (x[:, None] - centre) / scale
+        variance = np.var(ndtr(z), axis=1)
+        density = np.mean(np.exp(-0.5 * z * z), axis=1) / (math.sqrt(2.0 * math.pi) * scale[:, 0])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out.append(np.where(density > 0, np.sqrt(variance / effective) / density, np.inf))
+    return np.stack(out)

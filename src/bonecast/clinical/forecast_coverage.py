@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from bonecast.clinical.conditioning import INDIVIDUAL_DRIFT_PCT
 from bonecast.clinical.forecast import (
     DEFAULT_AGENT,
+    DEFAULT_TWINS,
     _plan_treatments,
     _simulate_runs,
     _twins,
@@ -58,7 +59,9 @@ class Coverage(BaseModel):
     above_pct: float
 
 
-def hidden_scan_coverage(women: int, twins: int = 400, engine: Engine = "auto") -> Coverage:
+def hidden_scan_coverage(
+    women: int, twins: int = DEFAULT_TWINS, engine: Engine = "auto"
+) -> Coverage:
     """Simulate ``women`` women, hide each one's last scan and check the forecast's band."""
     params = default_parameter_set()
     factor = precision_data().lsc_factor.value

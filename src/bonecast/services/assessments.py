@@ -38,12 +38,11 @@ from bonecast.clinical import (
     lsc_table,
     parse_patient,
 )
-from bonecast.clinical.forecast import prepare_engine
 from bonecast.clinical.guidelines import Decision
 from bonecast.clinical.patient import DAYS_PER_YEAR, Treatment
 from bonecast.registry import PatientChart, Registry, RegistrySession, ScanRecord
 from bonecast.services.assessment_cache import AssessmentCache, Computation, assessment_key
-from bonecast.services.forecast_pool import ForecastPool
+from bonecast.services.forecast_pool import ForecastPool, warm_up
 from bonecast.simulation import DRUGS, DrugClass
 
 ASSESSMENTS = AssessmentCache()
@@ -153,12 +152,12 @@ def _chart_assessment(
 
 def prepare_forecasts(processes: int = 0) -> None:
     """Get forecasts ready at server start-up: with ``processes`` > 0, start that many forecast
-    worker processes (each loads the compiled engine) and compute as many assessments at once;
-    with 0, load the compiled engine on this process's assessment thread. Either way the first
-    forecast does not wait for the engine."""
+    worker processes (each warmed up: :func:`~bonecast.services.forecast_pool.warm_up`) and
+    compute as many assessments at once; with 0, warm up this process's assessment thread.
+    Either way the first forecast does not wait for the engine, the rule set or the tables."""
     global _POOL
     if processes < 1:
-        ASSESSMENTS.run_in_background(prepare_engine)
+        ASSESSMENTS.run_in_background(warm_up)
         return
     stop_forecasts()
     _POOL = ForecastPool(processes)

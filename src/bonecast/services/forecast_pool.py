@@ -3,24 +3,41 @@
 One forecast runs the compiled kernel, which holds the GIL while it runs, and Numba's
 ``workqueue`` threading layer cannot run two parallel kernels at once in one process; so one
 server process computes one forecast at a time on its own. A :class:`ForecastPool` runs them
-in ``processes`` spawned worker processes instead, each started with the compiled kernel loaded
-(:func:`~bonecast.clinical.forecast.prepare_engine`), the posterior draws read and one Numba
-thread, so ``processes`` forecasts run side by side without oversubscribing the cores and the
-server's event loop keeps its GIL. Results are the same as in process: the worker runs the same
-:func:`~bonecast.clinical.assess` on the same (pickled) input.
+in ``processes`` spawned worker processes instead, each started with one Numba thread and
+warmed up (:func:`warm_up`: the compiled kernel loaded, the posterior draws, rule set and
+reference tables read), so ``processes`` forecasts run side by side without oversubscribing the
+cores and the server's event loop keeps its GIL. Results are the same as in process: the worker
+runs the same :func:`~bonecast.clinical.assess` on the same (pickled) input.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
 
-from bonecast.clinical import Assessment, Lsc, Patient, assess
-from bonecast.clinical.forecast import prepare_engine
-from bonecast.simulation import default_parameter_set
-from bonecast.simulation.parameters import posterior_draws
+from bonecast.clinical import DEFAULT_RULE_SET, Assessment, Lsc, Patient, assess, parse_patient
+
+WARM_UP_PATIENT: dict[str, Any] = {
+    "sex": "female",
+    "age_years": 61,
+    "menopausal_status": "postmenopausal",
+    "scans": [
+        {"date": "2024-02-15", "scanner": "hologic", "lumbar_spine": {"bmd_g_cm2": 0.985}},
+        {"date": "2025-02-20", "scanner": "hologic", "lumbar_spine": {"bmd_g_cm2": 0.918}},
+    ],
+    "treatments": [{"drug": "anastrozole", "start_date": "2024-03-01"}],
+    "labs": [
+        {"date": "2024-02-15", "test": "ctx", "value": 380, "unit": "pg/mL"},
+        {"date": "2025-02-20", "test": "ctx", "value": 560, "unit": "pg/mL"},
+    ],
+    "as_of": "2025-03-10",
+}
+"""A made-up woman on anastrozole with two scans and two CTX values: assessing her runs every
+piece of an assessment with a conditioned forecast (twin pool, kernel, Kalman filter, bands)."""
 
 
 def available_cores() -> int:
@@ -31,24 +48,38 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_processes(server_processes: int = 1) -> int:
-    """Forecast processes per server process: the cores shared out over the server processes,
-    rounded up (so every core has a forecast process; at least one each)."""
-    return max(1, -(-available_cores() // max(1, server_processes)))
+def default_processes() -> int:
+    """Forecast processes per server process: one per core, in every server process.
+
+    Not the cores shared out over the server processes: the kernel hands connections to the
+    server processes unevenly (20 first requests split 13 to 7 or worse about as often as
+    evenly), and a server process with half the cores queues its forecasts while the other
+    one's cores idle. With every core in each, a burst keeps all cores busy wherever it lands;
+    the operating system time-slices the extra processes (about 220 MB each).
+    """
+    return available_cores()
+
+
+@functools.cache
+def warm_up() -> None:
+    """Assess :data:`WARM_UP_PATIENT` with a 5-year forecast and drop the result, so that this
+    process's first real assessment does not pay for loading the compiled kernel, the posterior
+    draws of the twins' parameters, the default rule set and the reference tables (about 0.3 s
+    on one core, most of it reading the rule set; nothing is stored). Once per process: later
+    calls (another application started in the same process) return at once."""
+    assess(parse_patient(WARM_UP_PATIENT, "warm-up patient"), DEFAULT_RULE_SET, forecast_years=5)
 
 
 def _start_worker() -> None:
-    """Initialise a worker: one Numba thread (the pool supplies the parallelism), then load the
-    compiled kernel and read the posterior draws of the twins' parameters, so that its first
-    forecast does not pay for them."""
+    """Initialise a worker: one Numba thread (the pool supplies the parallelism), then
+    :func:`warm_up`."""
     try:
         import numba
     except ImportError:  # no compiled engine: the forecast runs on NumPy
         pass
     else:
         numba.set_num_threads(1)
-    prepare_engine()
-    posterior_draws(default_parameter_set())
+    warm_up()
 
 
 class ForecastPool:
