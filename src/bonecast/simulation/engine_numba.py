@@ -56,7 +56,8 @@ from bonecast.simulation.numba_math import FUSED, fast_exp, fast_expm1, fast_pow
 S_P, S_C, S_Q, S_B = 0, 1, 2, 3
 S_YT, S_YC, S_OT, S_OC = 4, 5, 6, 7
 S_TAM, S_DEPOT, S_CENTRAL, S_PERIPH = 8, 9, 10, 11
-N_SCALAR_STATES: Final = 12
+S_W = 12
+N_SCALAR_STATES: Final = 13
 
 # ---- per-patient constant rows ----
 _PARAM_NAMES: Final = (
@@ -100,6 +101,10 @@ _PARAM_NAMES: Final = (
     "hpg_gain",
     "male_ai_effect",
     "testosterone_ng_dl_per_mg_day",
+    "phi_W",
+    "k_W",
+    "k_Wd",
+    "n_W",
 )
 (
     E2_PRE,
@@ -142,6 +147,10 @@ _PARAM_NAMES: Final = (
     HPG_GAIN,
     MALE_AI,
     T_PER_MG_DAY,
+    PHI_W,
+    K_W,
+    K_WD,
+    N_W,
 ) = range(len(_PARAM_NAMES))
 # (2, N) rows: trabecular, cortical
 (
@@ -173,7 +182,7 @@ LANES: Final = 32
 """Patients advanced together by one thread; the SIMD loops run over them (a row is 256 bytes:
 8 AVX2 vectors). A chunk's buffer (86 rows, 21 KB with one bisphosphonate) stays in L1 cache."""
 PAR: Final = N_SCALAR_STATES
-"""First row of the per-patient constants (``PAR + K_C`` is k_c); rows 0-11 are the states."""
+"""First row of the per-patient constants (``PAR + K_C`` is k_c); rows 0-12 are the states."""
 (
     D_E,  # (E2 / EC50)^nE, fixed over the block unless a menopause falls in the simulation
     D_CONC,  # denosumab at mid-step, mg/L
@@ -439,6 +448,11 @@ def bone_cell_lanes(w: Array, dt: float) -> None:
         signal = eqn.rank_signal(free, w[(PAR + KAPPA_L) * LANES + j])
         apoptosis = eqn.osteoclast_apoptosis(signal, w[(PAR + S_L) * LANES + j])
         e_bp = eqn.bisphosphonate_effect(w[(PAR + EMAX_BP) * LANES + j], w[D_E_BP * LANES + j])
+        # 6.3.1 osteomorphs: fission under low RANK signalling, re-fusion when it returns
+        osteomorphs = w[S_W * LANES + j]
+        refusion = eqn.osteomorph_refusion(
+            w[(PAR + K_W) * LANES + j], signal, w[(PAR + N_W) * LANES + j]
+        )
         # 6.4 resorption R/V and formation F per compartment
         rho_t, rho_c = w[(PAR + RHO_T) * LANES + j], w[(PAR + RHO_C) * LANES + j]
         turnover_t = eqn.resorption_rate(rho_t, c, y_t + o_t, w[(PAR + NU_T) * LANES + j])
@@ -471,7 +485,13 @@ def bone_cell_lanes(w: Array, dt: float) -> None:
         prod_q = eqn.preosteoblast_production(
             w[(PAR + K_Q) * LANES + j], c, w[(PAR + GAMMA_T) * LANES + j]
         )
-        w[S_C * LANES + j] = c * (1.0 + c_m1) + eqn.osteoclast_production(k_c, p) * (-c_m1 / loss_c)
+        w[S_C * LANES + j] = c * (1.0 + c_m1) + eqn.osteoclast_production(
+            k_c, p, refusion, osteomorphs
+        ) * (-c_m1 / loss_c)
+        loss_w = eqn.osteomorph_loss(refusion, w[(PAR + K_WD) * LANES + j])
+        w_m1 = fast_expm1(-loss_w * dt)
+        fission = eqn.osteoclast_fission(k_c, apoptosis, w[(PAR + PHI_W) * LANES + j])
+        w[S_W * LANES + j] = osteomorphs * (1.0 + w_m1) + fission * c * (-w_m1 / loss_w)
         w[S_P * LANES + j] = (
             p * w[D_DECAY_P * LANES + j]
             + eqn.precursor_production(w[(PAR + K_P) * LANES + j], signal) * w[D_GAIN_P * LANES + j]
@@ -759,6 +779,7 @@ class CompiledModel:
         buffer[S_DEPOT] = start.den_depot_mg
         buffer[S_CENTRAL] = start.den_central_mg
         buffer[S_PERIPH] = start.den_peripheral_mg
+        buffer[S_W] = start.osteomorphs
         buffer[N_SCALAR_STATES : N_SCALAR_STATES + n_bp] = start.bp_surface_mg
         buffer[N_SCALAR_STATES + n_bp :] = start.bp_buried_mg
         self.buffer = buffer
@@ -814,6 +835,7 @@ def state_view(buffer: Array, n_bp: int) -> ModelState:
     return ModelState(
         p=buffer[S_P],
         c=buffer[S_C],
+        osteomorphs=buffer[S_W],
         q=buffer[S_Q],
         b=buffer[S_B],
         young=buffer[S_YT : S_YC + 1],

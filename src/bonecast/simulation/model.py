@@ -118,6 +118,10 @@ class ModelConstants:
     k_p: Array
     k_c: Array
     s_L: Array
+    phi_W: Array  # share of the RANKL-blockade removal of osteoclasts that is fission
+    k_W: Array  # osteomorph re-fusion at baseline RANK signalling, per day
+    k_Wd: Array  # osteomorph death, per day
+    n_W: Array  # Hill exponent of osteomorph re-fusion in RANK signalling
     k_q: Array
     k_b: Array
     gamma_T: Array
@@ -214,6 +218,10 @@ class ModelConstants:
             k_p=v["k_p_per_day"],
             k_c=v["k_c_per_day"],
             s_L=v["s_L"],
+            phi_W=v["osteomorph_share"],
+            k_W=v["osteomorph_refusion_per_day"],
+            k_Wd=v["osteomorph_death_per_day"],
+            n_W=v["osteomorph_refusion_hill"],
             k_q=v["k_q_per_day"],
             k_b=v["k_b_per_day"],
             gamma_T=v["gamma_T"],
@@ -275,6 +283,7 @@ class ModelState:
 
     p: Array  # osteoclast precursors (relative)
     c: Array  # active osteoclasts (relative; CTX proxy)
+    osteomorphs: Array  # osteomorphs, relative to baseline osteoclasts (0 untreated)
     q: Array  # pre-osteoblasts (relative)
     b: Array  # active osteoblasts (relative; P1NP/BSAP proxy)
     young: Array  # (2, N) partly mineralised bone volume, fraction of baseline compartment volume
@@ -294,6 +303,7 @@ class ModelState:
         return cls(
             p=np.ones(n),
             c=np.ones(n),
+            osteomorphs=np.zeros(n),
             q=np.ones(n),
             b=np.ones(n),
             young=young,
@@ -450,7 +460,7 @@ class Rates:
 DENOSUMAB_STATES = ("den_depot_mg", "den_central_mg", "den_peripheral_mg")
 CONSTANT_RATE_STATES = ("p", "q", "b", "tamoxifen")
 """States whose loss rate is a constant of the patient (their step factors are cached)."""
-SCALAR_STATES = ("p", "c", "q", "b", "tamoxifen", *DENOSUMAB_STATES)
+SCALAR_STATES = ("p", "c", "osteomorphs", "q", "b", "tamoxifen", *DENOSUMAB_STATES)
 
 
 def denosumab_rates(
@@ -536,6 +546,8 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
     # 6.3 bisphosphonate effect on osteoclast removal (Emax over the drugs on the surface)
     occupancy = eq.bisphosphonate_occupancy(state.bp_surface_mg, const.bp_ec50_mg, const.n_bp)
     e_bp = eq.bisphosphonate_effect(const.emax_bp, np.sum(occupancy, axis=0))
+    # 6.3.1 osteomorphs: fission under low RANK signalling, re-fusion when it returns
+    refusion = eq.osteomorph_refusion(const.k_W, signal, const.n_W)
     # 6.4 bone compartments
     deficit = eq.focal_deficit(
         const.delta0,
@@ -550,7 +562,8 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
     return Rates(
         prod={
             "p": eq.precursor_production(const.k_p, signal),
-            "c": eq.osteoclast_production(const.k_c, state.p),
+            "c": eq.osteoclast_production(const.k_c, state.p, refusion, state.osteomorphs),
+            "osteomorphs": eq.osteoclast_fission(const.k_c, apoptosis, const.phi_W) * state.c,
             "q": eq.preosteoblast_production(const.k_q, state.c, const.gamma_T),
             "b": eq.osteoblast_production(const.k_b, state.q),
             "tamoxifen": eq.tamoxifen_production(const.k_T, inputs.tamoxifen),
@@ -558,6 +571,7 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
         loss={
             "p": const.k_p,
             "c": eq.osteoclast_loss(const.k_c, apoptosis, e_bp),
+            "osteomorphs": eq.osteomorph_loss(refusion, const.k_Wd),
             "q": const.k_q,
             "b": const.k_b,
             "tamoxifen": const.k_T,
@@ -619,7 +633,8 @@ def exponential_euler_step(
         state, den_central_mg=0.5 * (state.den_central_mg + new["den_central_mg"])
     )
     r = rates(const, middle, inputs, t_day)
-    new["c"] = _exp_step(state.c, r.prod["c"], r.loss["c"], dt)
+    for name in ("c", "osteomorphs"):
+        new[name] = _exp_step(getattr(state, name), r.prod[name], r.loss[name], dt)
     for name in CONSTANT_RATE_STATES:
         decay, gain = const.constant_rate_step(name, r.loss[name], dt)
         new[name] = getattr(state, name) * decay + r.prod[name] * gain
