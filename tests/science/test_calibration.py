@@ -22,7 +22,7 @@ TRIALS = Path(__file__).resolve().parents[2] / "examples" / "trials" / "calibrat
 SHARED_TARGETS = (
     Path(__file__).resolve().parents[3] / "shared" / "science" / "calibration_targets.csv"
 )
-N_TARGETS = 144
+N_TARGETS = 146
 """Rows of the shipped target file."""
 
 

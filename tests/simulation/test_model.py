@@ -178,7 +178,13 @@ def _spec_rhs(
     dp = v["k_p_per_day"] * (f_l - s["p"])
     # 6.3.1 osteomorphs (McDonald 2021): fission of the blockade-added removal, re-fusion
     refusion = v["osteomorph_refusion_per_day"] * f_l ** v["osteomorph_refusion_hill"]
-    fission = v["osteomorph_share"] * v["k_c_per_day"] * max(a_l - 1, 0.0) * s["c"]
+    fission = (
+        v["osteomorph_share"]
+        * v["k_c_per_day"]
+        * max(a_l - 1, 0.0)
+        * max(1 - f_l, 0.0) ** 2
+        * s["c"]
+    )
     dW = fission - (refusion + v["osteomorph_death_per_day"]) * s["W"]
     dc = v["k_c_per_day"] * (s["p"] - a_l * (1 + e_bp) * s["c"]) + refusion * s["W"]
     dq = v["k_q_per_day"] * (s["c"] ** v["gamma_T"] - s["q"])

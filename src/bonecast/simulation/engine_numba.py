@@ -490,7 +490,7 @@ def bone_cell_lanes(w: Array, dt: float) -> None:
         ) * (-c_m1 / loss_c)
         loss_w = eqn.osteomorph_loss(refusion, w[(PAR + K_WD) * LANES + j])
         w_m1 = fast_expm1(-loss_w * dt)
-        fission = eqn.osteoclast_fission(k_c, apoptosis, w[(PAR + PHI_W) * LANES + j])
+        fission = eqn.osteoclast_fission(k_c, apoptosis, signal, w[(PAR + PHI_W) * LANES + j])
         w[S_W * LANES + j] = osteomorphs * (1.0 + w_m1) + fission * c * (-w_m1 / loss_w)
         w[S_P * LANES + j] = (
             p * w[D_DECAY_P * LANES + j]

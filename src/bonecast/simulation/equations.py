@@ -221,16 +221,19 @@ def osteoclast_production(k_c: Any, p: Any, refusion: Any, osteomorphs: Any) -> 
     return k_c * p + refusion * osteomorphs
 
 
-def osteoclast_fission(k_c: Any, apoptosis: Any, share: Any) -> Any:
-    """Rate at which active osteoclasts fission into osteomorphs, phi_W k_c max(a_L - 1, 0):
-    the share phi_W of the removal that low RANK signalling adds to the baseline's (1/day).
+def osteoclast_fission(k_c: Any, apoptosis: Any, signal: Any, share: Any) -> Any:
+    """Rate at which active osteoclasts fission into osteomorphs,
+    phi_W k_c max(a_L - 1, 0) max(1 - f_L, 0)^2 (1/day): a share of the osteoclast removal that
+    low RANK signalling adds to the baseline's, the larger the deeper the blockade.
 
     Under RANKL inhibition osteoclasts do not all die: they fission into osteomorphs, which
     persist and re-fuse into osteoclasts when RANKL returns (McDonald MM et al., Cell
-    2021;184:1330-1347). Zero whenever RANK signalling is at or above baseline (untreated,
-    estrogen deprivation, bisphosphonates), so the reservoir is inert there
-    (docs/model/equations.md section 6.3.1)."""
-    return share * k_c * maximum(apoptosis - 1.0, 0.0)
+    2021;184:1330-1347, under OPG-Fc, i.e. near-complete blockade). Zero whenever RANK signalling
+    is at or above baseline (untreated, estrogen deprivation, bisphosphonates) and about 1 % of
+    the added removal under the mild lowering of RANKL by tamoxifen (f_L near 0.9), so the
+    reservoir is inert there (docs/model/equations.md section 6.3.1)."""
+    blockade = maximum(1.0 - signal, 0.0)
+    return share * k_c * maximum(apoptosis - 1.0, 0.0) * blockade * blockade
 
 
 def osteomorph_refusion(k_w: Any, signal: Any, n_w: Any) -> Any:

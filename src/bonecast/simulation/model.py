@@ -563,7 +563,8 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
         prod={
             "p": eq.precursor_production(const.k_p, signal),
             "c": eq.osteoclast_production(const.k_c, state.p, refusion, state.osteomorphs),
-            "osteomorphs": eq.osteoclast_fission(const.k_c, apoptosis, const.phi_W) * state.c,
+            "osteomorphs": eq.osteoclast_fission(const.k_c, apoptosis, signal, const.phi_W)
+            * state.c,
             "q": eq.preosteoblast_production(const.k_q, state.c, const.gamma_T),
             "b": eq.osteoblast_production(const.k_b, state.q),
             "tamoxifen": eq.tamoxifen_production(const.k_T, inputs.tamoxifen),

@@ -532,7 +532,7 @@ def to_sbml(
         v.c,
     )
     rates["W"] = SBML_EQUATIONS.first_order_rate(
-        SBML_EQUATIONS.osteoclast_fission(v.k_c, a_l, v.phi_W) * v.c,
+        SBML_EQUATIONS.osteoclast_fission(v.k_c, a_l, f_l, v.phi_W) * v.c,
         SBML_EQUATIONS.osteomorph_loss(refusion, v.k_Wd),
         v.W,
     )
