@@ -117,7 +117,8 @@ def test_denosumab_fills_the_pool_and_stopping_releases_it_into_a_rebound(make_p
     (McClung MR et al., Osteoporos Int 2017;28:1723: 6.7 % spine, 6.6 % hip)."""
     shipped = default_parameter_set()
     patient = make_patient(parameter_set=shipped, age_years=59)
-    result = simulate(patient, [tx("denosumab", 60.0, 182.0, 0, 24)], 4 * YEAR + 1)
+    # injections at months 0, 6, 12 and 18; treatment ends at month 24
+    result = simulate(patient, [tx("denosumab", 60.0, 182.0, 0, 23)], 4 * YEAR + 1)
     bmd = result.bmd_ratio[:, :, 0]
     month = lambda m: round(m * DAYS_PER_YEAR / 12)  # noqa: E731
     assert result.osteoclasts[month(27), 0] > 1.0
