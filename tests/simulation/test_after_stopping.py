@@ -112,8 +112,9 @@ def test_the_osteomorph_pool_stays_empty_without_rankl_blockade(
 def test_denosumab_fills_the_pool_and_stopping_releases_it_into_a_rebound(make_patient, tx):
     """DEFEND off-treatment extension (Bone HG et al., J Clin Endocrinol Metab 2011;96:972): after
     2 years of denosumab, CTX is above baseline within 3 months of the end of treatment (month
-    27) and BMD falls back towards baseline; the same patient without the reservoir (phi_W = 0,
-    the earlier model) loses clearly less in the year after stopping 8 years of denosumab
+    27) and BMD falls back towards baseline, still above placebo at month 48; the same patient
+    without the reservoir (phi_W = 0, the earlier model) loses clearly less in the year after
+    stopping 8 years of denosumab
     (McClung MR et al., Osteoporos Int 2017;28:1723: 6.7 % spine, 6.6 % hip)."""
     shipped = default_parameter_set()
     patient = make_patient(parameter_set=shipped, age_years=59)
@@ -123,6 +124,8 @@ def test_denosumab_fills_the_pool_and_stopping_releases_it_into_a_rebound(make_p
     month = lambda m: round(m * DAYS_PER_YEAR / 12)  # noqa: E731
     assert result.osteoclasts[month(27), 0] > 1.0
     assert bmd[month(48), LS] < bmd[month(24), LS] - 0.03
+    placebo = simulate(patient, [], 4 * YEAR + 1).bmd_ratio[:, :, 0]
+    assert (bmd[month(48)] > placebo[month(48)]).all()  # still above placebo at month 48
     without = make_patient(parameter_set=shipped.with_values(osteomorph_share=0.0), age_years=63)
     with_pool = make_patient(parameter_set=shipped, age_years=63)
     losses = []
