@@ -27,12 +27,12 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     assert "high-weight targets" in result.output
     with (out / "validation_targets.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 144  # every row of the shipped target file
+    assert len(rows) == 146  # every row of the shipped target file
     assert {"target_id", "target_pct", "model_pct", "difference_pp", "pass"} <= set(rows[0])
     assert all(r["reason_if_missed"] for r in rows if r["pass"] == "no")
     assert (
-        len(list(out.glob("validation_*.png"))) == 48
-    )  # 30 trials (FREEDOM extension, FLEX and issue 14's 13 new trials among them),
+        len(list(out.glob("validation_*.png"))) == 49
+    )  # 31 trials (FREEDOM extension, FLEX and issue 14's 14 new trials among them),
     # fractures, forest plot, 2 male trials, bias, after stopping, femoral neck, and the
     # trials never fitted to: their published-vs-model figure and one per hold-out trial (10,
     # ZO-FAST's 36-month spine among them)

@@ -88,6 +88,15 @@ def test_published_behaviour_of_the_shared_equations() -> None:
     # formation never negative, however large the deficit; modeling only below baseline c
     assert equations.bone_formation(0.1, 1.0, 3.0, 0.05, 1.5) == 0.0
     assert equations.bone_formation(0.1, 1.0, 0.0, 0.05, 0.2) == pytest.approx(0.1 * 1.04)
+    # osteomorphs (McDonald 2021): no fission at or above baseline RANK signalling (a_L <= 1),
+    # the share phi_W (1 - f_L)^2 of the added removal below it; re-fusion at k_W when
+    # signalling is at baseline
+    assert equations.osteoclast_fission(0.07, 1.0, 1.0, 0.9) == 0.0
+    assert equations.osteoclast_fission(0.07, 0.6, 1.4, 0.9) == 0.0
+    assert equations.osteoclast_fission(0.07, 3.0, 0.0, 0.5) == pytest.approx(0.07)
+    assert equations.osteoclast_fission(0.07, 3.0, 0.9, 0.5) == pytest.approx(0.0007)
+    assert equations.osteomorph_refusion(0.02, 1.0, 8.0) == pytest.approx(0.02)
+    assert equations.osteomorph_refusion(0.02, 0.5, 8.0) == pytest.approx(0.02 / 256)
 
 
 def test_the_state_table_lists_every_model_state_in_order() -> None:

@@ -176,7 +176,17 @@ def _spec_rhs(
         e_bp += x / (1 + x)
     e_bp *= v["emax_bp"]
     dp = v["k_p_per_day"] * (f_l - s["p"])
-    dc = v["k_c_per_day"] * (s["p"] - a_l * (1 + e_bp) * s["c"])
+    # 6.3.1 osteomorphs (McDonald 2021): fission of the blockade-added removal, re-fusion
+    refusion = v["osteomorph_refusion_per_day"] * f_l ** v["osteomorph_refusion_hill"]
+    fission = (
+        v["osteomorph_share"]
+        * v["k_c_per_day"]
+        * max(a_l - 1, 0.0)
+        * max(1 - f_l, 0.0) ** 2
+        * s["c"]
+    )
+    dW = fission - (refusion + v["osteomorph_death_per_day"]) * s["W"]
+    dc = v["k_c_per_day"] * (s["p"] - a_l * (1 + e_bp) * s["c"]) + refusion * s["W"]
     dq = v["k_q_per_day"] * (s["c"] ** v["gamma_T"] - s["q"])
     db = v["k_b_per_day"] * (s["q"] - s["b"])
     # 6.4
@@ -212,6 +222,7 @@ def _spec_rhs(
     return {
         "p": dp,
         "c": dc,
+        "osteomorphs": dW,
         "q": dq,
         "b": db,
         "young": dY,
@@ -233,6 +244,7 @@ _cells = st.floats(0.05, 3.0)
 @given(
     premenopausal=st.booleans(),
     cells=st.tuples(_cells, _cells, _cells, _cells),
+    osteomorphs=st.floats(0.0, 20.0),
     young=st.tuples(st.floats(0.005, 0.3), st.floats(0.0005, 0.1)),
     old=st.tuples(st.floats(0.3, 1.2), st.floats(0.3, 1.2)),
     tam_state=_unit,
@@ -244,11 +256,29 @@ _cells = st.floats(0.05, 3.0)
     tam=_unit,
 )
 def test_derivatives_match_the_specification(
-    params, premenopausal, cells, young, old, tam_state, surface, buried, den, ai, ofs, tam
+    params,
+    premenopausal,
+    cells,
+    osteomorphs,
+    young,
+    old,
+    tam_state,
+    surface,
+    buried,
+    den,
+    ai,
+    ofs,
+    tam,
 ):
     """derivatives() equals an independent transcription of docs/model/equations.md sections 6.1-6.7
     (rel 1e-10)."""
-    v = params.values()
+    v = {  # an osteomorph reservoir that acts, whatever the shipped set holds
+        **params.values(),
+        "osteomorph_share": 0.8,
+        "osteomorph_refusion_per_day": 0.02,
+        "osteomorph_death_per_day": 0.001,
+        "osteomorph_refusion_hill": 3.0,
+    }
     fmp = math.inf if premenopausal else -math.inf
     e2_base = v["e2_pre_pg_ml"] if premenopausal else v["e2_post_pg_ml"]
     const = ModelConstants.from_values(v, 1, fmp, BP_DRUGS, 58.0)
@@ -256,6 +286,7 @@ def test_derivatives_match_the_specification(
     state = ModelState(
         p=np.array([p]),
         c=np.array([c]),
+        osteomorphs=np.array([osteomorphs]),
         q=np.array([q]),
         b=np.array([b]),
         young=np.array(young, dtype=float).reshape(2, 1),
@@ -279,6 +310,7 @@ def test_derivatives_match_the_specification(
         {
             "p": p,
             "c": c,
+            "W": osteomorphs,
             "q": q,
             "b": b,
             "Y": young,

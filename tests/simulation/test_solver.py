@@ -28,6 +28,11 @@ RISEDRONATE = dict(drug="risedronate", dose_mg=35.0, interval_days=7.0)
 # Treatment for five years (stop at month 60) and two years of follow-up: the denosumab rebound
 # after the last dose wanes is the hardest part for a fixed step.
 HORIZON = month_to_day(84)
+MARKER_TOLERANCE = 0.025
+"""Turnover markers (CTX and P1NP proxies, relative to baseline) of the one-day step: 0.01 before
+the osteomorph reservoir; its release at the end of each denosumab interval on an AI adds a
+first-order error of about 2 % of CTX (0.022 at dt = 1 day, 0.007 at 0.5, 0.0008 at 0.1 against
+solve_ivp), and a little less to the osteoblasts downstream."""
 
 
 def _plan(*drugs: dict) -> list[Treatment]:
@@ -51,8 +56,10 @@ def test_daily_step_agrees_with_a_tenth_of_a_day(typical_patient, plan):
     fine = simulate(typical_patient, plan, HORIZON, dt_days=0.1)
     diff_pp = 100.0 * np.abs(coarse.bmd_ratio - fine.bmd_ratio)
     assert diff_pp.max() < 0.1, f"max {diff_pp.max():.4f} pp at day {diff_pp.argmax() // 3}"
-    # turnover markers too (CTX proxy, relative units): within 1 % of baseline
-    assert np.max(np.abs(coarse.osteoclasts - fine.osteoclasts)) < 0.01
+    # turnover markers too (CTX proxy, relative units): within 1 % of baseline, 2.5 % while the
+    # osteomorph reservoir empties at the end of a denosumab interval (its re-fusion, a steep
+    # power of RANK signalling, changes within a day: docs/model/numerics.md section 8.1)
+    assert np.max(np.abs(coarse.osteoclasts - fine.osteoclasts)) < MARKER_TOLERANCE
 
 
 def test_anastrozole_alone_is_step_size_insensitive(typical_patient):
@@ -86,7 +93,7 @@ REFERENCE_CASES = {
 def test_fast_path_matches_solve_ivp(typical_patient, case, method):
     """Every day for 7 years: BMD within 0.05 pp or 0.5 % of the largest change, whichever is
     larger (the one-day step's error is first order and grows with the change: denosumab's
-    10-15 pp gain and its rebound after stopping), CTX proxy within 0.01
+    10-15 pp gain and its rebound after stopping), markers within MARKER_TOLERANCE
     (docs/model/numerics.md section 8.1)."""
     plan = REFERENCE_CASES[case]
     fast = simulate(typical_patient, plan, HORIZON, seed=3)
@@ -95,8 +102,8 @@ def test_fast_path_matches_solve_ivp(typical_patient, case, method):
     diff_pp = 100.0 * np.abs(fast.bmd_ratio - ref.bmd_ratio)
     tolerance = max(0.05, 0.005 * 100.0 * np.max(np.abs(ref.bmd_ratio - 1.0)))
     assert diff_pp.max() < tolerance, f"max {diff_pp.max():.4f} pp (tolerance {tolerance:.3f})"
-    assert np.max(np.abs(fast.osteoclasts - ref.osteoclasts)) < 0.01
-    assert np.max(np.abs(fast.osteoblasts - ref.osteoblasts)) < 0.01
+    assert np.max(np.abs(fast.osteoclasts - ref.osteoclasts)) < MARKER_TOLERANCE
+    assert np.max(np.abs(fast.osteoblasts - ref.osteoblasts)) < MARKER_TOLERANCE
     # the two paths see the same doses: bone drug amounts agree to 0.1 % of their peak
     assert fast.bp_bone_mg.keys() == ref.bp_bone_mg.keys()
     for drug, amount in fast.bp_bone_mg.items():

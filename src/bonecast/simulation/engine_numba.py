@@ -52,11 +52,59 @@ from bonecast.simulation import equations, numba_math
 from bonecast.simulation.model import Array, IdArray, ModelConstants, ModelInputs, ModelState
 from bonecast.simulation.numba_math import FUSED, fast_exp, fast_expm1, fast_power
 
-# ---- state rows (ModelState fields; bisphosphonates after the 12 scalar rows) ----
-S_P, S_C, S_Q, S_B = 0, 1, 2, 3
-S_YT, S_YC, S_OT, S_OC = 4, 5, 6, 7
-S_TAM, S_DEPOT, S_CENTRAL, S_PERIPH = 8, 9, 10, 11
-N_SCALAR_STATES: Final = 12
+# ---- state rows, derived from the state table (ModelState fields, equations.STATES order) ----
+
+
+def _state_layout() -> tuple[dict[str, int | slice], tuple[str, ...]]:
+    """Rows of each state in the ``(n_states, N)`` buffer, from :data:`equations.STATES`.
+
+    Every state that is not per bisphosphonate gets one row, or two for a per-compartment state
+    (trabecular, cortical), in the table's order; the per-bisphosphonate states follow, each
+    ``n_bp`` rows (see :func:`state_rows`). Returns the rows of the former and the names of the
+    latter, so a new state needs no row written here by hand.
+    """
+    rows: dict[str, int | slice] = {}
+    at = 0
+    for state in equations.STATES:
+        if "{drug}" in state.sbml_id:
+            continue
+        if "{j}" in state.sbml_id:
+            rows[state.field] = slice(at, at + 2)
+            at += 2
+        else:
+            rows[state.field] = at
+            at += 1
+    per_drug = tuple(s.field for s in equations.STATES if "{drug}" in s.sbml_id)
+    return rows, per_drug
+
+
+_FIXED_ROWS, DRUG_STATES = _state_layout()
+N_SCALAR_STATES: Final = sum(
+    r.stop - r.start if isinstance(r, slice) else 1 for r in _FIXED_ROWS.values()
+)
+"""Rows of the states that are not per bisphosphonate (the per-drug rows follow them)."""
+
+
+def _row(field: str, compartment: int = 0) -> int:
+    rows = _FIXED_ROWS[field]
+    return rows.start + compartment if isinstance(rows, slice) else rows
+
+
+S_P, S_C, S_W, S_Q, S_B = (_row(f) for f in ("p", "c", "osteomorphs", "q", "b"))
+S_YT, S_YC, S_OT, S_OC = _row("young"), _row("young", 1), _row("old"), _row("old", 1)
+S_TAM, S_DEPOT = _row("tamoxifen"), _row("den_depot_mg")
+S_CENTRAL, S_PERIPH = _row("den_central_mg"), _row("den_peripheral_mg")
+
+
+def state_rows(n_bp: int) -> dict[str, int | slice]:
+    """Row (a scalar state) or rows (per compartment or per bisphosphonate) of every
+    :class:`ModelState` field in a buffer with ``n_bp`` bisphosphonates."""
+    rows = dict(_FIXED_ROWS)
+    for k, field in enumerate(DRUG_STATES):
+        first = N_SCALAR_STATES + k * n_bp
+        rows[field] = slice(first, first + n_bp)
+    return rows
+
 
 # ---- per-patient constant rows ----
 _PARAM_NAMES: Final = (
@@ -100,6 +148,10 @@ _PARAM_NAMES: Final = (
     "hpg_gain",
     "male_ai_effect",
     "testosterone_ng_dl_per_mg_day",
+    "phi_W",
+    "k_W",
+    "k_Wd",
+    "n_W",
 )
 (
     E2_PRE,
@@ -142,6 +194,10 @@ _PARAM_NAMES: Final = (
     HPG_GAIN,
     MALE_AI,
     T_PER_MG_DAY,
+    PHI_W,
+    K_W,
+    K_WD,
+    N_W,
 ) = range(len(_PARAM_NAMES))
 # (2, N) rows: trabecular, cortical
 (
@@ -171,9 +227,10 @@ NUMBA_VERSION: Final = str(numba.__version__)
 # ---- the work buffer of one chunk: flat, row r of lane j at r * LANES + j ----
 LANES: Final = 32
 """Patients advanced together by one thread; the SIMD loops run over them (a row is 256 bytes:
-8 AVX2 vectors). A chunk's buffer (86 rows, 21 KB with one bisphosphonate) stays in L1 cache."""
+8 AVX2 vectors). A chunk's buffer (98 rows, 25 KB with one bisphosphonate) stays in L1 cache."""
 PAR: Final = N_SCALAR_STATES
-"""First row of the per-patient constants (``PAR + K_C`` is k_c); rows 0-11 are the states."""
+"""First row of the per-patient constants (``PAR + K_C`` is k_c); the rows before it are the
+states."""
 (
     D_E,  # (E2 / EC50)^nE, fixed over the block unless a menopause falls in the simulation
     D_CONC,  # denosumab at mid-step, mg/L
@@ -201,8 +258,8 @@ PAR: Final = N_SCALAR_STATES
 ) = range(PAR + N_PARAMS, PAR + N_PARAMS + 23)
 BP_ROWS: Final = PAR + N_PARAMS + 23
 """First row of the bisphosphonates: per drug, its two states then its five constants."""
-B_SURFACE, B_BURIED = 0, 1
-B_CONST: Final = 2
+B_SURFACE, B_BURIED = DRUG_STATES.index("bp_surface_mg"), DRUG_STATES.index("bp_buried_mg")
+B_CONST: Final = len(DRUG_STATES)
 """Offset of the drug's constants (``B_CONST + BP_EC50`` ...) within its rows."""
 N_B_ROWS: Final = B_CONST + len(_BP_NAMES)
 
@@ -439,6 +496,11 @@ def bone_cell_lanes(w: Array, dt: float) -> None:
         signal = eqn.rank_signal(free, w[(PAR + KAPPA_L) * LANES + j])
         apoptosis = eqn.osteoclast_apoptosis(signal, w[(PAR + S_L) * LANES + j])
         e_bp = eqn.bisphosphonate_effect(w[(PAR + EMAX_BP) * LANES + j], w[D_E_BP * LANES + j])
+        # 6.3.1 osteomorphs: fission under low RANK signalling, re-fusion when it returns
+        osteomorphs = w[S_W * LANES + j]
+        refusion = eqn.osteomorph_refusion(
+            w[(PAR + K_W) * LANES + j], signal, w[(PAR + N_W) * LANES + j]
+        )
         # 6.4 resorption R/V and formation F per compartment
         rho_t, rho_c = w[(PAR + RHO_T) * LANES + j], w[(PAR + RHO_C) * LANES + j]
         turnover_t = eqn.resorption_rate(rho_t, c, y_t + o_t, w[(PAR + NU_T) * LANES + j])
@@ -464,14 +526,29 @@ def bone_cell_lanes(w: Array, dt: float) -> None:
         )
         formation_t = eqn.bone_formation(rho_t, b, deficit_t, w[(PAR + MOD_T) * LANES + j], c)
         formation_c = eqn.bone_formation(rho_c, b, deficit_c, w[(PAR + MOD_C) * LANES + j], c)
-        # 6.3 cell core, exponential Euler; exp and phi of the osteoclast loss from one expm1
+        # 6.3 cell core: osteoclasts and osteomorphs an exact pair around its frozen steady
+        # state (model.py _osteoclast_pair_step), the others exponential Euler
         k_c = w[(PAR + K_C) * LANES + j]
         loss_c = eqn.osteoclast_loss(k_c, apoptosis, e_bp)
-        c_m1 = fast_expm1(-loss_c * dt)
+        loss_w = eqn.osteomorph_loss(refusion, w[(PAR + K_WD) * LANES + j])
+        fission = eqn.osteoclast_fission(k_c, apoptosis, signal, w[(PAR + PHI_W) * LANES + j])
+        recruitment = eqn.osteoclast_production(k_c, p, refusion, 0.0)
+        per_det = 1.0 / (loss_c * loss_w - refusion * fission)
+        c_eq, w_eq = recruitment * loss_w * per_det, recruitment * fission * per_det
+        c_dev, w_dev = pair_apply(
+            c - c_eq,
+            osteomorphs - w_eq,
+            loss_c,
+            refusion,
+            fission,
+            loss_w,
+            pair_factors(loss_c, refusion, fission, loss_w, dt),
+        )
         prod_q = eqn.preosteoblast_production(
             w[(PAR + K_Q) * LANES + j], c, w[(PAR + GAMMA_T) * LANES + j]
         )
-        w[S_C * LANES + j] = c * (1.0 + c_m1) + eqn.osteoclast_production(k_c, p) * (-c_m1 / loss_c)
+        w[S_C * LANES + j] = c_eq + c_dev
+        w[S_W * LANES + j] = w_eq + w_dev
         w[S_P * LANES + j] = (
             p * w[D_DECAY_P * LANES + j]
             + eqn.precursor_production(w[(PAR + K_P) * LANES + j], signal) * w[D_GAIN_P * LANES + j]
@@ -517,8 +594,8 @@ def load_chunk(
         w[D_TESTO * LANES + j] = inputs[U_TESTO, i]
         for k in range(n_bp):
             at = (BP_ROWS + k * N_B_ROWS) * LANES + j
-            w[at + B_SURFACE * LANES] = state[N_SCALAR_STATES + k, i]
-            w[at + B_BURIED * LANES] = state[N_SCALAR_STATES + n_bp + k, i]
+            for m in range(B_CONST):
+                w[at + m * LANES] = state[N_SCALAR_STATES + m * n_bp + k, i]
             for row in range(len(_BP_NAMES)):
                 w[at + (B_CONST + row) * LANES] = bpp[row, k, i]
 
@@ -581,8 +658,8 @@ def store_chunk(w: Array, state: Array, first: int, count: int, n_bp: int) -> No
             state[row, i] = w[row * LANES + j]
         for k in range(n_bp):
             at = (BP_ROWS + k * N_B_ROWS) * LANES + j
-            state[N_SCALAR_STATES + k, i] = w[at + B_SURFACE * LANES]
-            state[N_SCALAR_STATES + n_bp + k, i] = w[at + B_BURIED * LANES]
+            for m in range(B_CONST):
+                state[N_SCALAR_STATES + m * n_bp + k, i] = w[at + m * LANES]
 
 
 @njit(cache=True, error_model="numpy", fastmath=FUSED)
@@ -751,16 +828,9 @@ class CompiledModel:
             np.stack([getattr(const, name) for name in _BP_NAMES]).reshape(len(_BP_NAMES), n_bp, n)
         )
         self.menopause = const.e2_base_fixed is None
-        buffer = np.empty((N_SCALAR_STATES + 2 * n_bp, n))
-        buffer[S_P], buffer[S_C], buffer[S_Q], buffer[S_B] = start.p, start.c, start.q, start.b
-        buffer[S_YT : S_YC + 1] = start.young
-        buffer[S_OT : S_OC + 1] = start.old
-        buffer[S_TAM] = start.tamoxifen
-        buffer[S_DEPOT] = start.den_depot_mg
-        buffer[S_CENTRAL] = start.den_central_mg
-        buffer[S_PERIPH] = start.den_peripheral_mg
-        buffer[N_SCALAR_STATES : N_SCALAR_STATES + n_bp] = start.bp_surface_mg
-        buffer[N_SCALAR_STATES + n_bp :] = start.bp_buried_mg
+        buffer = np.empty((N_SCALAR_STATES + len(DRUG_STATES) * n_bp, n))
+        for field, rows in state_rows(n_bp).items():
+            buffer[rows] = getattr(start, field)
         self.buffer = buffer
         self.state = state_view(buffer, n_bp)
 
@@ -811,17 +881,4 @@ class CompiledModel:
 
 def state_view(buffer: Array, n_bp: int) -> ModelState:
     """A :class:`ModelState` whose arrays are row views of a ``(n_states, N)`` buffer."""
-    return ModelState(
-        p=buffer[S_P],
-        c=buffer[S_C],
-        q=buffer[S_Q],
-        b=buffer[S_B],
-        young=buffer[S_YT : S_YC + 1],
-        old=buffer[S_OT : S_OC + 1],
-        tamoxifen=buffer[S_TAM],
-        bp_surface_mg=buffer[N_SCALAR_STATES : N_SCALAR_STATES + n_bp],
-        bp_buried_mg=buffer[N_SCALAR_STATES + n_bp :],
-        den_depot_mg=buffer[S_DEPOT],
-        den_central_mg=buffer[S_CENTRAL],
-        den_peripheral_mg=buffer[S_PERIPH],
-    )
+    return ModelState(**{field: buffer[rows] for field, rows in state_rows(n_bp).items()})

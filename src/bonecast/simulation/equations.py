@@ -56,6 +56,7 @@ class State:
 STATES: tuple[State, ...] = (
     State("p", "p", "dimensionless", "osteoclast precursors (relative)"),
     State("c", "c", "dimensionless", "active osteoclasts (relative; CTX proxy)"),
+    State("osteomorphs", "W", "dimensionless", "osteomorphs (relative to baseline osteoclasts)"),
     State("q", "q", "dimensionless", "pre-osteoblasts (relative)"),
     State("b", "b", "dimensionless", "active osteoblasts (relative; P1NP proxy)"),
     State("young", "Y_{j}", "dimensionless", "young bone volume, compartment {j}"),
@@ -214,9 +215,39 @@ def precursor_production(k_p: Any, signal: Any) -> Any:
     return k_p * signal
 
 
-def osteoclast_production(k_c: Any, p: Any) -> Any:
-    """Production of active osteoclasts, k_c p (per day; section 6.3)."""
-    return k_c * p
+def osteoclast_production(k_c: Any, p: Any, refusion: Any, osteomorphs: Any) -> Any:
+    """Production of active osteoclasts, k_c p + k_W f_L W: from precursors and by the re-fusion
+    of osteomorphs (per day; docs/model/equations.md sections 6.3 and 6.3.1)."""
+    return k_c * p + refusion * osteomorphs
+
+
+def osteoclast_fission(k_c: Any, apoptosis: Any, signal: Any, share: Any) -> Any:
+    """Rate at which active osteoclasts fission into osteomorphs,
+    phi_W k_c max(a_L - 1, 0) max(1 - f_L, 0)^2 (1/day): a share of the osteoclast removal that
+    low RANK signalling adds to the baseline's, the larger the deeper the blockade.
+
+    Under RANKL inhibition osteoclasts do not all die: they fission into osteomorphs, which
+    persist and re-fuse into osteoclasts when RANKL returns (McDonald MM et al., Cell
+    2021;184:1330-1347, under OPG-Fc, i.e. near-complete blockade). Zero whenever RANK signalling
+    is at or above baseline (untreated, estrogen deprivation, bisphosphonates) and about 1 % of
+    the added removal under the mild lowering of RANKL by tamoxifen (f_L near 0.9), so the
+    reservoir is inert there (docs/model/equations.md section 6.3.1)."""
+    blockade = maximum(1.0 - signal, 0.0)
+    return share * k_c * maximum(apoptosis - 1.0, 0.0) * blockade * blockade
+
+
+def osteomorph_refusion(k_w: Any, signal: Any, n_w: Any) -> Any:
+    """Re-fusion of osteomorphs into active osteoclasts, k_W f_L^n_W: driven by RANK signalling
+    (RANKL is needed for fusion), so slow while RANKL is blocked and at its baseline rate when
+    signalling returns (1/day; McDonald et al., Cell 2021; docs/model/equations.md
+    section 6.3.1)."""
+    return k_w * power(signal, n_w)
+
+
+def osteomorph_loss(refusion: Any, k_wd: Any) -> Any:
+    """Loss rate of osteomorphs, k_W f_L + k_Wd: re-fusion plus their own death (1/day;
+    docs/model/equations.md section 6.3.1)."""
+    return refusion + k_wd
 
 
 def osteoclast_loss(k_c: Any, apoptosis: Any, e_bp: Any) -> Any:
@@ -379,6 +410,9 @@ EQUATIONS: tuple[Callable[..., Any], ...] = (
     bisphosphonate_effect,
     precursor_production,
     osteoclast_production,
+    osteoclast_fission,
+    osteomorph_refusion,
+    osteomorph_loss,
     osteoclast_loss,
     preosteoblast_production,
     osteoblast_production,

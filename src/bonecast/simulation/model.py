@@ -118,6 +118,10 @@ class ModelConstants:
     k_p: Array
     k_c: Array
     s_L: Array
+    phi_W: Array  # share of the RANKL-blockade removal of osteoclasts that is fission
+    k_W: Array  # osteomorph re-fusion at baseline RANK signalling, per day
+    k_Wd: Array  # osteomorph death, per day
+    n_W: Array  # Hill exponent of osteomorph re-fusion in RANK signalling
     k_q: Array
     k_b: Array
     gamma_T: Array
@@ -214,6 +218,10 @@ class ModelConstants:
             k_p=v["k_p_per_day"],
             k_c=v["k_c_per_day"],
             s_L=v["s_L"],
+            phi_W=v["osteomorph_share"],
+            k_W=v["osteomorph_refusion_per_day"],
+            k_Wd=v["osteomorph_death_per_day"],
+            n_W=v["osteomorph_refusion_hill"],
             k_q=v["k_q_per_day"],
             k_b=v["k_b_per_day"],
             gamma_T=v["gamma_T"],
@@ -275,6 +283,7 @@ class ModelState:
 
     p: Array  # osteoclast precursors (relative)
     c: Array  # active osteoclasts (relative; CTX proxy)
+    osteomorphs: Array  # osteomorphs, relative to baseline osteoclasts (0 untreated)
     q: Array  # pre-osteoblasts (relative)
     b: Array  # active osteoblasts (relative; P1NP/BSAP proxy)
     young: Array  # (2, N) partly mineralised bone volume, fraction of baseline compartment volume
@@ -294,6 +303,7 @@ class ModelState:
         return cls(
             p=np.ones(n),
             c=np.ones(n),
+            osteomorphs=np.zeros(n),
             q=np.ones(n),
             b=np.ones(n),
             young=young,
@@ -445,12 +455,14 @@ class Rates:
     bp_release_to_surface: Array  # (n_bp, N) d: buried -> surface rate
     bp_burial: Array  # (n_bp, N) e: surface -> buried rate
     bp_release: Array  # (n_bp, N) g: total loss rate of buried drug
+    osteoclast_fission: Array  # (N,) c -> osteomorphs rate, 1/day
+    osteomorph_refusion: Array  # (N,) osteomorphs -> c rate, 1/day
 
 
 DENOSUMAB_STATES = ("den_depot_mg", "den_central_mg", "den_peripheral_mg")
 CONSTANT_RATE_STATES = ("p", "q", "b", "tamoxifen")
 """States whose loss rate is a constant of the patient (their step factors are cached)."""
-SCALAR_STATES = ("p", "c", "q", "b", "tamoxifen", *DENOSUMAB_STATES)
+SCALAR_STATES = ("p", "c", "osteomorphs", "q", "b", "tamoxifen", *DENOSUMAB_STATES)
 
 
 def denosumab_rates(
@@ -536,6 +548,9 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
     # 6.3 bisphosphonate effect on osteoclast removal (Emax over the drugs on the surface)
     occupancy = eq.bisphosphonate_occupancy(state.bp_surface_mg, const.bp_ec50_mg, const.n_bp)
     e_bp = eq.bisphosphonate_effect(const.emax_bp, np.sum(occupancy, axis=0))
+    # 6.3.1 osteomorphs: fission under low RANK signalling, re-fusion when it returns
+    refusion = eq.osteomorph_refusion(const.k_W, signal, const.n_W)
+    fission = eq.osteoclast_fission(const.k_c, apoptosis, signal, const.phi_W)
     # 6.4 bone compartments
     deficit = eq.focal_deficit(
         const.delta0,
@@ -550,7 +565,8 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
     return Rates(
         prod={
             "p": eq.precursor_production(const.k_p, signal),
-            "c": eq.osteoclast_production(const.k_c, state.p),
+            "c": eq.osteoclast_production(const.k_c, state.p, refusion, state.osteomorphs),
+            "osteomorphs": fission * state.c,
             "q": eq.preosteoblast_production(const.k_q, state.c, const.gamma_T),
             "b": eq.osteoblast_production(const.k_b, state.q),
             "tamoxifen": eq.tamoxifen_production(const.k_T, inputs.tamoxifen),
@@ -558,6 +574,7 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
         loss={
             "p": const.k_p,
             "c": eq.osteoclast_loss(const.k_c, apoptosis, e_bp),
+            "osteomorphs": eq.osteomorph_loss(refusion, const.k_Wd),
             "q": const.k_q,
             "b": const.k_b,
             "tamoxifen": const.k_T,
@@ -570,6 +587,8 @@ def rates(const: ModelConstants, state: ModelState, inputs: ModelInputs, t_day: 
         bp_release_to_surface=eq.bp_release_to_surface(const.bp_f_bone, k_rel, state.c),
         bp_burial=eq.bp_burial(k_s, f_bur, state.b),
         bp_release=eq.bp_release(k_rel, state.c),
+        osteoclast_fission=fission,
+        osteomorph_refusion=refusion,
     )
 
 
@@ -619,7 +638,7 @@ def exponential_euler_step(
         state, den_central_mg=0.5 * (state.den_central_mg + new["den_central_mg"])
     )
     r = rates(const, middle, inputs, t_day)
-    new["c"] = _exp_step(state.c, r.prod["c"], r.loss["c"], dt)
+    new["c"], new["osteomorphs"] = _osteoclast_pair_step(state, r, dt)
     for name in CONSTANT_RATE_STATES:
         decay, gain = const.constant_rate_step(name, r.loss[name], dt)
         new[name] = getattr(state, name) * decay + r.prod[name] * gain
@@ -647,8 +666,18 @@ def exponential_euler_step(
     return ModelState(**new, young=young, old=old, bp_surface_mg=surface, bp_buried_mg=buried)
 
 
-def _exp_step(x: Array, prod: Array, loss: Array, dt: float) -> Array:
-    return x * np.exp(-loss * dt) + prod * _phi(loss, dt)
+def _osteoclast_pair_step(state: ModelState, r: Rates, dt: float) -> tuple[Array, Array]:
+    """Osteoclasts and osteomorphs over ``dt``: for frozen rates a linear pair with a source,
+    c' = P - a c + d W, W' = e c - g W (recruitment P, removal a, re-fusion d, fission e, loss g;
+    docs/model/equations.md section 6.3.1), stepped exactly around its frozen steady state.
+    Re-fusion can outpace a day's step when the reservoir empties, so exponential Euler on each
+    state alone is not enough."""
+    a, d, e, g = r.loss["c"], r.osteomorph_refusion, r.osteoclast_fission, r.loss["osteomorphs"]
+    recruitment = r.prod["c"] - d * state.osteomorphs
+    per_det = 1.0 / (a * g - d * e)  # > 0: e < a and d <= g
+    c_eq, w_eq = recruitment * g * per_det, recruitment * e * per_det
+    c_dev, w_dev = _linear_pair_step(state.c - c_eq, state.osteomorphs - w_eq, a, d, e, g, dt)
+    return c_eq + c_dev, w_eq + w_dev
 
 
 def _denosumab_step(const: ModelConstants, state: ModelState, dt: float) -> dict[str, Array]:

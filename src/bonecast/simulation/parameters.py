@@ -62,6 +62,10 @@ PARAMETER_UNITS: dict[str, str] = {
     "k_p_per_day": "1/day",
     "k_c_per_day": "1/day",
     "s_L": "1",
+    "osteomorph_share": "1",
+    "osteomorph_refusion_per_day": "1/day",
+    "osteomorph_death_per_day": "1/day",
+    "osteomorph_refusion_hill": "1",
     "k_q_per_day": "1/day",
     "k_b_per_day": "1/day",
     "gamma_T": "1",
@@ -122,6 +126,44 @@ NEUTRAL_ADDITIONS: dict[str, Parameter] = {
         "formation, the earlier model's behaviour; recalibrate to use it",
     )
     for j, name in (("t", "trabecular"), ("c", "cortical"))
+} | {
+    name: Parameter(
+        value=value,
+        unit=unit,
+        symbol=symbol,
+        description=description,
+        source="absent from this parameter set (made before model 1.4): "
+        + (
+            "0, no osteomorph reservoir, the earlier model's behaviour; recalibrate to use it"
+            if name == "osteomorph_share"
+            else "inert while osteomorph_share is 0"
+        ),
+    )
+    for name, value, unit, symbol, description in (
+        (
+            "osteomorph_share",
+            0.0,
+            "1",
+            "φ_W",
+            "Share of the osteoclast removal added by low RANK signalling that is fission into "
+            "osteomorphs",
+        ),
+        (
+            "osteomorph_refusion_per_day",
+            0.05,
+            "1/day",
+            "k_W",
+            "Re-fusion rate of osteomorphs into osteoclasts at baseline RANK signalling",
+        ),
+        ("osteomorph_death_per_day", 0.001, "1/day", "k_Wd", "Death rate of osteomorphs"),
+        (
+            "osteomorph_refusion_hill",
+            1.0,
+            "1",
+            "n_W",
+            "Hill exponent of osteomorph re-fusion in RANK signalling",
+        ),
+    )
 }
 """Parameters added after a parameter-set format was shipped, with the value that reproduces the
 model before them; a set that lacks them loads with these (and says so in their source)."""

@@ -297,6 +297,10 @@ def to_sbml(
     c("k_p", const.k_p, "1/day", "osteoclast precursor turnover")
     c("k_c", const.k_c, "1/day", "baseline osteoclast removal")
     c("s_L", const.s_L, "dimensionless", "maximum fold increase of osteoclast removal")
+    c("phi_W", const.phi_W, "dimensionless", "share of RANKL-blockade removal that is fission")
+    c("k_W", const.k_W, "1/day", "osteomorph re-fusion at baseline RANK signalling")
+    c("k_Wd", const.k_Wd, "1/day", "osteomorph death")
+    c("n_W", const.n_W, "dimensionless", "Hill exponent of osteomorph re-fusion")
     c("k_q", const.k_q, "1/day", "pre-osteoblast maturation")
     c("k_b", const.k_b, "1/day", "active osteoblast turnover")
     c("gamma_T", const.gamma_T, "dimensionless", "coupling exponent, formation vs resorption")
@@ -516,10 +520,21 @@ def to_sbml(
     rates["p"] = SBML_EQUATIONS.first_order_rate(
         SBML_EQUATIONS.precursor_production(v.k_p, f_l), v.k_p, Formula("p")
     )
+    refusion = assign(
+        "refusion_W",
+        SBML_EQUATIONS.osteomorph_refusion(v.k_W, f_l, v.n_W),
+        "1/day",
+        "osteomorph re-fusion rate",
+    )
     rates["c"] = SBML_EQUATIONS.first_order_rate(
-        SBML_EQUATIONS.osteoclast_production(v.k_c, Formula("p")),
+        SBML_EQUATIONS.osteoclast_production(v.k_c, Formula("p"), refusion, v.W),
         SBML_EQUATIONS.osteoclast_loss(v.k_c, a_l, e_bp),
         v.c,
+    )
+    rates["W"] = SBML_EQUATIONS.first_order_rate(
+        SBML_EQUATIONS.osteoclast_fission(v.k_c, a_l, f_l, v.phi_W) * v.c,
+        SBML_EQUATIONS.osteomorph_loss(refusion, v.k_Wd),
+        v.W,
     )
     rates["q"] = SBML_EQUATIONS.first_order_rate(
         SBML_EQUATIONS.preosteoblast_production(v.k_q, v.c, v.gamma_T), v.k_q, Formula("q")

@@ -14,10 +14,12 @@ Method (choices documented here and in the closing note of issue 3):
 * **Stages** as in docs/model/calibration.md section 10.2: A natural progression, B estrogen
   deprivation and tamoxifen, C bisphosphonates, D denosumab, E long-term antiresorptive response
   (modeling-based formation, on the FREEDOM extension and FLEX), F bisphosphonates after stopping
-  (each drug's surface residence half-life, on the after-stopping targets), then a joint refit of
-  everything. The denosumab discontinuation rows (McClung 2017, DS) are fitted only in the joint
-  refit: the model's rebound is structurally too small for them (docs/model/calibration.md
-  section 12.10), and in stage D they would bend the on-treatment denosumab parameters.
+  (each drug's surface residence half-life, on the after-stopping targets), G denosumab after
+  stopping (the osteomorph reservoir, docs/model/equations.md section 6.3.1, on McClung 2017
+  and the DEFEND off-treatment extension, Bone 2011, with the FREEDOM rows so that the reservoir
+  does not undo the suppression under treatment), then a joint refit of everything. The
+  discontinuation rows are kept out of stage D: they would bend the on-treatment denosumab
+  parameters before the reservoir is fitted.
   ABCSG-12's endocrine-only rows are an external check and never fitted.
 * **Loss**: robust (Cauchy, scale one sigma): the trials disagree with one another by more than
   their stated uncertainty (docs/model/calibration.md sections 12.1, 10.1); a robust loss lets the
@@ -93,6 +95,8 @@ AFTER_STOPPING_BISPHOSPHONATE = ("F1", "HZ", "ZS", "VM")
 extensions and a single zoledronic acid dose followed for five years (zoledronic acid), VERT-MN
 (risedronate)."""
 DEFAULT_PRIOR_SD = {"log": 1.5, "logit": 1.5}
+LOGIT_PARAMETERS = ("epsilon_T", "osteomorph_share")
+"""Shares (0-1) fitted on the logit scale besides the trabecular shares ``f_*``."""
 """Prior SD on the transformed scale when the parameter file gives no prior range."""
 STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
     "A natural progression": (
@@ -181,6 +185,10 @@ STAGES: dict[str, tuple[tuple[str, ...], Callable[[Target], bool]]] = {
         tuple(f"bp.{drug}.t_s_days" for drug in BISPHOSPHONATES),
         lambda t: t.target_id.startswith(AFTER_STOPPING_BISPHOSPHONATE),
     ),
+    "G denosumab after stopping": (
+        ("osteomorph_share", "osteomorph_refusion_per_day", "osteomorph_refusion_hill"),
+        lambda t: t.target_id.startswith(("DS", "BD", "D4", "D5")),
+    ),
 }
 
 
@@ -210,7 +218,7 @@ def free_parameters(parameter_set: ParameterSet) -> list[FreeParameter]:
     for name, entry in parameter_set.parameters.items():
         if not entry.calibrate:
             continue
-        transform = "logit" if name.startswith("f_") or name == "epsilon_T" else "log"
+        transform = "logit" if name.startswith("f_") or name in LOGIT_PARAMETERS else "log"
         probe = FreeParameter(name, transform, 0.0, 1.0, -math.inf, math.inf)
         if entry.prior is not None:
             lo, hi = (probe.forward(v) for v in entry.prior)
