@@ -175,3 +175,12 @@ def test_openapi_lists_the_api(client: TestClient) -> None:
         "/api/v1/patients/{patient_id}/fhir",
     ):
         assert path in paths
+
+
+def test_patient_list_offset_beyond_the_database_integers_is_refused(
+    client: TestClient, clinician: Headers
+) -> None:
+    response = client.get(f"{API}/patients", params={"offset": 2**63}, headers=clinician)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "offset"]
+    assert client.get(f"{API}/patients", params={"offset": 5}, headers=clinician).status_code == 200

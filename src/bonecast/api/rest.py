@@ -108,6 +108,10 @@ Guideline = Annotated[
 
 # --- patients ------------------------------------------------------------------------------
 
+MAX_OFFSET = 2**31 - 1
+"""Largest accepted ``offset`` of a patient list: past it the databases' 64-bit integers (SQLite,
+PostgreSQL's BIGINT) would overflow, and no registry holds that many patients."""
+
 
 @router.get("/patients", tags=["patients"])
 def list_patients(
@@ -115,7 +119,7 @@ def list_patients(
     _user: Reader,
     search: Annotated[str | None, Query(description="part of the MRN or a name")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[PatientRecord]:
     """Patients by name, optionally those whose MRN or name contains ``search``."""
     return _read(registry, lambda s: s.list_patients(search, limit, offset))
