@@ -265,6 +265,9 @@ class FractureModel(BaseModel):
     prior_fracture: PriorFracture
     incidence_scale: FittedValue
     turnover_exponent: FittedValue
+    suppression_exponent: FittedValue = FittedValue(
+        value=0.0, source="no term (a fit file of fracture model v3)"
+    )
     loss_weight: FittedValue
     ascertainment_ratio: FittedValue
     trial_sd: FittedValue
@@ -278,8 +281,10 @@ class FractureModel(BaseModel):
                 raise ValueError(f"{name}: {value} must be > 0")
         if self.trial_sd.value < 0:
             raise ValueError(f"trial_sd: {self.trial_sd.value} must be >= 0")
-        if not 0 <= self.turnover_exponent.value <= 3:
-            raise ValueError(f"turnover_exponent: {self.turnover_exponent.value} is outside 0..3")
+        for name in ("turnover_exponent", "suppression_exponent"):
+            value = getattr(self, name).value
+            if not 0 <= value <= 3:
+                raise ValueError(f"{name}: {value} is outside 0..3")
         if not 0 <= self.loss_weight.value <= 1:
             raise ValueError(f"loss_weight: {self.loss_weight.value} is outside 0..1")
         return self
@@ -341,19 +346,30 @@ class FractureModel(BaseModel):
                 gain = bmd_pct_change[SITES.index(k.bmd_change.site)] - average_change_pct
                 fixed = fixed + k.bmd_change.slope_per_pct * np.maximum(gain, 0.0)
                 loss = -log_gradient * np.minimum(changed_standing, 0.0)
-            out[name] = LogHazardTerms(np.asarray(fixed), np.asarray(loss))
+            out[name] = LogHazardTerms(np.asarray(fixed), np.asarray(loss), k.bmd_change is None)
         return out
 
     def hazard(
         self, terms: LogHazardTerms, log_osteoclasts: Array, setting: FractureSetting | None = None
     ) -> Array:
-        """Hazard per year of one type: trial factor x exp(fixed + w loss + gamma ln OC), with
-        ``log_osteoclasts`` from :func:`log_excess_turnover`."""
+        """Hazard per year of one type: trial factor x exp(fixed + w loss + turnover term), with
+        ``log_osteoclasts`` the log osteoclast activity relative to the patient's baseline
+        (:meth:`turnover_term`)."""
         return self.trial_factor(setting or FractureSetting()) * np.exp(
             terms.fixed
             + self.loss_weight.value * terms.loss
-            + self.turnover_exponent.value * log_osteoclasts
+            + self.turnover_term(log_osteoclasts, terms.suppressible)
         )
+
+    def turnover_term(self, log_osteoclasts: Array, suppressible: bool) -> Array:
+        """ln of the turnover factor: gamma ln max(OC, 1), plus gamma_s min(OC - 1, 0) for a
+        type whose BMD gains carry no treatment-related gradient (``suppressible``; module
+        docstring, fracture model v4)."""
+        excess = self.turnover_exponent.value * np.maximum(log_osteoclasts, 0.0)
+        if not suppressible:
+            return np.asarray(excess)
+        suppressed = np.minimum(np.expm1(log_osteoclasts), 0.0)
+        return np.asarray(excess + self.suppression_exponent.value * suppressed)
 
     def hazards_per_year(
         self,
@@ -371,29 +387,27 @@ class FractureModel(BaseModel):
         terms = self.log_hazard_terms(
             age0_years, years, baseline_t_scores, t_scores, bmd_pct_change
         )
-        log_oc = log_excess_turnover(osteoclasts)
+        log_oc = np.log(osteoclasts)
         return {name: self.hazard(term, log_oc, setting) for name, term in terms.items()}
-
-
-def log_excess_turnover(osteoclasts: Array) -> Array:
-    """ln max(OC, 1): the turnover term counts resorption above the patient's baseline only
-    (module docstring, fracture model v3)."""
-    return np.asarray(np.log(np.maximum(osteoclasts, 1.0)))
 
 
 @dataclass(frozen=True)
 class LogHazardTerms:
-    """ln hazard of one type = ln trial factor + fixed + w * loss + gamma * ln OC (module
+    """ln hazard of one type = ln trial factor + fixed + w * loss + turnover term (module
     docstring): ``fixed`` holds the age, baseline-standing and BMD-gain terms, ``loss`` the
-    change of standing through the cross-sectional gradient, -ln GR_k x (fall of standing)."""
+    change of standing through the cross-sectional gradient, -ln GR_k x (fall of standing);
+    ``suppressible``: resorption below baseline lowers this type's hazard (a type without a
+    treatment-related BMD gradient)."""
 
     fixed: Array
     loss: Array
+    suppressible: bool
 
 
 FITTED_PARAMETERS = (
     "incidence_scale",
     "turnover_exponent",
+    "suppression_exponent",
     "loss_weight",
     "ascertainment_ratio",
     "trial_sd",
@@ -468,7 +482,7 @@ class HazardInputs:
             age0_years[None, :], years, t_scores[:, 0], t_middle, change_middle
         )
         step_years = (np.diff(months) * DAYS_PER_MONTH / 365.25)[:, None]
-        return cls(months, step_years, log_excess_turnover(oc_middle), terms)
+        return cls(months, step_years, np.log(oc_middle), terms)
 
     def cumulative_hazard(
         self, model: FractureModel, quantity: str, setting: FractureSetting | None = None

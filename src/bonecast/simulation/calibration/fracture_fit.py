@@ -2,8 +2,8 @@
 
 ``data/fracture_targets.csv`` holds published clinical-fracture results of trial arms, each
 with its source: a cumulative incidence (% of women with a clinical fracture between two
-months; its 95 % interval from n, Wilson) or a hazard ratio of an arm against a comparator arm
-(with its published 95 % CI). Each row names the trial spec it runs on (``spec``, relative to
+months; its 95 % interval from n, Wilson) or a hazard or odds ratio of an arm against a
+comparator arm (with its published 95 % CI). Each row names the trial spec it runs on (``spec``, relative to
 ``examples/trials/calibration``): one spec per trial, with that trial's age distribution and
 fracture covariates (:class:`bonecast.simulation.fracture.FractureSetting`). ``role`` says
 whether a row calibrates the model (``calibration``) or only checks it (``validation``).
@@ -12,7 +12,7 @@ whether a row calibrates the model (``calibration``) or only checks it (``valida
 scale: ln p_i = ln q_i(theta) + u_trial + e_i, e_i ~ N(0, (1 - p_i) / (n_i p_i)) (binomial
 error of a proportion, delta method), u_trial ~ N(0, tau^2) a trial-level random effect on the
 log incidence shared by all of a trial's incidence rows (arms and times; it cancels in a
-ratio); hazard-ratio rows are normal on the log scale with the SD of their CI. theta are the
+ratio); hazard- and odds-ratio rows are normal on the log scale with the SD of their CI. theta are the
 incidence scale s, the turnover exponent gamma, the loss weight w and the ascertainment ratio r;
 theta and tau maximise the likelihood with the effects integrated out (exact for normal effects:
 per trial a multivariate normal with covariance diag(v) + tau^2 J), with a weakly informative
@@ -89,7 +89,7 @@ class FractureTarget(BaseModel):
     quantity: Literal["clinical_fracture"]
     month_from: float = Field(ge=0)
     month_to: float = Field(gt=0)
-    statistic: Literal["cumulative_incidence", "hazard_ratio"]
+    statistic: Literal["cumulative_incidence", "hazard_ratio", "odds_ratio"]
     value: float = Field(gt=0)
     ci_low: float | None = None
     ci_high: float | None = None
@@ -107,32 +107,41 @@ class FractureTarget(BaseModel):
     def _consistent(self) -> FractureTarget:
         if self.month_to <= self.month_from:
             raise ValueError(f"{self.target_id}: month_to must be after month_from")
-        if self.statistic == "hazard_ratio" and not self.comparator_arm:
-            raise ValueError(f"{self.target_id}: a hazard ratio needs a comparator_arm")
+        if self.is_ratio and not self.comparator_arm:
+            raise ValueError(f"{self.target_id}: a {self.unit} needs a comparator_arm")
         if self.statistic == "cumulative_incidence" and self.value >= 100:
             raise ValueError(f"{self.target_id}: an incidence is a % below 100")
         return self
 
     @property
+    def is_ratio(self) -> bool:
+        """Whether ``value`` compares the arm with ``comparator_arm`` (a hazard or odds ratio)."""
+        return self.statistic != "cumulative_incidence"
+
+    @property
     def unit(self) -> str:
         """The unit of ``value`` in words."""
-        return "%" if self.statistic == "cumulative_incidence" else "hazard ratio"
+        return {
+            "cumulative_incidence": "%",
+            "hazard_ratio": "hazard ratio",
+            "odds_ratio": "odds ratio",
+        }[self.statistic]
 
 
 def log_sd(target: FractureTarget, targets: Sequence[FractureTarget]) -> float:
-    """SD of ln(hazard ratio) of a ratio row: from its CI, or else from the CI of the first ratio
-    row of the same trial that has one (said in the row's note)."""
+    """SD of ln(ratio) of a ratio row: from its CI, or else from the CI of the first ratio row
+    of the same trial that has one (said in the row's note)."""
     for t in (target, *(t for t in targets if t.trial == target.trial)):
-        if t.statistic == "hazard_ratio" and t.ci_low is not None and t.ci_high is not None:
+        if t.is_ratio and t.ci_low is not None and t.ci_high is not None:
             return math.log(t.ci_high / t.ci_low) / (2 * Z95)
-    raise ValueError(f"{target.target_id}: no CI for this hazard ratio nor for its trial")
+    raise ValueError(f"{target.target_id}: no CI for this ratio nor for its trial")
 
 
 def interval95(target: FractureTarget, targets: Sequence[FractureTarget]) -> tuple[float, float]:
     """95 % interval of a target: Wilson's for an incidence (%) of n women, the published CI
-    (or one from :func:`log_sd`) for a hazard ratio."""
+    (or one from :func:`log_sd`) for a ratio."""
     z = Z95
-    if target.statistic == "hazard_ratio":
+    if target.is_ratio:
         if target.ci_low is not None and target.ci_high is not None:
             return target.ci_low, target.ci_high
         sd = log_sd(target, targets)
@@ -250,27 +259,30 @@ IncidenceOf = Callable[[str, float, float], float]
 
 
 def target_value(target: FractureTarget, incidence: IncidenceOf) -> float:
-    """The value of ``target`` from arm incidences: the arm's incidence (%), or the ratio of the
-    arm's and the comparator's cumulative hazards -ln(1 - incidence) over the months."""
+    """The value of ``target`` from arm incidences: the arm's incidence (%); the ratio of the
+    arm's and the comparator's cumulative hazards -ln(1 - incidence) over the months (hazard
+    ratio); or the ratio of their odds p / (1 - p) of a fracture over the months (odds ratio)."""
     a, b = target.month_from, target.month_to
     own = incidence(target.arm, a, b)
     if target.statistic == "cumulative_incidence":
         return own
     comparator = incidence(target.comparator_arm, a, b)
+    if target.statistic == "odds_ratio":
+        return (own / (100.0 - own)) / (comparator / (100.0 - comparator))
     return math.log1p(-own / 100.0) / math.log1p(-comparator / 100.0)
 
 
 class Evaluator:
     """Model values of targets for many parameter values on the same simulated arms.
 
-    The unit hazards depend on gamma and w only; they are cached per (gamma, w), so a change of
+    The unit hazards depend on gamma, gamma_s and w only; they are cached per (gamma, w), so a change of
     the scale, the ascertainment ratio or tau costs no hazard computation.
     """
 
     def __init__(self, arms: Mapping[ArmKey, ArmInputs], base: FractureModel) -> None:
         self.arms = arms
         self.base = base
-        self._cache: dict[tuple[float, float], dict[ArmKey, Array]] = {}
+        self._cache: dict[tuple[float, float, float], dict[ArmKey, Array]] = {}
 
     def model(self, values: Mapping[str, float]) -> FractureModel:
         """The base model with fitted ``values`` replaced."""
@@ -278,7 +290,11 @@ class Evaluator:
 
     def value(self, model: FractureModel, target: FractureTarget) -> float:
         """The model's value of ``target``."""
-        key = (model.turnover_exponent.value, model.loss_weight.value)
+        key = (
+            model.turnover_exponent.value,
+            model.suppression_exponent.value,
+            model.loss_weight.value,
+        )
         if key not in self._cache:
             if len(self._cache) > 64:
                 self._cache.clear()
@@ -330,7 +346,7 @@ def negative_log_likelihood(
     by_trial: dict[str, list[tuple[float, float]]] = {}
     for t in targets:
         value = evaluator.value(model, t)
-        if t.statistic == "hazard_ratio":
+        if t.is_ratio:
             total += 0.5 * (math.log(value / t.value) / log_sd(t, listed)) ** 2
             continue
         residual = math.log(t.value) - math.log(max(value, 1e-9))
@@ -344,6 +360,13 @@ def negative_log_likelihood(
 
 
 STRUCTURES: dict[str, tuple[str, ...]] = {
+    "v4: turnover both ways, BMD loss weight, ascertainment": (
+        "incidence_scale",
+        "turnover_exponent",
+        "suppression_exponent",
+        "loss_weight",
+        "ascertainment_ratio",
+    ),
     "v3: turnover, BMD loss weight, ascertainment": (
         "incidence_scale",
         "turnover_exponent",
@@ -356,12 +379,13 @@ STRUCTURES: dict[str, tuple[str, ...]] = {
 }
 """Model structures the leave-one-trial-out check compares: the parameters each fits (tau is
 always fitted); the others are held at no effect (gamma 0, r 1)."""
-SHIPPED_STRUCTURE = "v3: turnover, BMD loss weight, ascertainment"
+SHIPPED_STRUCTURE = "v4: turnover both ways, BMD loss weight, ascertainment"
 """The structure the shipped model uses."""
 
 _BOUNDS = {
     "incidence_scale": (0.2, 5.0),
     "turnover_exponent": (0.0, 3.0),
+    "suppression_exponent": (0.0, 3.0),
     "loss_weight": (0.0, 1.0),
     "ascertainment_ratio": (0.3, 4.0),
     "trial_sd": (0.01, 2.0),
@@ -370,11 +394,12 @@ _LOG_SCALED = frozenset({"incidence_scale", "ascertainment_ratio", "trial_sd"})
 _START = {
     "incidence_scale": 1.0,
     "turnover_exponent": 0.3,
+    "suppression_exponent": 0.2,
     "loss_weight": 0.5,
     "ascertainment_ratio": 1.0,
     "trial_sd": 0.2,
 }
-_NO_EFFECT = {"turnover_exponent": 0.0, "ascertainment_ratio": 1.0}
+_NO_EFFECT = {"turnover_exponent": 0.0, "suppression_exponent": 0.0, "ascertainment_ratio": 1.0}
 
 
 @dataclass(frozen=True)
@@ -453,9 +478,9 @@ def predictive_interval(
     targets: Sequence[FractureTarget],
 ) -> tuple[float, float]:
     """95 % predictive interval of ``target`` for a model value: incidence x exp(+-1.96
-    sqrt(tau^2 + binomial variance of the trial's n at the model's incidence)); a hazard ratio
+    sqrt(tau^2 + binomial variance of the trial's n at the model's incidence)); a ratio
     x exp(+-1.96 its log-scale SD) (tau cancels in a ratio)."""
-    if target.statistic == "hazard_ratio":
+    if target.is_ratio:
         sd = log_sd(target, targets)
     else:
         sd = math.sqrt(trial_sd**2 + log_incidence_variance(target, value))
