@@ -191,12 +191,14 @@ def _hip_hazard(
     change_pct: float,
     turnover: float = 1.0,
     setting: FractureSetting | None = None,
+    kind: str = "hip_fracture",
 ) -> float:
-    """Hip hazard of a woman of 65 at T = -1 after 2 years at ``t_score`` (sites alike)."""
+    """Hazard of ``kind`` (default hip) of a woman of 65 at T = -1 after 2 years at ``t_score``
+    (sites alike)."""
     args = (np.array([65.0]), np.array([[2.0]]), np.full((3, 1), -1.0))
     current, change = np.full((3, 1, 1), t_score), np.full((3, 1, 1), change_pct)
     hazards = model.hazards_per_year(*args, current, change, np.full((1, 1), turnover), setting)
-    return float(hazards["hip_fracture"][0, 0])
+    return float(hazards[kind][0, 0])
 
 
 def test_a_loss_acts_through_the_weighted_cross_sectional_gradient():
@@ -226,9 +228,37 @@ def test_turnover_term_scales_every_hazard_by_osteoclast_activity_to_gamma():
     assert gamma > 0
     at_baseline = _hip_hazard(model, -1.0, 0.0)
     assert _hip_hazard(model, -1.0, 0.0, 1.4) / at_baseline == pytest.approx(1.4**gamma)
-    # resorption suppressed below baseline acts through BMD only (the treatment-related gradient
-    # of Bouxsein 2019 already carries an antiresorptive's benefit; fracture model v3)
+    # for hip (and vertebral) fractures resorption suppressed below baseline acts through BMD
+    # only (the treatment-related gradient of Bouxsein 2019 already carries an antiresorptive's
+    # benefit there; fracture model v3)
     assert _hip_hazard(model, -1.0, 0.0, 0.3) == pytest.approx(at_baseline)
+    assert _hip_hazard(model, -1.0, 0.0, 0.3, kind="vertebral_fracture") == pytest.approx(
+        _hip_hazard(model, -1.0, 0.0, kind="vertebral_fracture")
+    )
+
+
+@pytest.mark.parametrize("turnover", [0.1, 0.4, 0.7, 0.99])
+def test_suppressed_resorption_lowers_other_fractures(turnover):
+    """Other (nonvertebral, non-hip) fractures, whose BMD gains carry no treatment-related
+    gradient (Bouxsein 2019): resorption suppressed to a fraction OC of baseline multiplies
+    their hazard by OC^gamma_s (fracture model v4); above baseline the AI's term applies as for
+    every type, so one exponent each side of baseline."""
+    model = default_fracture_model()
+    gamma_s = model.suppression_exponent.value
+    assert gamma_s > 0
+
+    def other(oc: float) -> float:
+        return _hip_hazard(model, -1.0, 0.0, oc, kind="other_fracture")
+
+    assert other(turnover) / other(1.0) == pytest.approx(turnover**gamma_s)
+    # deeper suppression, lower hazard; no suppression term without the fitted exponent
+    assert other(turnover * 0.5) < other(turnover)
+    none = model.with_fit("no term", suppression_exponent=0.0)
+    assert _hip_hazard(none, -1.0, 0.0, turnover, kind="other_fracture") == pytest.approx(
+        _hip_hazard(none, -1.0, 0.0, kind="other_fracture")
+    )
+    gamma = model.turnover_exponent.value
+    assert other(1.4) / other(1.0) == pytest.approx(1.4**gamma)
 
 
 def test_trial_covariates_scale_every_hazard():
@@ -303,6 +333,7 @@ def test_fracture_model_schema_is_strict():
     for key, value in (
         ("incidence_scale", 0.0),
         ("turnover_exponent", -0.1),
+        ("suppression_exponent", 3.5),
         ("loss_weight", 1.5),
         ("ascertainment_ratio", 0.0),
         ("trial_sd", -0.1),

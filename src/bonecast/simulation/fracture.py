@@ -9,7 +9,7 @@ coefficients and sources in ``data/fracture_model.yaml``). Hip and vertebral fra
 other fractures:
 
     h_k(t) = s * I_k * 2^((age(t) - 65) / D_k) * GR_k^(-(z_k(0) + w (z_k(t) - z_k(0))))
-             * max(OC(t), 1)^gamma * C
+             * max(OC(t), 1)^gamma * min(OC(t), 1)^gamma_s * C
 
 with I_k the incidence of the average 65-year-old woman, D_k the age-doubling time, GR_k the
 cross-sectional gradient of risk per SD of BMD at the type's DXA site (Marshall 1996), z_k(t) =
@@ -27,16 +27,32 @@ from 1.33 during treatment to 0.99 after it (Tseng 2018), while the hip BMD lost
 is not regained. High remodeling weakens bone beyond its density (more resorption cavities,
 stress risers), and the term follows resorption in the model: OC rises about 40 % on an
 aromatase inhibitor and returns to baseline within months of stopping, so the excess reverses.
-Resorption suppressed below baseline (tamoxifen, antiresorptives) adds nothing: their benefit
-acts through the BMD gain term below, whose treatment-related gradient (Bouxsein 2019) was
-fitted to trials of such agents and so already carries it; a two-sided term counted it twice
-(fitted to trials without ABCSG-18 it predicted 2.6 % instead of 5.0 % for denosumab there).
+For hip and vertebral fractures resorption suppressed below baseline (tamoxifen,
+antiresorptives) adds nothing: their benefit acts through the BMD gain term below, whose
+treatment-related gradient (Bouxsein 2019) was fitted to trials of such agents and so already
+carries it; a two-sided term on every type counted it twice (fitted to trials without ABCSG-18
+it predicted 2.6 % instead of 5.0 % for denosumab there). Other fractures: next paragraph.
 The split between what BMD and what turnover carry is w (w < 1: a loss on treatment carries
 less risk than the same difference between women).
-s, gamma, w, the ascertainment ratio r (below) and the between-trial SD tau are the model's
-fitted fracture parameters, calibrated to published fracture results of AI and antiresorptive
-trials (``data/fracture_targets.csv``, :mod:`bonecast.simulation.calibration.fracture_fit`,
-which also checks the model on each trial left out of the fit).
+Suppressed resorption (fracture model v4). Other (nonvertebral, non-hip) fractures have no
+treatment-related BMD gradient, yet antiresorptives lower them: Bouxsein et al. 2019 found
+nonvertebral fracture reductions in the trials unrelated to the size of the BMD improvement,
+and the reductions in resorption on treatment explain a share of the fracture benefit that BMD
+does not (Eastell et al., J Bone Miner Res 2003;18:1051, risedronate; Bauer et al., J Bone
+Miner Res 2004;19:1250, alendronate in FIT; UNVERIFIED details). Their benefit appears within
+months (HORIZON-RFT: HR 0.65 over 2 years after one or two infusions), before much BMD is
+gained. So for these fractures resorption below the patient's baseline lowers the hazard by
+OC^gamma_s, the same form as the AI's excess above baseline with an exponent of its own. The
+leave-one-trial-out check chose this form over a saturating one, exp(gamma_s (OC - 1)), by one
+target (10 against 9 of 17); both under-predict ABCSG-18's denosumab arm when that trial is
+left out (2.8 and 3.5 % against 5.0 %), the power form more, as it extrapolates denosumab's
+deeper suppression from tamoxifen's and zoledronic acid's. Hip and vertebral fractures
+keep their benefit in the BMD gain term alone (counting both would count it twice).
+s, gamma, gamma_s, w, the ascertainment ratio r (below) and the between-trial SD tau are the
+model's fitted fracture parameters, calibrated to published fracture results of AI and
+antiresorptive trials (``data/fracture_targets.csv``,
+:mod:`bonecast.simulation.calibration.fracture_fit`, which also checks the model on each trial
+left out of the fit).
 
 For hip and vertebral fractures a BMD *gain* over the average woman's course acts through the
 treatment-related gradient of Bouxsein et al. 2019 (J Bone Miner Res 34:632, meta-regression of
@@ -78,12 +94,12 @@ Clinical fracture is the first fracture of any type (hazards add). Cumulative in
 
 Limitations, said wherever the numbers are shown: applying a trial-level regression of arm means
 to each patient's change is an assumption, and so is the split between gains and losses. The
-turnover term is one exponent for every drug (its size is set by the trials it was fitted to,
-not measured), the trials fix the size of an AI's excess better than its split between BMD
-and turnover (gamma and w trade off along a ridge of the likelihood), and BMD lost on an AI
-keeps w of its risk after the AI stops; the model has no falls,
-prior fractures or other risk factors, and trials differ in how they record fractures (s is a
-compromise between them).
+turnover terms are one exponent each for every drug (their size is set by the trials they were
+fitted to, not measured), the trials fix the size of an AI's excess better than its split
+between BMD and turnover (gamma and w trade off along a ridge of the likelihood), and BMD lost
+on an AI keeps w of its risk after the AI stops; the model has no falls, prior fractures or
+other risk factors, and trials differ in how they record fractures (s is a compromise between
+them).
 """
 
 from __future__ import annotations
@@ -291,8 +307,8 @@ class FractureModel(BaseModel):
 
     def with_fit(self, source: str, **values: float) -> FractureModel:
         """The same model with fitted parameters replaced (``incidence_scale=...``,
-        ``turnover_exponent=...``, ``loss_weight=...``, ``ascertainment_ratio=...``,
-        ``trial_sd=...``; ``source`` says how they were obtained)."""
+        ``turnover_exponent=...``, ``suppression_exponent=...``, ``loss_weight=...``,
+        ``ascertainment_ratio=...``, ``trial_sd=...``; ``source`` says how they were obtained)."""
         unknown = sorted(set(values) - set(FITTED_PARAMETERS))
         if unknown:
             raise ValueError(f"not fitted parameters of the fracture model: {unknown}")
@@ -362,14 +378,14 @@ class FractureModel(BaseModel):
         )
 
     def turnover_term(self, log_osteoclasts: Array, suppressible: bool) -> Array:
-        """ln of the turnover factor: gamma ln max(OC, 1), plus gamma_s min(OC - 1, 0) for a
-        type whose BMD gains carry no treatment-related gradient (``suppressible``; module
+        """ln of the turnover factor: gamma ln max(OC, 1), plus gamma_s ln min(OC, 1) for a type
+        whose BMD gains carry no treatment-related gradient (``suppressible``; module
         docstring, fracture model v4)."""
         excess = self.turnover_exponent.value * np.maximum(log_osteoclasts, 0.0)
         if not suppressible:
             return np.asarray(excess)
-        suppressed = np.minimum(np.expm1(log_osteoclasts), 0.0)
-        return np.asarray(excess + self.suppression_exponent.value * suppressed)
+        suppressed = self.suppression_exponent.value * np.minimum(log_osteoclasts, 0.0)
+        return np.asarray(excess + suppressed)
 
     def hazards_per_year(
         self,

@@ -1,22 +1,23 @@
-"""Fracture targets, the fit of the fracture model and its honest check (fracture model v3).
+"""Fracture targets, the fit of the fracture model and its honest check (fracture model v4).
 
-``data/fracture_targets.csv`` holds published clinical-fracture results of trial arms, each
-with its source: a cumulative incidence (% of women with a clinical fracture between two
-months; its 95 % interval from n, Wilson) or a hazard or odds ratio of an arm against a
-comparator arm (with its published 95 % CI). Each row names the trial spec it runs on (``spec``, relative to
+``data/fracture_targets.csv`` holds published clinical-fracture results of trial arms, each with
+its source: a cumulative incidence (% of women with a clinical fracture between two months; its
+95 % interval from n, Wilson) or a hazard or odds ratio of an arm against a comparator arm (with
+its published 95 % CI). Each row names the trial spec it runs on (``spec``, relative to
 ``examples/trials/calibration``): one spec per trial, with that trial's age distribution and
 fracture covariates (:class:`bonecast.simulation.fracture.FractureSetting`). ``role`` says
 whether a row calibrates the model (``calibration``) or only checks it (``validation``).
 
 **The fit** (random-effects, marginal likelihood). Incidence rows are compared on the log
-scale: ln p_i = ln q_i(theta) + u_trial + e_i, e_i ~ N(0, (1 - p_i) / (n_i p_i)) (binomial
-error of a proportion, delta method), u_trial ~ N(0, tau^2) a trial-level random effect on the
-log incidence shared by all of a trial's incidence rows (arms and times; it cancels in a
-ratio); hazard- and odds-ratio rows are normal on the log scale with the SD of their CI. theta are the
-incidence scale s, the turnover exponent gamma, the loss weight w and the ascertainment ratio r;
-theta and tau maximise the likelihood with the effects integrated out (exact for normal effects:
-per trial a multivariate normal with covariance diag(v) + tau^2 J), with a weakly informative
-log-normal prior on tau (95 % range 0.05-0.8) that only keeps it off zero with five trials.
+scale: ln p_i = ln q_i(theta) + u_trial + e_i, e_i ~ N(0, (1 - p_i) / (n_i p_i)) (binomial error
+of a proportion, delta method), u_trial ~ N(0, tau^2) a trial-level random effect on the log
+incidence shared by all of a trial's incidence rows (arms and times; it cancels in a ratio);
+hazard- and odds-ratio rows are normal on the log scale with the SD of their CI. theta are the
+incidence scale s, the turnover exponent gamma, the suppression exponent gamma_s, the loss
+weight w and the ascertainment ratio r; theta and tau maximise the likelihood with the effects
+integrated out (exact for normal effects: per trial a multivariate normal with covariance
+diag(v) + tau^2 J), with a weakly informative log-normal prior on tau (95 % range 0.05-0.8)
+that only keeps it off zero with a few trials.
 Unlike the BMD random effects (:mod:`bonecast.simulation.calibration.heterogeneity`, two stages:
 a joint fit there lost targets), this is one joint fit: every evaluation reuses the simulated
 arms, so a joint fit costs seconds. Correlation between a trial's rows at two times (the later
@@ -275,8 +276,8 @@ def target_value(target: FractureTarget, incidence: IncidenceOf) -> float:
 class Evaluator:
     """Model values of targets for many parameter values on the same simulated arms.
 
-    The unit hazards depend on gamma, gamma_s and w only; they are cached per (gamma, w), so a change of
-    the scale, the ascertainment ratio or tau costs no hazard computation.
+    The unit hazards depend on gamma, gamma_s and w only; they are cached per (gamma, gamma_s,
+    w), so a change of the scale, the ascertainment ratio or tau costs no hazard computation.
     """
 
     def __init__(self, arms: Mapping[ArmKey, ArmInputs], base: FractureModel) -> None:
@@ -360,7 +361,7 @@ def negative_log_likelihood(
 
 
 STRUCTURES: dict[str, tuple[str, ...]] = {
-    "v4: turnover both ways, BMD loss weight, ascertainment": (
+    "v4: turnover above and below baseline, BMD loss weight, ascertainment": (
         "incidence_scale",
         "turnover_exponent",
         "suppression_exponent",
@@ -373,13 +374,11 @@ STRUCTURES: dict[str, tuple[str, ...]] = {
         "loss_weight",
         "ascertainment_ratio",
     ),
-    "v2: turnover, BMD loss weight": ("incidence_scale", "turnover_exponent", "loss_weight"),
-    "v1-like: BMD only, ascertainment": ("incidence_scale", "loss_weight", "ascertainment_ratio"),
     "v1-like: BMD only": ("incidence_scale", "loss_weight"),
 }
 """Model structures the leave-one-trial-out check compares: the parameters each fits (tau is
-always fitted); the others are held at no effect (gamma 0, r 1)."""
-SHIPPED_STRUCTURE = "v4: turnover both ways, BMD loss weight, ascertainment"
+always fitted); the others are held at no effect (gamma and gamma_s 0, r 1)."""
+SHIPPED_STRUCTURE = "v4: turnover above and below baseline, BMD loss weight, ascertainment"
 """The structure the shipped model uses."""
 
 _BOUNDS = {
@@ -417,8 +416,8 @@ def fit_fracture_model(
     free: Sequence[str] = STRUCTURES[SHIPPED_STRUCTURE],
 ) -> FractureFit:
     """Maximum marginal likelihood of the ``free`` parameters and tau on the calibration rows
-    of ``targets`` (others held at no effect); bounds: s 0.2-5, gamma 0-3, w 0-1, r 0.3-4,
-    tau 0.01-2."""
+    of ``targets`` (others held at no effect); bounds: s 0.2-5, gamma and gamma_s 0-3, w 0-1,
+    r 0.3-4, tau 0.01-2."""
     calibration = [t for t in targets if t.role == "calibration"]
     if not calibration:
         raise ValueError("no calibration rows among the fracture targets")
@@ -634,8 +633,10 @@ FIT_SOURCE = (
     "fracture specs in examples/trials/calibration/fractures) to the calibration rows of "
     "data/fracture_targets.csv: MAP.3 (Goss 2011 N Engl J Med 364:2381), ABCSG-18 at 3 and 7 "
     "years (Gnant 2015 Lancet 386:433), BIG 1-98 (Rabaglio 2009 Ann Oncol 20:1489), MA.17 "
-    "(Goss 2005 J Natl Cancer Inst 97:1262) and ATAC during (Eastell 2006 J Bone Miner Res "
-    "21:1215) and after treatment (Tseng 2018 Ther Adv Musculoskelet Dis 10:71)"
+    "(Goss 2005 J Natl Cancer Inst 97:1262), ATAC during (Eastell 2006 J Bone Miner Res "
+    "21:1215) and after treatment (Tseng 2018 Ther Adv Musculoskelet Dis 10:71), HORIZON-RFT "
+    "(Lyles 2007 N Engl J Med 357:1799), IBIS-II DCIS (Forbes 2016 Lancet 387:866) and NSABP "
+    "B-35 (Margolese 2016 Lancet 387:849)"
 )
 
 

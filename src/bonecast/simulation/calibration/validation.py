@@ -125,7 +125,8 @@ class FractureCheck(Prediction):
         t = self.target
         months = f"months {t.month_from:g}-{t.month_to:g}"
         if t.is_ratio:
-            return f"{t.trial}: {t.arm} / {t.comparator_arm}, {t.unit} of clinical fractures, {months}"
+            arms = f"{t.arm} / {t.comparator_arm}"
+            return f"{t.trial}: {arms}, {t.unit} of clinical fractures, {months}"
         return f"{t.trial}: {t.arm}, clinical-fracture incidence (%), {months}"
 
 
