@@ -52,7 +52,9 @@ s, gamma, gamma_s, w, the ascertainment ratio r (below) and the between-trial SD
 model's fitted fracture parameters, calibrated to published fracture results of AI and
 antiresorptive trials (``data/fracture_targets.csv``,
 :mod:`bonecast.simulation.calibration.fracture_fit`, which also checks the model on each trial
-left out of the fit).
+left out of the fit). Which terms the shipped fit uses is chosen by that check
+(``SHIPPED_STRUCTURE`` there); the others are held at no effect (gamma = gamma_s = 0, r = 1),
+so each term is kept only where it predicts trials left out of the fit better.
 
 For hip and vertebral fractures a BMD *gain* over the average woman's course acts through the
 treatment-related gradient of Bouxsein et al. 2019 (J Bone Miner Res 34:632, meta-regression of
