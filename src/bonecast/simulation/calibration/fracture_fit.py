@@ -381,11 +381,11 @@ STRUCTURES: dict[str, tuple[str, ...]] = {
 }
 """Model structures the leave-one-trial-out check compares: the parameters each fits (tau is
 always fitted); the others are held at no effect (gamma and gamma_s 0, r 1)."""
-SHIPPED_STRUCTURE = "v1-like: BMD only"
+SHIPPED_STRUCTURE = "v3: turnover, BMD loss weight, ascertainment"
 """The structure the shipped model uses: the one with the lowest leave-one-trial-out log score
-(fit of 2026-12-08: -11.9 against +3.3 to +4.0 for the structures with a suppressed-resorption
-term, which under-predict ABCSG-18's denosumab arm when that trial is left out; it also had
-the most targets inside their interval, 11 of 17)."""
+(fit of 2026-12-08 on 17 targets: -14.3, against -11.9 for BMD only and +3.3 to +4.0 for the
+structures with a suppressed-resorption term, which under-predict ABCSG-18's denosumab arm
+when that trial is left out)."""
 
 _BOUNDS = {
     "incidence_scale": (0.2, 5.0),
