@@ -70,7 +70,7 @@ def test_anastrozole_fractures_exceed_tamoxifen_during_and_after_treatment(resul
     treatment (Eastell 2006 J Bone Miner Res 21:1215); pooled risk ratio 1.33 during and 0.99
     (0.72-1.37) after treatment (Tseng 2018 Ther Adv Musculoskelet Dis 10:71). Measured with
     the shipped fit (v4: version 3's structure, chosen by leave-one-trial-out, refitted on 17
-    results): DURING during, AFTER after (years 5-7; v3: 1.49 and 1.32; v2: 1.26 and 1.23;
+    results): 1.49 during, 1.33 after (years 5-7; v3: 1.49 and 1.32; v2: 1.26 and 1.23;
     v1: 1.53 and 1.30): the turnover term's share ends when anastrozole stops, but tamoxifen's
     BMD gain still protects after it stops and the BMD lost on anastrozole keeps its risk
     (weight w), so the ratio falls only a little: inside the published interval after stopping
@@ -92,9 +92,9 @@ def test_zoledronic_acid_lowers_five_year_fracture_incidence(result):
     treatment-related gradient of Bouxsein et al. 2019 (J Bone Miner Res 34:632; vertebral RR
     0.72 and 0.34, hip RR 0.84 and 0.60 for 2 % and 6 % more total-hip BMD); other fractures
     keep the cross-sectional gradient (Marshall 1996; Bouxsein found no association for
-    nonvertebral fractures). Measured with the shipped fit (v4: v3's structure): ZOLMEASURED
-    (with v4's suppressed-resorption term: clinical 0.68, hip 0.70; v3: 0.66, 0.60, 0.44; v2:
-    0.74, 0.66, 0.47; v1: 0.75, 0.67, 0.47)."""
+    nonvertebral fractures). Measured with the shipped fit (v4: v3's structure): clinical
+    0.66, hip 0.59, vertebral 0.44 (with v4's suppressed-resorption term: clinical 0.68, hip
+    0.70; v3: 0.66, 0.60, 0.44; v2: 0.74, 0.66, 0.47; v1: 0.75, 0.67, 0.47)."""
 
     def ratio(kind: str) -> float:
         with_za = result[("anastrozole + zoledronic acid", kind, 0.0, 60.0)].mean_pct_change
