@@ -50,7 +50,7 @@ def test_validate_writes_table_figures_and_html(tmp_path: Path) -> None:
     assert "targets inside their 95 % predictive interval; between-trial SD" in result.output
     with (out / "validation_fractures.csv").open(newline="") as handle:
         fractures = list(csv.DictReader(handle))
-    assert [f["target_id"] for f in fractures] == [f"F{i}" for i in range(1, 16)]
+    assert [f["target_id"] for f in fractures] == [f"F{i}" for i in range(1, 18)]
     for f in fractures:
         assert f["source"] and f["inside_ci95"] in ("yes", "no")
         assert float(f["ci95_low"]) < float(f["literature"]) < float(f["ci95_high"])

@@ -1,4 +1,4 @@
-"""Fracture targets and the fit of the fracture model's three parameters (fracture model v2)."""
+"""Fracture targets and the fit of the fracture model's parameters (fracture model v4)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from bonecast.simulation.calibration.fracture_fit import (
     predictive_interval,
     shrunken_effect,
     simulate_target_arms,
+    target_value,
 )
 from bonecast.simulation.fracture import FITTED_PARAMETERS, default_fracture_model
 from bonecast.simulation.trials import load_trial_spec
@@ -79,16 +80,48 @@ def test_wilson_interval_holds_the_incidence_and_shrinks_with_n(p, n):
     assert high4 - low4 < high - low
 
 
-def test_hazard_ratio_without_ci_borrows_its_trials_width():
+def test_ratio_without_ci_borrows_its_trials_width():
     targets = load_fracture_targets()
-    after = next(t for t in targets if t.statistic == "hazard_ratio" and t.ci_low is None)
-    during = next(
-        t for t in targets if t.trial == after.trial and t.ci_low is not None and t.ci_high
+    during = next(t for t in targets if t.statistic == "hazard_ratio" and t.ci_low is not None)
+    after = during.model_copy(
+        update={"target_id": "X", "ci_low": None, "ci_high": None, "value": 1.0}
     )
-    low, high = interval95(after, targets)
+    listed = [*targets, after]
+    low, high = interval95(after, listed)
     assert during.ci_high is not None and during.ci_low is not None
     assert math.log(high / low) == pytest.approx(math.log(during.ci_high / during.ci_low))
     assert low < after.value < high
+    alone = after.model_copy(update={"trial": "a trial without a CI"})
+    with pytest.raises(ValueError, match="no CI"):
+        interval95(alone, [alone])
+
+
+@given(
+    own=st.floats(min_value=0.5, max_value=50.0),
+    comparator=st.floats(min_value=0.5, max_value=50.0),
+)
+def test_ratios_of_two_arms_follow_their_definitions(own, comparator):
+    """A hazard ratio is the ratio of the arms' cumulative hazards -ln(1 - p); an odds ratio
+    the ratio of their odds p / (1 - p); both are 1 for equal arms and order like the arms."""
+    incidences = {"a": own, "b": comparator}
+
+    def incidence(arm: str, month_from: float, month_to: float) -> float:
+        return incidences[arm]
+
+    row = next(t for t in load_fracture_targets() if t.statistic == "odds_ratio")
+    odds = target_value(row.model_copy(update={"arm": "a", "comparator_arm": "b"}), incidence)
+    hazard = target_value(
+        row.model_copy(update={"arm": "a", "comparator_arm": "b", "statistic": "hazard_ratio"}),
+        incidence,
+    )
+    p, q = own / 100, comparator / 100
+    assert odds == pytest.approx(p / (1 - p) / (q / (1 - q)))
+    assert hazard == pytest.approx(math.log1p(-p) / math.log1p(-q))
+    # the odds ratio lies further from 1 than the hazard ratio, which lies further than the
+    # risk ratio (a rarer event makes them alike)
+    risk = p / q
+    assert (odds - 1) * (risk - 1) >= 0 and abs(math.log(odds)) >= abs(math.log(hazard)) - 1e-12
+    assert abs(math.log(hazard)) >= abs(math.log(risk)) - 1e-12
 
 
 def test_invalid_targets_are_refused():
@@ -162,5 +195,6 @@ def test_shipped_fracture_parameters_are_the_fits_within_sampling_error():
     assert fit["incidence_scale"] == pytest.approx(shipped.incidence_scale.value, rel=0.12)
     assert fit["ascertainment_ratio"] == pytest.approx(shipped.ascertainment_ratio.value, rel=0.15)
     assert fit["turnover_exponent"] == pytest.approx(shipped.turnover_exponent.value, abs=0.08)
+    assert fit["suppression_exponent"] == pytest.approx(shipped.suppression_exponent.value, abs=0.3)
     assert fit["loss_weight"] == pytest.approx(shipped.loss_weight.value, abs=0.2)
     assert fit["trial_sd"] == pytest.approx(shipped.trial_sd.value, rel=0.3)

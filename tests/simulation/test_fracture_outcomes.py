@@ -65,15 +65,16 @@ def test_clinical_fracture_is_at_least_each_of_its_types(result):
             assert clinical > result[(arm, kind, 0.0, 60.0)].mean_pct_change
 
 
-def test_anastrozole_fractures_exceed_tamoxifen_during_treatment_less_after(result):
+def test_anastrozole_fractures_exceed_tamoxifen_during_and_after_treatment(result):
     """ATAC: fracture hazard ratio anastrozole/tamoxifen 1.49 (1.25-1.77) over 5 years of
-    treatment (Eastell 2006 J Bone Miner Res 21:1215); during treatment 1.33, after 0.99
-    (Tseng 2018, docs/clinical/fracture-risk.md section 4.3). Measured with the fitted model v3
-    on the parameter set with modeling-based formation: 1.49 during, 1.32 after (years 5-7; v2:
-    1.26 and 1.23; v1: 1.53 and 1.30): the turnover term's share ends when anastrozole stops,
-    but tamoxifen's BMD gain still protects after it stops and the BMD lost on anastrozole keeps
-    its risk (w near 1), so the ratio falls only a little and stays well above the published
-    0.99 (a known miss, reported by bonecast validate)."""
+    treatment (Eastell 2006 J Bone Miner Res 21:1215); pooled risk ratio 1.33 during and 0.99
+    (0.72-1.37) after treatment (Tseng 2018 Ther Adv Musculoskelet Dis 10:71). Measured with
+    the shipped fit (v4: version 3's structure, chosen by leave-one-trial-out, refitted on 17
+    results): 1.49 during, 1.33 after (years 5-7; v3: 1.49 and 1.32; v2: 1.26 and 1.23;
+    v1: 1.53 and 1.30): the turnover term's share ends when anastrozole stops, but tamoxifen's
+    BMD gain still protects after it stops and the BMD lost on anastrozole keeps its risk
+    (weight w), so the ratio falls only a little: inside the published interval after stopping
+    (0.72-1.37), above its point estimate (a known miss, reported by bonecast validate)."""
     during = _hazard(result[("anastrozole", "clinical_fracture", 0.0, 60.0)].mean_pct_change) / (
         _hazard(result[("tamoxifen", "clinical_fracture", 0.0, 60.0)].mean_pct_change)
     )
@@ -81,7 +82,7 @@ def test_anastrozole_fractures_exceed_tamoxifen_during_treatment_less_after(resu
         _hazard(result[("tamoxifen", "clinical_fracture", 60.0, 84.0)].mean_pct_change)
     )
     assert 1.25 <= during <= 1.77
-    assert 1.0 <= after < during
+    assert 0.72 <= after < during
 
 
 def test_zoledronic_acid_lowers_five_year_fracture_incidence(result):
@@ -91,9 +92,9 @@ def test_zoledronic_acid_lowers_five_year_fracture_incidence(result):
     treatment-related gradient of Bouxsein et al. 2019 (J Bone Miner Res 34:632; vertebral RR
     0.72 and 0.34, hip RR 0.84 and 0.60 for 2 % and 6 % more total-hip BMD); other fractures
     keep the cross-sectional gradient (Marshall 1996; Bouxsein found no association for
-    nonvertebral fractures); suppressed resorption adds nothing of its own (one-sided turnover
-    term, v3). Measured: clinical 0.66, hip 0.60, vertebral 0.44 (v2: 0.74, 0.66, 0.47; v1: 0.75,
-    0.67, 0.47)."""
+    nonvertebral fractures). Measured with the shipped fit (v4: v3's structure): clinical
+    0.66, hip 0.59, vertebral 0.44 (with v4's suppressed-resorption term: clinical 0.68, hip
+    0.70; v3: 0.66, 0.60, 0.44; v2: 0.74, 0.66, 0.47; v1: 0.75, 0.67, 0.47)."""
 
     def ratio(kind: str) -> float:
         with_za = result[("anastrozole + zoledronic acid", kind, 0.0, 60.0)].mean_pct_change
@@ -191,12 +192,14 @@ def _hip_hazard(
     change_pct: float,
     turnover: float = 1.0,
     setting: FractureSetting | None = None,
+    kind: str = "hip_fracture",
 ) -> float:
-    """Hip hazard of a woman of 65 at T = -1 after 2 years at ``t_score`` (sites alike)."""
+    """Hazard of ``kind`` (default hip) of a woman of 65 at T = -1 after 2 years at ``t_score``
+    (sites alike)."""
     args = (np.array([65.0]), np.array([[2.0]]), np.full((3, 1), -1.0))
     current, change = np.full((3, 1, 1), t_score), np.full((3, 1, 1), change_pct)
     hazards = model.hazards_per_year(*args, current, change, np.full((1, 1), turnover), setting)
-    return float(hazards["hip_fracture"][0, 0])
+    return float(hazards[kind][0, 0])
 
 
 def test_a_loss_acts_through_the_weighted_cross_sectional_gradient():
@@ -220,15 +223,45 @@ def test_a_loss_acts_through_the_weighted_cross_sectional_gradient():
 def test_turnover_term_scales_every_hazard_by_osteoclast_activity_to_gamma():
     """Osteoclast activity 40 % above baseline (about what an aromatase inhibitor gives in the
     model) multiplies the hazard by 1.4^gamma; back at baseline the term is 1 again, so the
-    excess it carries reverses when turnover normalises."""
-    model = default_fracture_model()
+    excess it carries reverses when turnover normalises (checked at gamma 0.5: the shipped
+    structure may hold it at 0, chosen by leave-one-trial-out)."""
+    model = default_fracture_model().with_fit("gamma=0.5", turnover_exponent=0.5)
     gamma = model.turnover_exponent.value
-    assert gamma > 0
     at_baseline = _hip_hazard(model, -1.0, 0.0)
     assert _hip_hazard(model, -1.0, 0.0, 1.4) / at_baseline == pytest.approx(1.4**gamma)
-    # resorption suppressed below baseline acts through BMD only (the treatment-related gradient
-    # of Bouxsein 2019 already carries an antiresorptive's benefit; fracture model v3)
+    # for hip (and vertebral) fractures resorption suppressed below baseline acts through BMD
+    # only (the treatment-related gradient of Bouxsein 2019 already carries an antiresorptive's
+    # benefit there; fracture model v3)
     assert _hip_hazard(model, -1.0, 0.0, 0.3) == pytest.approx(at_baseline)
+    assert _hip_hazard(model, -1.0, 0.0, 0.3, kind="vertebral_fracture") == pytest.approx(
+        _hip_hazard(model, -1.0, 0.0, kind="vertebral_fracture")
+    )
+
+
+@pytest.mark.parametrize("turnover", [0.1, 0.4, 0.7, 0.99])
+def test_suppressed_resorption_lowers_other_fractures(turnover):
+    """Other (nonvertebral, non-hip) fractures, whose BMD gains carry no treatment-related
+    gradient (Bouxsein 2019): resorption suppressed to a fraction OC of baseline multiplies
+    their hazard by OC^gamma_s (fracture model v4; checked at gamma_s 0.36, its fit in the v4
+    structure, as the shipped structure may hold it at 0); above baseline the AI's term
+    applies as for every type, so one exponent each side of baseline."""
+    model = default_fracture_model().with_fit(
+        "v4 structure", suppression_exponent=0.36, turnover_exponent=0.17
+    )
+    gamma_s = model.suppression_exponent.value
+
+    def other(oc: float) -> float:
+        return _hip_hazard(model, -1.0, 0.0, oc, kind="other_fracture")
+
+    assert other(turnover) / other(1.0) == pytest.approx(turnover**gamma_s)
+    # deeper suppression, lower hazard; no suppression term without the fitted exponent
+    assert other(turnover * 0.5) < other(turnover)
+    none = model.with_fit("no term", suppression_exponent=0.0)
+    assert _hip_hazard(none, -1.0, 0.0, turnover, kind="other_fracture") == pytest.approx(
+        _hip_hazard(none, -1.0, 0.0, kind="other_fracture")
+    )
+    gamma = model.turnover_exponent.value
+    assert other(1.4) / other(1.0) == pytest.approx(1.4**gamma)
 
 
 def test_trial_covariates_scale_every_hazard():
@@ -303,6 +336,7 @@ def test_fracture_model_schema_is_strict():
     for key, value in (
         ("incidence_scale", 0.0),
         ("turnover_exponent", -0.1),
+        ("suppression_exponent", 3.5),
         ("loss_weight", 1.5),
         ("ascertainment_ratio", 0.0),
         ("trial_sd", -0.1),

@@ -389,7 +389,7 @@ def plot_fractures(report: ValidationReport, path: Path) -> None:
         )
     top = max(max(f.target.value, f.model) for f in report.fractures if f.target.unit == "%")
     right.plot([0, top * 1.1], [0, top * 1.1], color="0.5", lw=0.8)
-    right.set_xlabel("published (incidence %, or hazard ratio x 10)")
+    right.set_xlabel("published (incidence %, or hazard or odds ratio x 10)")
     right.set_ylabel("model")
     right.set_title("Every fracture target (red: outside its 95 % interval)", fontsize=9)
     right.grid(alpha=0.3)

@@ -9,7 +9,7 @@ coefficients and sources in ``data/fracture_model.yaml``). Hip and vertebral fra
 other fractures:
 
     h_k(t) = s * I_k * 2^((age(t) - 65) / D_k) * GR_k^(-(z_k(0) + w (z_k(t) - z_k(0))))
-             * max(OC(t), 1)^gamma * C
+             * max(OC(t), 1)^gamma * min(OC(t), 1)^gamma_s * C
 
 with I_k the incidence of the average 65-year-old woman, D_k the age-doubling time, GR_k the
 cross-sectional gradient of risk per SD of BMD at the type's DXA site (Marshall 1996), z_k(t) =
@@ -27,16 +27,36 @@ from 1.33 during treatment to 0.99 after it (Tseng 2018), while the hip BMD lost
 is not regained. High remodeling weakens bone beyond its density (more resorption cavities,
 stress risers), and the term follows resorption in the model: OC rises about 40 % on an
 aromatase inhibitor and returns to baseline within months of stopping, so the excess reverses.
-Resorption suppressed below baseline (tamoxifen, antiresorptives) adds nothing: their benefit
-acts through the BMD gain term below, whose treatment-related gradient (Bouxsein 2019) was
-fitted to trials of such agents and so already carries it; a two-sided term counted it twice
-(fitted to trials without ABCSG-18 it predicted 2.6 % instead of 5.0 % for denosumab there).
+For hip and vertebral fractures resorption suppressed below baseline (tamoxifen,
+antiresorptives) adds nothing: their benefit acts through the BMD gain term below, whose
+treatment-related gradient (Bouxsein 2019) was fitted to trials of such agents and so already
+carries it; a two-sided term on every type counted it twice (fitted to trials without ABCSG-18
+it predicted 2.6 % instead of 5.0 % for denosumab there). Other fractures: next paragraph.
 The split between what BMD and what turnover carry is w (w < 1: a loss on treatment carries
 less risk than the same difference between women).
-s, gamma, w, the ascertainment ratio r (below) and the between-trial SD tau are the model's
-fitted fracture parameters, calibrated to published fracture results of AI and antiresorptive
-trials (``data/fracture_targets.csv``, :mod:`bonecast.simulation.calibration.fracture_fit`,
-which also checks the model on each trial left out of the fit).
+Suppressed resorption (fracture model v4). Other (nonvertebral, non-hip) fractures have no
+treatment-related BMD gradient, yet antiresorptives lower them: Bouxsein et al. 2019 found
+nonvertebral fracture reductions in the trials unrelated to the size of the BMD improvement,
+and the reductions in resorption on treatment explain a share of the fracture benefit that BMD
+does not (Eastell et al., J Bone Miner Res 2003;18:1051, risedronate; Bauer et al., J Bone
+Miner Res 2004;19:1250, alendronate in FIT; UNVERIFIED details). Their benefit appears within
+months (HORIZON-RFT: HR 0.65 over 2 years after one or two infusions), before much BMD is
+gained. So for these fractures resorption below the patient's baseline lowers the hazard by
+OC^gamma_s, the same form as the AI's excess above baseline with an exponent of its own. The
+leave-one-trial-out check chose this form over a saturating one, exp(gamma_s (OC - 1)), by one
+target (10 against 9 of 17); both under-predict ABCSG-18's denosumab arm when that trial is
+left out (2.8 and 3.5 % against 5.0 %), the power form more, as it extrapolates denosumab's
+deeper suppression from tamoxifen's and zoledronic acid's; by the check's log score the
+shipped fit leaves the term out (gamma_s = 0) until more antiresorptive trials support it.
+Hip and vertebral fractures keep their benefit in the BMD gain term alone (counting both would
+count it twice).
+s, gamma, gamma_s, w, the ascertainment ratio r (below) and the between-trial SD tau are the
+model's fitted fracture parameters, calibrated to published fracture results of AI and
+antiresorptive trials (``data/fracture_targets.csv``,
+:mod:`bonecast.simulation.calibration.fracture_fit`, which also checks the model on each trial
+left out of the fit). Which terms the shipped fit uses is chosen by that check
+(``SHIPPED_STRUCTURE`` there); the others are held at no effect (gamma = gamma_s = 0, r = 1),
+so each term is kept only where it predicts trials left out of the fit better.
 
 For hip and vertebral fractures a BMD *gain* over the average woman's course acts through the
 treatment-related gradient of Bouxsein et al. 2019 (J Bone Miner Res 34:632, meta-regression of
@@ -78,12 +98,12 @@ Clinical fracture is the first fracture of any type (hazards add). Cumulative in
 
 Limitations, said wherever the numbers are shown: applying a trial-level regression of arm means
 to each patient's change is an assumption, and so is the split between gains and losses. The
-turnover term is one exponent for every drug (its size is set by the trials it was fitted to,
-not measured), the trials fix the size of an AI's excess better than its split between BMD
-and turnover (gamma and w trade off along a ridge of the likelihood), and BMD lost on an AI
-keeps w of its risk after the AI stops; the model has no falls,
-prior fractures or other risk factors, and trials differ in how they record fractures (s is a
-compromise between them).
+turnover terms are one exponent each for every drug (their size is set by the trials they were
+fitted to, not measured), the trials fix the size of an AI's excess better than its split
+between BMD and turnover (gamma and w trade off along a ridge of the likelihood), and BMD lost
+on an AI keeps w of its risk after the AI stops; the model has no falls, prior fractures or
+other risk factors, and trials differ in how they record fractures (s is a compromise between
+them).
 """
 
 from __future__ import annotations
@@ -265,6 +285,9 @@ class FractureModel(BaseModel):
     prior_fracture: PriorFracture
     incidence_scale: FittedValue
     turnover_exponent: FittedValue
+    suppression_exponent: FittedValue = FittedValue(
+        value=0.0, source="no term (a fit file of fracture model v3)"
+    )
     loss_weight: FittedValue
     ascertainment_ratio: FittedValue
     trial_sd: FittedValue
@@ -278,16 +301,18 @@ class FractureModel(BaseModel):
                 raise ValueError(f"{name}: {value} must be > 0")
         if self.trial_sd.value < 0:
             raise ValueError(f"trial_sd: {self.trial_sd.value} must be >= 0")
-        if not 0 <= self.turnover_exponent.value <= 3:
-            raise ValueError(f"turnover_exponent: {self.turnover_exponent.value} is outside 0..3")
+        for name in ("turnover_exponent", "suppression_exponent"):
+            value = getattr(self, name).value
+            if not 0 <= value <= 3:
+                raise ValueError(f"{name}: {value} is outside 0..3")
         if not 0 <= self.loss_weight.value <= 1:
             raise ValueError(f"loss_weight: {self.loss_weight.value} is outside 0..1")
         return self
 
     def with_fit(self, source: str, **values: float) -> FractureModel:
         """The same model with fitted parameters replaced (``incidence_scale=...``,
-        ``turnover_exponent=...``, ``loss_weight=...``, ``ascertainment_ratio=...``,
-        ``trial_sd=...``; ``source`` says how they were obtained)."""
+        ``turnover_exponent=...``, ``suppression_exponent=...``, ``loss_weight=...``,
+        ``ascertainment_ratio=...``, ``trial_sd=...``; ``source`` says how they were obtained)."""
         unknown = sorted(set(values) - set(FITTED_PARAMETERS))
         if unknown:
             raise ValueError(f"not fitted parameters of the fracture model: {unknown}")
@@ -341,19 +366,30 @@ class FractureModel(BaseModel):
                 gain = bmd_pct_change[SITES.index(k.bmd_change.site)] - average_change_pct
                 fixed = fixed + k.bmd_change.slope_per_pct * np.maximum(gain, 0.0)
                 loss = -log_gradient * np.minimum(changed_standing, 0.0)
-            out[name] = LogHazardTerms(np.asarray(fixed), np.asarray(loss))
+            out[name] = LogHazardTerms(np.asarray(fixed), np.asarray(loss), k.bmd_change is None)
         return out
 
     def hazard(
         self, terms: LogHazardTerms, log_osteoclasts: Array, setting: FractureSetting | None = None
     ) -> Array:
-        """Hazard per year of one type: trial factor x exp(fixed + w loss + gamma ln OC), with
-        ``log_osteoclasts`` from :func:`log_excess_turnover`."""
+        """Hazard per year of one type: trial factor x exp(fixed + w loss + turnover term), with
+        ``log_osteoclasts`` the log osteoclast activity relative to the patient's baseline
+        (:meth:`turnover_term`)."""
         return self.trial_factor(setting or FractureSetting()) * np.exp(
             terms.fixed
             + self.loss_weight.value * terms.loss
-            + self.turnover_exponent.value * log_osteoclasts
+            + self.turnover_term(log_osteoclasts, terms.suppressible)
         )
+
+    def turnover_term(self, log_osteoclasts: Array, suppressible: bool) -> Array:
+        """ln of the turnover factor: gamma ln max(OC, 1), plus gamma_s ln min(OC, 1) for a type
+        whose BMD gains carry no treatment-related gradient (``suppressible``; module
+        docstring, fracture model v4)."""
+        excess = self.turnover_exponent.value * np.maximum(log_osteoclasts, 0.0)
+        if not suppressible:
+            return np.asarray(excess)
+        suppressed = self.suppression_exponent.value * np.minimum(log_osteoclasts, 0.0)
+        return np.asarray(excess + suppressed)
 
     def hazards_per_year(
         self,
@@ -371,29 +407,27 @@ class FractureModel(BaseModel):
         terms = self.log_hazard_terms(
             age0_years, years, baseline_t_scores, t_scores, bmd_pct_change
         )
-        log_oc = log_excess_turnover(osteoclasts)
+        log_oc = np.log(osteoclasts)
         return {name: self.hazard(term, log_oc, setting) for name, term in terms.items()}
-
-
-def log_excess_turnover(osteoclasts: Array) -> Array:
-    """ln max(OC, 1): the turnover term counts resorption above the patient's baseline only
-    (module docstring, fracture model v3)."""
-    return np.asarray(np.log(np.maximum(osteoclasts, 1.0)))
 
 
 @dataclass(frozen=True)
 class LogHazardTerms:
-    """ln hazard of one type = ln trial factor + fixed + w * loss + gamma * ln OC (module
+    """ln hazard of one type = ln trial factor + fixed + w * loss + turnover term (module
     docstring): ``fixed`` holds the age, baseline-standing and BMD-gain terms, ``loss`` the
-    change of standing through the cross-sectional gradient, -ln GR_k x (fall of standing)."""
+    change of standing through the cross-sectional gradient, -ln GR_k x (fall of standing);
+    ``suppressible``: resorption below baseline lowers this type's hazard (a type without a
+    treatment-related BMD gradient)."""
 
     fixed: Array
     loss: Array
+    suppressible: bool
 
 
 FITTED_PARAMETERS = (
     "incidence_scale",
     "turnover_exponent",
+    "suppression_exponent",
     "loss_weight",
     "ascertainment_ratio",
     "trial_sd",
@@ -468,7 +502,7 @@ class HazardInputs:
             age0_years[None, :], years, t_scores[:, 0], t_middle, change_middle
         )
         step_years = (np.diff(months) * DAYS_PER_MONTH / 365.25)[:, None]
-        return cls(months, step_years, log_excess_turnover(oc_middle), terms)
+        return cls(months, step_years, np.log(oc_middle), terms)
 
     def cumulative_hazard(
         self, model: FractureModel, quantity: str, setting: FractureSetting | None = None

@@ -136,8 +136,9 @@ class FractureCheck(Prediction):
         """The outcome in words."""
         t = self.target
         months = f"months {t.month_from:g}-{t.month_to:g}"
-        if t.statistic == "hazard_ratio":
-            return f"{t.trial}: {t.arm} / {t.comparator_arm}, clinical fractures, {months}"
+        if t.is_ratio:
+            arms = f"{t.arm} / {t.comparator_arm}"
+            return f"{t.trial}: {arms}, {t.unit} of clinical fractures, {months}"
         return f"{t.trial}: {t.arm}, clinical-fracture incidence (%), {months}"
 
 
