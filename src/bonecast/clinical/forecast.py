@@ -17,10 +17,11 @@ systematic resampling from a pool of ``POOL_FACTOR`` x ``twins`` simulated over 
 her forecast passes through her scans within their precision error, starts at her latest scan,
 and narrows with every scan. The points are the median and the 5-95 % band of what a scan would
 read on that date (the scan's own precision error included, so a later scan can be compared with
-the band directly). ``band_narrowing_pct`` compares the band at the horizon with the forecast
-from her first comparable scan at that site alone, on the same twins (what her follow-up scans
-and markers added; 0 with one scan); ``fit_to_scans`` shows her scans against the
-forecast on their dates; ``effective_twins`` is the effective sample size behind the band.
+the band directly). ``band_narrowing_pct`` compares the band she is shown at the horizon (first
+plan) with the forecast from her first comparable scan at that site alone, on twins from the
+same pool (what her follow-up scans and markers added; 0 with one scan); ``fit_to_scans``
+shows her scans against the forecast on their dates; ``effective_twins`` is the effective
+sample size behind the band.
 
 Plans (issue 4; choices documented here):
 
@@ -686,31 +687,23 @@ def _forecast(
 
     fits = _fit_to_scans(used, modelled(courses[0], used))
     narrowing = dict.fromkeys(sites, 0.0)
-    if shape:  # all her measurements against her first comparable scan alone, on the same twins
+    if shape:  # the band she is shown against her first comparable scan alone, same twin pool
         prior_courses = courses[-1]
-        levels = fit_levels(used, modelled(prior_courses, used))
-        weights, _ = normalised_weights(levels.log_likelihood)
         horizon = row[outputs[-1]]
         end = t0 + timedelta(days=outputs[-1])
         for site in sites:
             obs = latest[site]
             first = min((o for o in used if o.group == obs.group), key=lambda o: o.date)
             future = np.log(prior_courses.at(site, horizon))
-            offset, variance = levels.predict(obs.group, end)
             alone = math.log(first.value) - np.log(prior_courses.at(site, row[days[first]]))
-            conditioned = mixture_quantiles(
-                (offset + future)[None, :],
-                np.array([math.sqrt(variance + obs.sd_log**2)]),
-                (BAND[0], BAND[2]),
-                weights,
-            )
             spread = first.sd_log**2 + first.drift_per_day * (end - first.date).days
             reference = mixture_quantiles(
                 (alone + future)[None, :],
                 np.array([math.sqrt(spread + obs.sd_log**2)]),
                 (BAND[0], BAND[2]),
             )
-            width = float(conditioned[1, 0] - conditioned[0, 0])
+            k = keys.index((runnable[0][0], site, months[-1]))
+            width = float(high[k] - low[k])
             narrowing[site] = round(
                 100.0 * (1.0 - width / float(reference[1, 0] - reference[0, 0])), 1
             )
