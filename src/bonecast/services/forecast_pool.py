@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
-import os
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 from bonecast.clinical import DEFAULT_RULE_SET, Assessment, Lsc, Patient, assess, parse_patient
+from bonecast.simulation.executors import available_cores
 
 WARM_UP_PATIENT: dict[str, Any] = {
     "sex": "female",
@@ -38,14 +38,6 @@ WARM_UP_PATIENT: dict[str, Any] = {
 }
 """A made-up woman on anastrozole with two scans and two CTX values: assessing her runs every
 piece of an assessment with a conditioned forecast (twin pool, kernel, Kalman filter, bands)."""
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def default_processes() -> int:

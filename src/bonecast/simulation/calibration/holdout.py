@@ -16,7 +16,7 @@ the site and the row's noise scale).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -91,13 +91,18 @@ def validate_holdout(
     targets: TargetSet | None = None,
     n_per_arm: int | None = None,
     progress: Callable[[int], None] | None = None,
+    simulated: Mapping[str, TrialResult] | None = None,
 ) -> HoldoutValidation:
     """Run the hold-out trials (specs in ``trials_folder``, or in ``fitted_trials_folder`` for
     a fitted trial's held-out time points) with ``parameter_set`` and check every hold-out row
-    (default: the shipped file) with the high-weight rule."""
+    (default: the shipped file) with the high-weight rule. A trial already in ``simulated``
+    (the calibration trials' results with the same set and ``n_per_arm``) is not run again."""
     listed = targets if targets is not None else load_holdout_targets()
-    specs = holdout_specs(trials_folder, sorted(listed.by_trial()), fitted_trials_folder)
-    results = run_trials(specs, parameter_set, n_per_arm, progress)
+    known = simulated or {}
+    results = {name: known[name] for name in listed.by_trial() if name in known}
+    to_run = sorted(set(listed.by_trial()) - set(results))
+    specs = holdout_specs(trials_folder, to_run, fitted_trials_folder)
+    results |= run_trials(specs, parameter_set, n_per_arm, progress)
     never_fitted = tuple(t.target_id for t in listed.targets)
     checks = check_targets(
         listed.targets,

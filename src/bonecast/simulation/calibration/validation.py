@@ -310,6 +310,7 @@ def validate(
             fitted_trials_folder=trials_folder,
             n_per_arm=n_per_arm,
             progress=progress,
+            simulated=results,
         ),
     )
 
@@ -345,5 +346,5 @@ def validation_patient_days(
     days = patient_days(load_trial_specs(trials_folder, names), n_per_arm)
     if holdout_trials is None:
         return days
-    held_out = sorted(load_holdout_targets().by_trial())
+    held_out = sorted(set(load_holdout_targets().by_trial()) - set(names))  # not run twice
     return days + patient_days(holdout_specs(holdout_trials, held_out, trials_folder), n_per_arm)
