@@ -245,7 +245,7 @@ def osteomorph_refusion(k_w: Any, signal: Any, n_w: Any) -> Any:
 
 
 def osteomorph_loss(refusion: Any, k_wd: Any) -> Any:
-    """Loss rate of osteomorphs, k_W f_L + k_Wd: re-fusion plus their own death (1/day;
+    """Loss rate of osteomorphs, k_W f_L^n_W + k_Wd: re-fusion plus their own death (1/day;
     docs/model/equations.md section 6.3.1)."""
     return refusion + k_wd
 
