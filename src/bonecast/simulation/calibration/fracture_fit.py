@@ -383,7 +383,7 @@ STRUCTURES: dict[str, tuple[str, ...]] = {
 always fitted); the others are held at no effect (gamma and gamma_s 0, r 1)."""
 SHIPPED_STRUCTURE = "v3: turnover, BMD loss weight, ascertainment"
 """The structure the shipped model uses: the one with the lowest leave-one-trial-out log score
-(fit of 2026-12-08 on 17 targets: -14.3, against -11.9 for BMD only and +3.3 to +4.0 for the
+(fit of 2026-12-08 on 17 targets: -14.6, against -11.8 for BMD only and +2.9 to +4.1 for the
 structures with a suppressed-resorption term, which under-predict ABCSG-18's denosumab arm
 when that trial is left out)."""
 
